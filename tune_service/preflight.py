@@ -1,0 +1,65 @@
+"""Checks that need the data and the model's shape, run before Ray starts.
+
+The spec's own validation cannot see a missing column, a model path that does
+not exist or parameter groups that match nothing; these checks load the data
+and build the model's skeleton on the meta device (no weights, no memory) with
+the same code the trials use, and turn any problem into a :class:`SpecError`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._distributions import Distribution
+from .spec import SpecError, SweepSpec
+
+# task type -> module exposing `Adapter` (a trainables.loop.Task) and `tune_trainable`
+TASK_MODULES = {"text_classification": "trainables.text_classification"}
+
+
+def task_module(task_type: str):
+    return importlib.import_module(TASK_MODULES[task_type])
+
+
+def task_config(spec: SweepSpec) -> dict:
+    """The spec's task section as the plain data a trainable reads."""
+    return spec.task.model_dump(mode="json")
+
+
+def _max(value: Any) -> Any:
+    if isinstance(value, Distribution):
+        return max(value.values) if value.is_finite else value.args[1] - 1
+    return value
+
+
+def check(spec: SweepSpec) -> Any:
+    """Load the data and the model skeleton; raise :class:`SpecError` on a problem.
+
+    Returns the task adapter (data loaded), for callers that want to inspect it.
+    """
+    from trainables.data import DataError
+    from trainables.loop import freeze_lowest_layers
+    from trainables.param_groups import ParamGroupError, build_param_groups
+
+    module = task_module(spec.task.type)
+    try:
+        adapter = module.Adapter(task_config(spec))
+    except DataError as exc:
+        raise SpecError([("task.dataset", str(exc))]) from None
+    except OSError as exc:  # transformers: no such model folder or hub id
+        raise SpecError([("task.model", f"cannot load {spec.task.model!r}: {exc}")]) from None
+    try:
+        model = adapter.model_skeleton()
+    except (OSError, ValueError) as exc:
+        raise SpecError([("task.model", f"cannot load {spec.task.model!r}: {exc}")]) from None
+    try:
+        build_param_groups(model, adapter.selectors(model))
+    except ParamGroupError as exc:
+        raise SpecError([("task.groups", str(exc))]) from None
+    k = _max(spec.hyperparameters.frozen_layers)
+    try:
+        freeze_lowest_layers(model, adapter.layers(model), k)
+    except ValueError as exc:
+        raise SpecError([("hyperparameters.frozen_layers", str(exc))]) from None
+    return adapter

@@ -1,0 +1,122 @@
+"""Human-readable summaries of a sweep for the terminal (and the parent run)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Sequence
+
+from ray.tune import Callback
+
+from .result import SweepResult
+from .tracking import flatten, ui_command
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def trials_table(result: SweepResult, searched: Sequence[str]) -> str:
+    """One row per trial, best first by the sweep's metric; searched hyperparameters as columns."""
+    metric = result.metric
+    extra = [m for m in ("val_accuracy", "val_f1", "val_loss") if m != metric]
+    header = ["trial", "status", "epochs", metric, *extra, *searched]
+    sign = -1 if result.mode == "max" else 1
+
+    def key(t):
+        v = t.metrics.get(metric)
+        return (v is None, sign * v if v is not None else 0)
+
+    rows = []
+    for t in sorted(result.trials, key=key):
+        flat = flatten(t.config)
+        rows.append(
+            [t.trial_id, t.status, str(t.epochs), _fmt(t.metrics.get(metric, "-")),
+             *(_fmt(t.metrics.get(m, "-")) for m in extra), *(_fmt(flat.get(p, "-")) for p in searched)]
+        )  # fmt: skip
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def summary(result: SweepResult, searched: Sequence[str]) -> str:
+    lines = [
+        "",
+        f"Sweep {result.name} ({result.sweep_id}): {len(result.trials)} trials, "
+        f"{result.strategy} search, {result.wall_time_s:.0f}s",
+        "",
+        trials_table(result, searched),
+        "",
+    ]
+    if result.best_trial_id is None:
+        lines.append("No trial reported the metric.")
+    else:
+        flat = flatten(result.best_config or {})
+        lines += [
+            f"Best trial {result.best_trial_id}: {result.metric}={_fmt(result.best_value)}",
+            "Best config (searched values; the full config is best_config.json on the parent run):",
+            *(f"  {p}: {flat[p]}" for p in searched if p in flat),
+            f"Best checkpoint: {result.best_checkpoint}",
+        ]
+    lines += [
+        "",
+        f"MLflow: experiment {result.experiment_id}, parent run {result.parent_run_id}",
+        f"Open the MLflow UI on these results:\n  {ui_command(result.tracking_uri)}",
+        f"  then browse http://127.0.0.1:5000/#/experiments/{result.experiment_id}/runs/{result.parent_run_id}",
+    ]
+    return "\n".join(lines)
+
+
+
+
+class Progress(Callback):
+    """A Tune callback printing one line per trial event: start, each epoch, end.
+
+    Replaces Tune's console output, whose per-trial config tables drown the
+    figures a user watches.
+    """
+
+    def __init__(self, metric: str, mode: str, total: int | None, searched: Sequence[str], stream=None):
+        self.metric, self.mode, self.total = metric, mode, total
+        self.searched = list(searched)
+        self.stream = stream or sys.stdout
+        self.start = time.time()
+        self.done = 0
+        self.best: tuple[float, str] | None = None
+
+    def _print(self, text: str) -> None:
+        elapsed = int(time.time() - self.start)
+        print(f"[{elapsed // 60:3d}:{elapsed % 60:02d}] {text}", file=self.stream, flush=True)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        flat = flatten(trial.config)
+        params = " ".join(f"{p.removeprefix('groups.')}={_fmt(flat[p])}" for p in self.searched if p in flat)
+        self._print(f"trial {trial.trial_id} started: {params}")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        value = result.get(self.metric)
+        if value is None:
+            return
+        better = self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0])
+        if better:
+            self.best = (value, trial.trial_id)
+        epochs = trial.config.get("epochs", "?")
+        extras = " ".join(
+            f"{k}={_fmt(result[k])}" for k in ("val_loss", "train_loss", "train_samples_per_s") if k in result
+        )
+        self._print(
+            f"trial {trial.trial_id} epoch {result.get('epoch', '?')}/{epochs}: {self.metric}={_fmt(value)} {extras}"
+            f" | best {_fmt(self.best[0])} ({self.best[1]})"
+        )
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.done += 1
+        of = f"/{self.total}" if self.total else ""
+        self._print(f"trial {trial.trial_id} finished ({self.done}{of} done)")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.done += 1
+        self._print(f"trial {trial.trial_id} FAILED: see {trial.local_path}")

@@ -1,0 +1,506 @@
+"""The sweep spec: a typed, validated description of one hyperparameter sweep.
+
+A spec is written once, as YAML or as the same structure in Python, and is
+refused at the door when anything in it is wrong: :func:`load_spec` raises
+:class:`SpecError`, whose message names each bad field by its path, the value
+found and what would be accepted. Nothing touches Ray or MLflow before that.
+
+Layout (see ``examples/quickstart.yaml``)::
+
+    name, description
+    task:            what is fine-tuned on what (model, dataset, parameter groups)
+    hyperparameters: per-group optimizer settings and trial-wide settings; each a
+                     fixed value or a distribution ({loguniform: [low, high]}, ...)
+    search:          strategy, metric, mode, trial count, concurrency, time budget
+    resources:       per trial
+    mlflow:          where trials are tracked
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+import typing
+from pathlib import Path
+from typing import Any, Iterator, Literal, Optional, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from typing_extensions import Annotated
+
+from ._distributions import DISTRIBUTIONS, Distribution, Domain
+
+__all__ = [
+    "SpecError",
+    "SweepSpec",
+    "load_spec",
+    "smoke_spec",
+    "iter_hyperparameters",
+    "TASK_METRICS",
+    "DEFAULT_GROUPS",
+    "OPTIMIZERS",
+    "LR_SCHEDULERS",
+    "STRATEGIES",
+]
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+LR_SCHEDULERS = ("constant", "linear", "cosine", "step", "exponential", "inverse_time")
+STRATEGIES = ("grid", "random")
+# What each task's trainable reports every epoch; the search metric must be one of these.
+TASK_METRICS = {
+    "text_classification": ("val_accuracy", "val_f1", "val_loss", "train_loss"),
+}
+# Parameter groups a task gets when the spec names none (resolved against the model:
+# `encoder` is the pretrained base model, `head` everything else).
+DEFAULT_GROUPS = {"text_classification": ("encoder", "head")}
+
+SMOKE_TRIALS = 2
+SMOKE_TRAIN_SIZE = 64
+SMOKE_VALIDATION_SIZE = 64
+
+
+class SpecError(ValueError):
+    """A sweep spec is invalid. ``problems`` lists ``(field path, message)`` pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]], source: str | None = None):
+        self.problems = problems
+        self.source = source
+        where = f" ({source})" if source else ""
+        lines = [f"invalid sweep spec{where}:"]
+        lines += [f"  - {path}: {msg}" if path else f"  - {msg}" for path, msg in problems]
+        super().__init__("\n".join(lines))
+
+
+# --------------------------------------------------------------------------- fields
+
+_DIST_SCHEMA = {
+    "type": "object",
+    "description": "a search distribution, e.g. {loguniform: [1e-5, 1e-3]} or {choice: [16, 32]}",
+    "minProperties": 1,
+    "maxProperties": 1,
+    "propertyNames": {"enum": list(DISTRIBUTIONS)},
+    "additionalProperties": {"type": "array"},
+}
+
+
+def _value_schema(domain: Domain) -> dict:
+    if domain.kind == "choice":
+        schema: dict = {"enum": list(domain.options)}
+    elif domain.kind == "bool":
+        schema = {"type": "boolean"}
+    else:
+        schema = {"type": "integer" if domain.kind == "int" else "number"}
+        for key, bound in (
+            ("minimum", domain.ge),
+            ("exclusiveMinimum", domain.gt),
+            ("maximum", domain.le),
+            ("exclusiveMaximum", domain.lt),
+        ):
+            if bound is not None:
+                schema[key] = bound
+    if domain.nullable:
+        schema = {"anyOf": [schema, {"type": "null"}]}
+    return schema
+
+
+def _serialize(value: Any) -> Any:
+    return value.to_spec() if isinstance(value, Distribution) else value
+
+
+def HP(domain: Domain, description: str) -> Any:
+    """A hyperparameter field: a fixed value or a distribution, checked against ``domain``."""
+    return Annotated[
+        Any,
+        BeforeValidator(domain.check),
+        PlainSerializer(_serialize),
+        WithJsonSchema(
+            {
+                "description": f"{description}; accepts {domain.describe()}, or a distribution",
+                "anyOf": [_value_schema(domain), _DIST_SCHEMA],
+            }
+        ),
+    ]
+
+
+_pos = Domain("float", gt=0)
+_nonneg = Domain("float", ge=0)
+_unit = Domain("float", ge=0, lt=1)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class GroupHyperparameters(_Strict):
+    """Optimizer, LR schedule and freezing for one parameter group (its own optimizer)."""
+
+    lr: HP(_pos, "peak learning rate")
+    optimizer: HP(Domain("choice", options=OPTIMIZERS), "optimizer type") = "adamw"
+    weight_decay: HP(_nonneg, "weight decay (decoupled for adamw)") = 0.0
+    momentum: HP(_unit, "momentum (sgd, rmsprop)") = 0.9
+    beta1: HP(_unit, "first-moment decay (adam, adamw)") = 0.9
+    beta2: HP(_unit, "second-moment decay (adam, adamw)") = 0.999
+    scheduler: HP(Domain("choice", options=LR_SCHEDULERS), "LR schedule") = "constant"
+    warmup_ratio: HP(_unit, "fraction of training steps of linear warmup") = 0.0
+    gamma: HP(Domain("float", gt=0, le=1), "decay factor (step: per step_epochs; exponential: per epoch)") = 0.5
+    step_epochs: HP(Domain("int", ge=1), "epochs between decays of the step schedule") = 1
+    decay: HP(_nonneg, "inverse_time decay: lr / (1 + decay * epoch)") = 1.0
+    frozen: HP(Domain("bool"), "freeze this group's parameters") = False
+    unfreeze_epoch: HP(
+        Domain("int", ge=1, nullable=True), "first epoch in which a frozen group trains"
+    ) = None
+
+
+class Hyperparameters(_Strict):
+    """Everything a trial is configured by; each entry fixed or searched."""
+
+    groups: dict[str, GroupHyperparameters]
+    batch_size: HP(Domain("int", ge=1), "training batch size") = 16
+    epochs: HP(Domain("int", ge=1), "training epochs") = 1
+    dropout: HP(Domain("float", ge=0, lt=1, nullable=True), "dropout of every dropout layer") = None
+    l1: HP(_nonneg, "L1 penalty on weights, added to the loss") = 0.0
+    l2: HP(_nonneg, "L2 penalty on weights, added to the loss") = 0.0
+    max_grad_norm: HP(Domain("float", gt=0, nullable=True), "gradient clipping norm") = 1.0
+    frozen_layers: HP(Domain("int", ge=0), "embeddings plus the lowest K encoder layers frozen") = 0
+    early_stopping_patience: HP(
+        Domain("int", ge=1, nullable=True), "epochs without improvement before a trial stops"
+    ) = None
+    seed: HP(Domain("int", ge=0), "seed of model init, dropout and data order") = 0
+
+    @field_validator("groups")
+    @classmethod
+    def _some_group(cls, groups: dict) -> dict:
+        if not groups:
+            raise ValueError("at least one parameter group is needed")
+        return groups
+
+
+class GroupSelector(_Strict):
+    """Which parameters (by name) form a group: name prefixes and/or a regex."""
+
+    prefix: list[str] = Field(default_factory=list)
+    regex: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "GroupSelector":
+        if not self.prefix and self.regex is None:
+            raise ValueError("a group selector needs `prefix` (a list of name prefixes) or `regex`")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"regex {self.regex!r} does not compile: {exc}") from None
+        return self
+
+
+class DatasetSpec(_Strict):
+    """A dataset: ``builtin:NAME``, a local CSV/JSON/JSONL/parquet file, or a hub id."""
+
+    source: str = "builtin:rotten_tomatoes"
+    config_name: Optional[str] = Field(None, description="hub dataset configuration, e.g. sst2 of glue")
+    text_column: str = "text"
+    label_column: str = "label"
+    train_split: str = "train"
+    validation_split: Union[float, str] = Field(
+        0.2, description="a split name, or the fraction of train held out for validation"
+    )
+    train_size: Optional[int] = Field(None, ge=1, description="train subset size (null: all)")
+    validation_size: Optional[int] = Field(None, ge=1, description="validation subset size")
+    seed: int = Field(0, ge=0, description="seed of the split and subsets (the same for every trial)")
+
+    @field_validator("validation_split")
+    @classmethod
+    def _fraction(cls, v: Union[float, str]) -> Union[float, str]:
+        if isinstance(v, float) and not 0 < v < 1:
+            raise ValueError(f"got {v}; a held-out fraction must be > 0 and < 1 (or give a split name)")
+        return v
+
+
+class TextClassificationTask(_Strict):
+    """Sequence classification: a pretrained encoder plus a new classification head."""
+
+    type: Literal["text_classification"]
+    model: str = Field("builtin:minilm", description="builtin:minilm, a hub id or a local path")
+    dataset: DatasetSpec = DatasetSpec()
+    max_length: int = Field(128, ge=8, le=8192, description="tokens per example")
+    groups: Optional[dict[str, GroupSelector]] = Field(
+        None, description="parameter groups by name; default: encoder (base model) and head"
+    )
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        return tuple(self.groups) if self.groups else DEFAULT_GROUPS[self.type]
+
+
+class SearchSpec(_Strict):
+    strategy: Literal["grid", "random"] = "random"
+    metric: str = "val_accuracy"
+    mode: Literal["max", "min"] = "max"
+    num_samples: int = Field(
+        8, ge=1, description="random: trials drawn; grid: times the whole grid is repeated"
+    )
+    max_concurrent_trials: Optional[int] = Field(None, ge=1)
+    time_budget_s: Optional[float] = Field(None, gt=0, description="stop the sweep after this long")
+    seed: int = Field(0, ge=0, description="seed of the searcher")
+
+
+class Resources(_Strict):
+    cpu: float = Field(1, gt=0, description="CPUs per trial (also the trial's torch threads)")
+    gpu: float = Field(0, ge=0, description="GPUs per trial; fractions share a GPU")
+
+
+class MlflowSpec(_Strict):
+    tracking_uri: Optional[str] = Field(
+        None, description="overridden by --tracking-uri or MLFLOW_TRACKING_URI; default sqlite:///mlflow.db"
+    )
+    experiment: Optional[str] = Field(None, description="default: the sweep name")
+    log_checkpoints: bool = Field(True, description="upload each trial's final checkpoint as artifacts")
+
+
+class SweepSpec(_Strict):
+    """A whole sweep. Build it with :func:`load_spec` to get full validation."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+    description: str = ""
+    task: TextClassificationTask
+    hyperparameters: Hyperparameters
+    search: SearchSpec = SearchSpec()
+    resources: Resources = Resources()
+    mlflow: MlflowSpec = MlflowSpec()
+
+    def to_dict(self) -> dict:
+        """The spec as plain data (distributions in their ``{kind: args}`` form)."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def iter_hyperparameters(hp: Hyperparameters) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Yield ``(path, value)`` for every hyperparameter, groups first.
+
+    ``path`` is relative to ``hyperparameters`` (``("groups", "encoder", "lr")``);
+    ``value`` is a fixed value or a :class:`Distribution`.
+    """
+    for gname, group in hp.groups.items():
+        for field in GroupHyperparameters.model_fields:
+            yield ("groups", gname, field), getattr(group, field)
+    for field in Hyperparameters.model_fields:
+        if field != "groups":
+            yield (field,), getattr(hp, field)
+
+
+def _unwrap(annotation: Any) -> list:
+    """The model classes or dict value types an annotation can hold."""
+    origin = typing.get_origin(annotation)
+    if origin in (Union, Optional) or str(origin) == "types.UnionType":
+        return [t for a in typing.get_args(annotation) for t in _unwrap(a)]
+    if origin is Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    return [annotation]
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """Field names of the model found by walking ``loc`` from :class:`SweepSpec`."""
+    node: Any = SweepSpec
+    i = 0
+    while i < len(loc):
+        if not (isinstance(node, type) and issubclass(node, BaseModel)):
+            return []
+        field = node.model_fields.get(loc[i])
+        if field is None:
+            return []
+        nxt = None
+        for t in _unwrap(field.annotation):
+            if typing.get_origin(t) is dict:
+                nxt, i = typing.get_args(t)[1], i + 1  # skip the dict key
+                break
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                nxt = t
+        node, i = nxt, i + 1
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return list(node.model_fields)
+    return []
+
+
+def _path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _problems_from(exc: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if p != "function-after")
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            key = str(loc[-1])
+            known = _fields_at(loc[:-1])
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+            msg = f"unknown key '{key}'" + (f" (did you mean '{close[0]}'?)" if close else "")
+            if known:
+                msg += f"; accepted keys: {', '.join(known)}"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] not in ("value_error", "assertion_error"):
+            msg = f"{msg} (got {err['input']!r})"
+        problems.append((_path(loc), msg))
+    return problems
+
+
+def _cross_checks(spec: SweepSpec) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    task = spec.task
+    expected = task.group_names
+    got = tuple(spec.hyperparameters.groups)
+    if set(expected) != set(got):
+        missing = [g for g in expected if g not in got]
+        extra = [g for g in got if g not in expected]
+        detail = []
+        if missing:
+            detail.append(f"missing {missing}")
+        if extra:
+            detail.append(f"unknown {extra}")
+        source = "task.groups" if task.groups else f"the {task.type} default groups"
+        problems.append(
+            (
+                "hyperparameters.groups",
+                f"{'; '.join(detail)}: every parameter group needs its own settings; "
+                f"groups are {list(expected)} (from {source})",
+            )
+        )
+    metrics = TASK_METRICS[task.type]
+    if spec.search.metric not in metrics:
+        close = difflib.get_close_matches(spec.search.metric, metrics, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        problems.append(
+            (
+                "search.metric",
+                f"got '{spec.search.metric}'{hint}; the {task.type} task reports {', '.join(metrics)}",
+            )
+        )
+    for path, value in iter_hyperparameters(spec.hyperparameters):
+        if (
+            spec.search.strategy == "grid"
+            and isinstance(value, Distribution)
+            and not value.is_finite
+        ):
+            problems.append(
+                (
+                    _path(("hyperparameters",) + path),
+                    f"strategy 'grid' enumerates finite values, but this is {value.kind}: "
+                    f"write {{grid: [...]}} or use strategy 'random'",
+                )
+            )
+    for gname, group in spec.hyperparameters.groups.items():
+        if group.frozen is False and group.unfreeze_epoch is not None and not isinstance(
+            group.unfreeze_epoch, Distribution
+        ):
+            problems.append(
+                (
+                    f"hyperparameters.groups.{gname}.unfreeze_epoch",
+                    f"got {group.unfreeze_epoch}, but the group is not frozen: set frozen: true",
+                )
+            )
+    return problems
+
+
+def load_spec(source: Union[SweepSpec, dict, str, Path]) -> SweepSpec:
+    """Validate a spec given as a :class:`SweepSpec`, a dict, or a YAML file path.
+
+    Raises :class:`SpecError` listing every problem found.
+    """
+    label = None
+    if isinstance(source, SweepSpec):
+        data: Any = source.to_dict()
+    elif isinstance(source, (str, Path)):
+        path = Path(source)
+        label = str(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise SpecError([("", f"cannot read the spec file: {exc.strerror}")], label) from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SpecError(
+                [("", f"the spec file is not UTF-8 text (byte {exc.start}: {raw[exc.start]:#x})")],
+                label,
+            ) from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise SpecError([("", f"YAML syntax error{where}: {problem}")], label) from None
+        if data is None:
+            raise SpecError([("", "the spec file is empty")], label)
+    elif isinstance(source, dict):
+        data = copy.deepcopy(source)
+    else:
+        raise TypeError(f"spec must be a SweepSpec, dict or path, got {type(source).__name__}")
+    if not isinstance(data, dict):
+        raise SpecError(
+            [("", f"a spec is a mapping of sections (name, task, ...), got {type(data).__name__}")],
+            label,
+        )
+    try:
+        spec = SweepSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_problems_from(exc), label) from None
+    problems = _cross_checks(spec)
+    if problems:
+        raise SpecError(problems, label)
+    return spec
+
+
+def smoke_spec(spec: SweepSpec) -> SweepSpec:
+    """The same sweep, shrunk to run end to end in a couple of minutes.
+
+    Same code path: at most :data:`SMOKE_TRIALS` trials of one epoch on small
+    subsets. A grid keeps two points: the first two values of its first axis,
+    the first value of every other axis.
+    """
+    data = spec.to_dict()
+    hp = data["hyperparameters"]
+    hp["epochs"] = 1
+    enumerated = ("grid", "choice") if spec.search.strategy == "grid" else ("grid",)
+    grids_kept = 0
+
+    def shrink(node: dict) -> None:
+        nonlocal grids_kept
+        for key, value in node.items():
+            if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in enumerated:
+                kind, values = next(iter(value.items()))
+                node[key] = {kind: values[: SMOKE_TRIALS if grids_kept == 0 else 1]}
+                grids_kept += 1
+            elif isinstance(value, dict):
+                shrink(value)
+
+    shrink(hp)
+    ds = data["task"]["dataset"]
+    ds["train_size"] = min(ds["train_size"] or SMOKE_TRAIN_SIZE, SMOKE_TRAIN_SIZE)
+    ds["validation_size"] = min(ds["validation_size"] or SMOKE_VALIDATION_SIZE, SMOKE_VALIDATION_SIZE)
+    search = data["search"]
+    # Ray Tune repeats the whole grid num_samples times: with a grid, once is enough.
+    search["num_samples"] = 1 if grids_kept else SMOKE_TRIALS
+    search["time_budget_s"] = None
+    data["name"] = f"{spec.name}-smoke"[:100]
+    return load_spec(data)
