@@ -34,7 +34,7 @@ class SearchPlan:
     scheduler: Any
 
 
-def build(spec: "SweepSpec") -> SearchPlan:
+def build(spec: SweepSpec) -> SearchPlan:
     """The Tune search space, searcher and scheduler for ``spec``."""
     strategy = spec.search.strategy
     if strategy not in STRATEGIES:

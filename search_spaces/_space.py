@@ -33,7 +33,7 @@ def to_tune_domain(dist: Distribution, enumerate_choices: bool = False) -> Any:
     raise ValueError(f"unknown distribution {kind!r}")
 
 
-def param_space(hp: "Hyperparameters", enumerate_choices: bool = False) -> dict:
+def param_space(hp: Hyperparameters, enumerate_choices: bool = False) -> dict:
     """Nested dict of fixed values and Tune domains, the shape the trainable reads."""
     from tune_service.spec import iter_hyperparameters
 

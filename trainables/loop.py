@@ -24,7 +24,8 @@ import random
 import tempfile
 import time
 import warnings
-from typing import Iterable, Mapping, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 import numpy as np
 import torch

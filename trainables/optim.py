@@ -9,8 +9,8 @@ size or the batch size.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -27,7 +27,9 @@ def make_optimizer(params: Iterable[tuple[str, nn.Parameter]], hp: Mapping) -> t
     for name, p in params:
         (no_decay if name.endswith(NO_DECAY_SUFFIXES) else decay).append(p)
     wd = float(hp["weight_decay"])
-    param_groups = [g for g in ({"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+    param_groups = [
+        g for g in ({"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]
+    ]
     lr = float(hp["lr"])
     kind = hp["optimizer"]
     if kind == "sgd":

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from torch import nn
 
@@ -34,7 +34,7 @@ class Selector:
             object.__setattr__(self, "_compiled", re.compile(self.regex))
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "Selector":
+    def from_dict(cls, d: Mapping) -> Selector:
         return cls(prefix=tuple(d.get("prefix") or ()), regex=d.get("regex"))
 
     def matches(self, name: str) -> bool:

@@ -12,8 +12,9 @@ import contextlib
 import json
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 
 class Reporter(Protocol):

@@ -19,8 +19,8 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import torch
 from torch import nn
@@ -47,7 +47,9 @@ def resolve_model(source: str) -> str:
     if source.startswith(BUILTIN_PREFIX):
         name = source[len(BUILTIN_PREFIX) :]
         if name not in BUILTIN_MODELS:
-            raise DataError(f"model {source!r} is not built in; built-in: {', '.join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS)}")
+            raise DataError(
+                f"model {source!r} is not built in; built-in: {', '.join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS)}"
+            )
         return str(BUILTIN_MODELS[name]())
     return source
 
@@ -217,7 +219,9 @@ SMOKE_CONFIG = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainables.text_classification", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m trainables.text_classification", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--smoke-test", action="store_true", help="one epoch on 64 examples of the offline defaults")
     parser.add_argument("--model", default=SMOKE_TASK["model"], help="builtin:minilm, a hub id or a local path")
     parser.add_argument("--epochs", type=int, default=1)

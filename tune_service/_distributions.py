@@ -122,9 +122,7 @@ class Domain:
             for op, bound in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt)):
                 if bound is not None:
                     parts.append(f"{op} {bound}")
-            text = ("an integer" if self.kind == "int" else "a number") + (
-                " " + " and ".join(parts) if parts else ""
-            )
+            text = ("an integer" if self.kind == "int" else "a number") + (" " + " and ".join(parts) if parts else "")
         return text + (" (or null)" if self.nullable else "")
 
     def check_value(self, value: Any) -> Any:
@@ -164,10 +162,7 @@ class Domain:
                     self.check_value(v)
                 return dist
             if self.kind not in ("float", "int"):
-                raise ValueError(
-                    f"{dist.kind} is for numbers; this field takes {self.describe()}: "
-                    f"use choice or grid"
-                )
+                raise ValueError(f"{dist.kind} is for numbers; this field takes {self.describe()}: use choice or grid")
             if self.kind == "int" and dist.kind in ("uniform", "loguniform"):
                 raise ValueError(
                     f"this field takes integers; {dist.kind} draws floats: use randint, "
@@ -183,4 +178,3 @@ class Domain:
                 self.check_value(top)
             return dist
         return self.check_value(raw)
-

@@ -23,10 +23,14 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a sweep here (Ray in-process) or on a cluster (--address)")
     run.add_argument("spec", help="the sweep spec (YAML)")
-    run.add_argument("--smoke-test", action="store_true", help="2 trials, 1 epoch, small subsets: check a sweep quickly")
+    run.add_argument(
+        "--smoke-test", action="store_true", help="2 trials, 1 epoch, small subsets: check a sweep quickly"
+    )
     run.add_argument("--tracking-uri", help="MLflow tracking URI (overrides $MLFLOW_TRACKING_URI and the spec)")
     run.add_argument("--address", help="a running Ray cluster to use instead of starting Ray in-process")
-    run.add_argument("--storage-path", help="where Ray Tune keeps trial results and checkpoints (default ~/ray_results)")
+    run.add_argument(
+        "--storage-path", help="where Ray Tune keeps trial results and checkpoints (default ~/ray_results)"
+    )
     run.add_argument("--num-cpus", type=int, help="CPUs of the in-process Ray (default: all)")
     run.add_argument("--json", metavar="PATH", help="also write the result as JSON to PATH ('-' for stdout)")
 
@@ -50,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
                 from . import preflight
 
                 preflight.check(spec)
-            print(f"{args.spec}: valid sweep spec '{spec.name}' ({spec.search.strategy} search on {spec.search.metric})")
+            print(
+                f"{args.spec}: valid sweep spec '{spec.name}' ({spec.search.strategy} search on {spec.search.metric})"
+            )
             return 0
         from .driver import run_sweep
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from ray.tune import Callback
 
@@ -68,8 +68,6 @@ def summary(result: SweepResult, searched: Sequence[str]) -> str:
         f"  then browse http://127.0.0.1:5000/#/experiments/{result.experiment_id}/runs/{result.parent_run_id}",
     ]
     return "\n".join(lines)
-
-
 
 
 class Progress(Callback):

@@ -22,8 +22,9 @@ import copy
 import difflib
 import re
 import typing
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import (
@@ -37,7 +38,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from typing_extensions import Annotated
 
 from ._distributions import DISTRIBUTIONS, Distribution, Domain
 
@@ -157,9 +157,7 @@ class GroupHyperparameters(_Strict):
     step_epochs: HP(Domain("int", ge=1), "epochs between decays of the step schedule") = 1
     decay: HP(_nonneg, "inverse_time decay: lr / (1 + decay * epoch)") = 1.0
     frozen: HP(Domain("bool"), "freeze this group's parameters") = False
-    unfreeze_epoch: HP(
-        Domain("int", ge=1, nullable=True), "first epoch in which a frozen group trains"
-    ) = None
+    unfreeze_epoch: HP(Domain("int", ge=1, nullable=True), "first epoch in which a frozen group trains") = None
 
 
 class Hyperparameters(_Strict):
@@ -172,7 +170,7 @@ class Hyperparameters(_Strict):
     l1: HP(_nonneg, "L1 penalty on weights, added to the loss") = 0.0
     l2: HP(_nonneg, "L2 penalty on weights, added to the loss") = 0.0
     max_grad_norm: HP(Domain("float", gt=0, nullable=True), "gradient clipping norm") = 1.0
-    frozen_layers: HP(Domain("int", ge=0), "embeddings plus the lowest K encoder layers frozen") = 0
+    frozen_layers: HP(Domain("int", ge=0), "the K lowest layers frozen, the embeddings counting as the first") = 0
     early_stopping_patience: HP(
         Domain("int", ge=1, nullable=True), "epochs without improvement before a trial stops"
     ) = None
@@ -193,7 +191,7 @@ class GroupSelector(_Strict):
     regex: Optional[str] = None
 
     @model_validator(mode="after")
-    def _check(self) -> "GroupSelector":
+    def _check(self) -> GroupSelector:
         if not self.prefix and self.regex is None:
             raise ValueError("a group selector needs `prefix` (a list of name prefixes) or `regex`")
         if self.regex is not None:
@@ -247,9 +245,7 @@ class SearchSpec(_Strict):
     strategy: Literal["grid", "random"] = "random"
     metric: str = "val_accuracy"
     mode: Literal["max", "min"] = "max"
-    num_samples: int = Field(
-        8, ge=1, description="random: trials drawn; grid: times the whole grid is repeated"
-    )
+    num_samples: int = Field(8, ge=1, description="random: trials drawn; grid: times the whole grid is repeated")
     max_concurrent_trials: Optional[int] = Field(None, ge=1)
     time_budget_s: Optional[float] = Field(None, gt=0, description="stop the sweep after this long")
     seed: int = Field(0, ge=0, description="seed of the searcher")
@@ -396,11 +392,7 @@ def _cross_checks(spec: SweepSpec) -> list[tuple[str, str]]:
             )
         )
     for path, value in iter_hyperparameters(spec.hyperparameters):
-        if (
-            spec.search.strategy == "grid"
-            and isinstance(value, Distribution)
-            and not value.is_finite
-        ):
+        if spec.search.strategy == "grid" and isinstance(value, Distribution) and not value.is_finite:
             problems.append(
                 (
                     _path(("hyperparameters",) + path),
@@ -409,8 +401,10 @@ def _cross_checks(spec: SweepSpec) -> list[tuple[str, str]]:
                 )
             )
     for gname, group in spec.hyperparameters.groups.items():
-        if group.frozen is False and group.unfreeze_epoch is not None and not isinstance(
-            group.unfreeze_epoch, Distribution
+        if (
+            group.frozen is False
+            and group.unfreeze_epoch is not None
+            and not isinstance(group.unfreeze_epoch, Distribution)
         ):
             problems.append(
                 (

@@ -17,8 +17,9 @@ import logging
 import math
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ray.tune import Callback
 
@@ -88,8 +89,17 @@ class SweepTracker:
         self.parent_run_id: str | None = None
         self.trial_runs: dict[str, str] = {}
 
-    def start_sweep(self, *, name: str, sweep_id: str, strategy: str, spec_yaml: str, search_space: dict,
-                    params: Mapping[str, Any], description: str = "") -> str:
+    def start_sweep(
+        self,
+        *,
+        name: str,
+        sweep_id: str,
+        strategy: str,
+        spec_yaml: str,
+        search_space: dict,
+        params: Mapping[str, Any],
+        description: str = "",
+    ) -> str:
         tags = {TAG_SWEEP_ID: sweep_id, TAG_STRATEGY: strategy}
         if description:
             tags["mlflow.note.content"] = description
@@ -127,8 +137,15 @@ class SweepTracker:
         """Upload a trial's checkpoint folder as artifacts of its run."""
         self.client.log_artifacts(self.trial_runs[trial_id], checkpoint_dir, CHECKPOINT_ARTIFACTS)
 
-    def finish_sweep(self, *, best_trial_id: str | None, best_metrics: Mapping, best_config: Mapping | None,
-                     trials_table: str, status: str = "FINISHED") -> None:
+    def finish_sweep(
+        self,
+        *,
+        best_trial_id: str | None,
+        best_metrics: Mapping,
+        best_config: Mapping | None,
+        trials_table: str,
+        status: str = "FINISHED",
+    ) -> None:
         parent = self.parent_run_id
         if best_trial_id is not None and best_trial_id in self.trial_runs:
             best_run = self.trial_runs[best_trial_id]

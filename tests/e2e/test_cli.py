@@ -1,0 +1,102 @@
+"""The CLI as a user types it: every example in smoke mode (real MiniLM, real data), bad input, schema."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = [str(Path(sys.executable).parent / "tune-service")]  # the installed console script
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+
+
+def cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_runs_in_smoke_mode(example, tmp_path):
+    proc = cli(
+        "run", str(example), "--smoke-test", "--num-cpus", "2",
+        "--storage-path", str(tmp_path / "ray"), "--json", "result.json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "Best trial" in out and "epoch 1/1" in out
+    # the default tracking store is a SQLite file in the working directory
+    db = tmp_path / "mlflow.db"
+    assert f"mlflow ui --backend-store-uri sqlite:///{db}" in out
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert len(result["trials"]) == 2
+    assert all(t["status"] == "TERMINATED" and t["epochs"] == 1 for t in result["trials"])
+    assert result["best_trial_id"] in {t["trial_id"] for t in result["trials"]}
+
+    client = MlflowClient(f"sqlite:///{db}")
+    runs = client.search_runs(
+        [result["experiment_id"]], filter_string=f"tags.mlflow.parentRunId = '{result['parent_run_id']}'"
+    )
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    assert client.get_run(result["parent_run_id"]).info.status == "FINISHED"
+
+
+def test_bad_spec_exits_2_before_ray_or_mlflow(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(
+        "name: bad\ntask: {type: text_classification}\n"
+        "hyperparameters:\n  groups:\n    encoder: {lr: {loguniform: [0, 1.0e-3]}}\n    head: {lr: 1.0e-3}\n"
+    )
+    proc = cli("run", str(spec), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "hyperparameters.groups.encoder.lr: loguniform needs low > 0" in proc.stderr
+    assert "Started a local Ray instance" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_bad_data_column_exits_2_before_ray(tmp_path):
+    spec = tmp_path / "bad-column.yaml"
+    spec.write_text(
+        "name: bad-column\n"
+        "task: {type: text_classification, dataset: {text_column: review}}\n"
+        "hyperparameters:\n  groups:\n    encoder: {lr: 1.0e-5}\n    head: {lr: 1.0e-3}\n"
+    )
+    proc = cli("run", str(spec), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "task.dataset: text_column='review' not in the train data; columns: text, label" in proc.stderr
+    assert "Started a local Ray instance" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_validate_accepts_examples_and_refuses_typos(tmp_path):
+    ok = cli("validate", str(EXAMPLES[0]), cwd=tmp_path)
+    assert ok.returncode == 0 and "valid sweep spec" in ok.stdout
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(EXAMPLES[0].read_text().replace("num_samples:", "num_sample:"))
+    bad = cli("validate", str(typo), "--spec-only", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "search.num_sample: unknown key 'num_sample' (did you mean 'num_samples'?)" in bad.stderr
+
+
+def test_schema_prints_json_schema(tmp_path):
+    proc = cli("schema", cwd=tmp_path)
+    assert proc.returncode == 0
+    schema = json.loads(proc.stdout)
+    assert schema["title"] == "SweepSpec" and "hyperparameters" in schema["properties"]
+
+
+def test_trainable_runs_without_ray(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainables.text_classification", "--smoke-test"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(metrics) == {"val_accuracy", "val_f1", "val_loss", "train_loss"}
+    assert 0 <= metrics["val_accuracy"] <= 1

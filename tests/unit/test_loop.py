@@ -1,0 +1,158 @@
+"""The dual-LR loop, run without Ray on a tiny BERT: freezing, optimizers, early stopping, resume."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from trainables.loop import TRAIN_STATE
+from trainables.reporting import LocalReporter
+from trainables.text_classification import METRICS, train
+
+GROUP = {
+    "lr": 3e-3, "optimizer": "adamw", "weight_decay": 0.0, "momentum": 0.9, "beta1": 0.9, "beta2": 0.999,
+    "scheduler": "constant", "warmup_ratio": 0.0, "gamma": 0.5, "step_epochs": 1, "decay": 1.0,
+    "frozen": False, "unfreeze_epoch": None,
+}  # fmt: skip
+CONFIG = {
+    "groups": {"encoder": dict(GROUP), "head": {**GROUP, "lr": 1e-2, "optimizer": "sgd"}},
+    "batch_size": 16, "epochs": 3, "dropout": 0.1, "l1": 0.0, "l2": 0.0, "max_grad_norm": 1.0,
+    "frozen_layers": 0, "early_stopping_patience": None, "seed": 3,
+}  # fmt: skip
+RUN = {"monitor": "val_accuracy", "mode": "max", "num_threads": 1}
+
+
+@pytest.fixture
+def task(tiny_bert, sentiment_csv):
+    return {
+        "model": tiny_bert,
+        "dataset": {
+            "source": sentiment_csv, "config_name": None, "text_column": "review", "label_column": "sentiment",
+            "train_split": "train", "validation_split": 0.25, "train_size": 120, "validation_size": 60, "seed": 0,
+        },
+        "max_length": 16,
+        "groups": None,
+    }  # fmt: skip
+
+
+def config(**changes) -> dict:
+    cfg = copy.deepcopy(CONFIG)
+    for dotted, value in changes.items():
+        node = cfg
+        *parents, last = dotted.split("__")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return cfg
+
+
+def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return load_file(checkpoint / "model" / "model.safetensors")
+
+
+class Interrupt(Exception):
+    pass
+
+
+class InterruptingReporter(LocalReporter):
+    """Stops the run (as a crash would) right after epoch ``after`` is checkpointed."""
+
+    def __init__(self, out_dir, after: int):
+        super().__init__(out_dir, stream=None)
+        self.after = after
+
+    def report(self, metrics, checkpoint_dir):
+        super().report(metrics, checkpoint_dir)
+        if metrics["epoch"] == self.after:
+            raise Interrupt
+
+
+def test_reports_every_metric_each_epoch_and_learns(task, tmp_path):
+    rep = LocalReporter(tmp_path, stream=None)
+    last = train(config(), task, RUN, rep)
+    assert [m["epoch"] for m in rep.history] == [1, 2, 3]
+    for m in rep.history:
+        assert set(METRICS) <= set(m)
+        assert 0 <= m["val_accuracy"] <= 1 and 0 <= m["val_f1"] <= 1
+    assert last["val_accuracy"] >= 0.9, rep.history  # the generated task is easy
+    assert rep.history[-1]["train_loss"] < rep.history[0]["train_loss"]
+
+
+def test_each_group_has_its_own_optimizer_type(task, tmp_path):
+    rep = LocalReporter(tmp_path, stream=None)
+    train(config(epochs=1), task, RUN, rep)
+    state = torch.load(rep.checkpoints[-1] / TRAIN_STATE, weights_only=True)
+    enc = state["optimizers"]["encoder"]["state"]
+    head = state["optimizers"]["head"]["state"]
+    assert all("exp_avg" in s for s in enc.values())  # AdamW
+    assert all("momentum_buffer" in s for s in head.values())  # SGD
+    assert rep.history[0]["lr/encoder"] == 3e-3 and rep.history[0]["lr/head"] == 1e-2
+
+
+def test_frozen_group_is_unchanged_until_it_unfreezes(task, tiny_bert, tmp_path):
+    rep = LocalReporter(tmp_path, stream=None)
+    train(config(groups__encoder__frozen=True, groups__encoder__unfreeze_epoch=2), task, RUN, rep)
+    initial = load_file(Path(tiny_bert) / "model.safetensors")
+    after1, after2 = weights(rep.checkpoints[0]), weights(rep.checkpoints[1])
+    encoder = [k for k in initial if k.startswith("bert.")]
+    assert encoder
+    assert all(torch.equal(after1[k], initial[k]) for k in encoder)
+    assert any(not torch.equal(after2[k], after1[k]) for k in encoder)
+    assert not torch.equal(after1["classifier.weight"], initial["classifier.weight"])
+    assert rep.history[0]["trainable_params/encoder"] == 0
+    assert rep.history[1]["trainable_params/encoder"] > 0
+
+
+def test_lowest_layers_stay_frozen(task, tiny_bert, tmp_path):
+    rep = LocalReporter(tmp_path, stream=None)
+    train(config(frozen_layers=2, epochs=2), task, RUN, rep)
+    initial = load_file(Path(tiny_bert) / "model.safetensors")
+    final = weights(rep.checkpoints[-1])
+    frozen = [k for k in initial if k.startswith(("bert.embeddings.", "bert.encoder.layer.0."))]
+    trained = [k for k in initial if k.startswith("bert.encoder.layer.1.")]
+    assert frozen and trained
+    assert all(torch.equal(final[k], initial[k]) for k in frozen)
+    assert any(not torch.equal(final[k], initial[k]) for k in trained)
+
+
+def test_too_many_frozen_layers_is_an_error(task):
+    with pytest.raises(ValueError, match="frozen_layers=9, but the model has 3 layers"):
+        train(config(frozen_layers=9), task, RUN, LocalReporter(stream=None))
+
+
+def test_early_stopping_ends_a_trial_without_improvement(task):
+    rep = LocalReporter(stream=None)
+    cfg = config(epochs=5, early_stopping_patience=1, groups__encoder__lr=1e-12, groups__head__lr=1e-12)
+    last = train(cfg, task, RUN, rep)
+    assert len(rep.history) == 2 and last["early_stopped"] is True
+
+
+def test_penalties_and_dropout_change_training(task):
+    base = train(config(epochs=1), task, RUN, LocalReporter(stream=None))
+    l2 = train(config(epochs=1, l2=0.1), task, RUN, LocalReporter(stream=None))
+    no_dropout = train(config(epochs=1, dropout=0.0), task, RUN, LocalReporter(stream=None))
+    assert l2["val_loss"] != base["val_loss"]
+    assert no_dropout["train_loss"] != base["train_loss"]
+
+
+def test_resume_from_checkpoint_continues_exactly(task, tmp_path):
+    cfg = config(groups__encoder__scheduler="cosine", groups__encoder__warmup_ratio=0.2)
+    whole = LocalReporter(tmp_path / "whole", stream=None)
+    train(cfg, task, RUN, whole)
+
+    broken = InterruptingReporter(tmp_path / "broken", after=1)
+    with pytest.raises(Interrupt):
+        train(cfg, task, RUN, broken)
+    resumed = LocalReporter(tmp_path / "resumed", resume_from=broken.checkpoints[0], stream=None)
+    train(cfg, task, RUN, resumed)
+
+    assert [m["epoch"] for m in resumed.history] == [2, 3]
+    for a, b in zip(whole.history[1:], resumed.history):
+        for key in ("val_loss", "val_accuracy", "val_f1", "train_loss", "lr/encoder", "lr/head"):
+            assert a[key] == b[key], key
+    final_whole, final_resumed = weights(whole.checkpoints[-1]), weights(resumed.checkpoints[-1])
+    assert all(torch.equal(final_whole[k], final_resumed[k]) for k in final_whole)

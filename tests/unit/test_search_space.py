@@ -1,0 +1,93 @@
+"""Distributions -> Ray Tune domains, and each strategy's search plan."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from ray.tune.search.basic_variant import BasicVariantGenerator
+from ray.tune.search.sample import Categorical, Float, Integer
+
+import search_spaces
+from search_spaces import param_space, to_tune_domain
+from tune_service import load_spec
+from tune_service._distributions import Distribution
+
+BASE = {
+    "name": "s",
+    "task": {"type": "text_classification"},
+    "hyperparameters": {
+        "groups": {
+            "encoder": {"lr": {"loguniform": [1e-5, 1e-3]}, "optimizer": {"choice": ["adamw", "sgd"]}},
+            "head": {"lr": {"uniform": [1e-4, 1e-2]}},
+        },
+        "batch_size": {"grid": [16, 32]},
+        "frozen_layers": {"randint": [0, 3]},
+        "dropout": {"quniform": [0.0, 0.3, 0.1]},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "dist,cls,check",
+    [
+        (Distribution("uniform", (0.1, 0.5)), Float, lambda d: (d.lower, d.upper) == (0.1, 0.5)),
+        (Distribution("loguniform", (1e-5, 1e-2)), Float, lambda d: type(d.get_sampler()).__name__ == "_LogUniform"),
+        (Distribution("quniform", (0.0, 1.0, 0.25)), Float, lambda d: d.get_sampler().q == 0.25),
+        (Distribution("randint", (1, 4)), Integer, lambda d: (d.lower, d.upper) == (1, 4)),
+        (Distribution("choice", ("a", "b")), Categorical, lambda d: d.categories == ["a", "b"]),
+    ],
+)
+def test_distribution_becomes_its_tune_domain(dist, cls, check):
+    domain = to_tune_domain(dist)
+    assert isinstance(domain, cls)
+    assert check(domain)
+    samples = domain.sample(size=200, random_state=0)
+    if dist.kind in ("uniform", "loguniform", "quniform", "randint"):
+        low, high = dist.args[:2]
+        assert all(low <= s <= high for s in samples)
+        if dist.kind == "randint":
+            assert set(samples) == {1, 2, 3}  # high exclusive
+        if dist.kind == "quniform":
+            assert all(abs(s / 0.25 - round(s / 0.25)) < 1e-9 for s in samples)
+    else:
+        assert set(samples) == {"a", "b"}
+
+
+def test_grid_becomes_grid_search_and_choice_is_enumerated_only_for_grid():
+    assert to_tune_domain(Distribution("grid", (1, 2))) == {"grid_search": [1, 2]}
+    assert to_tune_domain(Distribution("choice", (1, 2)), enumerate_choices=True) == {"grid_search": [1, 2]}
+    assert isinstance(to_tune_domain(Distribution("choice", (1, 2))), Categorical)
+
+
+def test_param_space_has_the_trainable_config_shape():
+    spec = load_spec(BASE)
+    space = param_space(spec.hyperparameters)
+    assert set(space["groups"]) == {"encoder", "head"}
+    assert isinstance(space["groups"]["encoder"]["lr"], Float)
+    assert space["groups"]["head"]["optimizer"] == "adamw"  # fixed values stay plain
+    assert space["batch_size"] == {"grid_search": [16, 32]}
+    assert space["epochs"] == 1 and space["seed"] == 0
+
+
+@pytest.mark.parametrize("strategy", sorted(search_spaces.STRATEGIES))
+def test_every_strategy_builds_a_plan(strategy):
+    spec = copy.deepcopy(BASE)
+    if strategy == "grid":
+        spec["hyperparameters"]["groups"]["encoder"]["lr"] = {"grid": [1e-5, 1e-4]}
+        spec["hyperparameters"]["groups"]["head"]["lr"] = 1e-3
+        spec["hyperparameters"]["frozen_layers"] = {"choice": [0, 1]}
+        spec["hyperparameters"]["dropout"] = 0.1
+    spec["search"] = {"strategy": strategy, "max_concurrent_trials": 3, "seed": 7}
+    plan = search_spaces.build(load_spec(spec))
+    assert isinstance(plan.search_alg, BasicVariantGenerator)
+    assert plan.scheduler is None  # FIFO
+    if strategy == "grid":
+        assert plan.param_space["groups"]["encoder"]["optimizer"] == {"grid_search": ["adamw", "sgd"]}
+
+
+def test_unknown_strategy_is_an_error(monkeypatch):
+    spec = load_spec(BASE)
+    monkeypatch.setattr(search_spaces, "STRATEGIES", {"grid": "search_spaces.grid"})
+    with pytest.raises(ValueError, match="search.strategy='random'; accepted: grid"):
+        search_spaces.build(spec)
