@@ -47,6 +47,9 @@ class Task(Protocol):
     def build_model(self, config: Mapping, model_dir: str | None) -> nn.Module:
         """The model, from ``model_dir`` (a checkpoint's) when given, else the pretrained source."""
 
+    def model_skeleton(self) -> nn.Module:
+        """The model's parameter layout without weights (meta device), for checks before a sweep."""
+
     def selectors(self, model: nn.Module) -> dict[str, Selector]:
         """Parameter groups by name."""
 

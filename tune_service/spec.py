@@ -245,10 +245,20 @@ class SearchSpec(_Strict):
     strategy: Literal["grid", "random"] = "random"
     metric: str = "val_accuracy"
     mode: Literal["max", "min"] = "max"
-    num_samples: int = Field(8, ge=1, description="random: trials drawn; grid: times the whole grid is repeated")
+    num_samples: int = Field(
+        8, ge=1, description="random: trials drawn (default 8); grid: times the whole grid runs (default 1)"
+    )
     max_concurrent_trials: Optional[int] = Field(None, ge=1)
     time_budget_s: Optional[float] = Field(None, gt=0, description="stop the sweep after this long")
     seed: int = Field(0, ge=0, description="seed of the searcher")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _grid_runs_once(cls, data: Any) -> Any:
+        # Ray Tune repeats a grid num_samples times; a grid search runs each point once unless asked.
+        if isinstance(data, dict) and data.get("strategy") == "grid" and "num_samples" not in data:
+            data = {**data, "num_samples": 1}
+        return data
 
 
 class Resources(_Strict):

@@ -311,3 +311,9 @@ def test_schema_is_json_and_names_fields():
     json.dumps(schema)
     assert {"name", "task", "hyperparameters", "search"} <= set(schema["properties"])
     assert "loguniform" in json.dumps(schema)
+
+
+def test_grid_runs_each_point_once_by_default():
+    assert load_spec(with_("search", {"strategy": "grid"})).search.num_samples == 1
+    assert load_spec(with_("search", {"strategy": "grid", "num_samples": 3})).search.num_samples == 3
+    assert load_spec(with_("search", {"strategy": "random"})).search.num_samples == 8
