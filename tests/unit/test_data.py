@@ -63,15 +63,18 @@ def test_builtin_rotten_tomatoes():
     assert len(data.validation) > 2000  # 20% of 12,808 fresh + rotten snippets
 
 
+TWO = [("a", 0), ("b", 1)] * 5
+
+
 @pytest.mark.parametrize(
     "rows,changes,message",
     [
-        ([("a", 0), ("b", 1)] * 5, {"text_column": "text"}, "text_column='text' not in the train data; columns: review, sentiment"),
-        ([("a", 0), ("b", 1)] * 5, {"label_column": "y"}, "label_column='y' not in the train data"),
+        (TWO, {"text_column": "text"}, "text_column='text' not in the train data; columns: review, sentiment"),
+        (TWO, {"label_column": "y"}, "label_column='y' not in the train data"),
         ([("a", 0)] * 10, {}, "has 1 class; classification needs at least 2"),
         ([("a", -1), ("b", 1)] * 5, {}, "negative label -1"),
-        ([("a", 0), ("b", 1)] * 5, {"validation_split": "test"}, "validation_split='test' not in the dataset; splits: train"),
-        ([("a", 0), ("b", 1)] * 5, {"train_split": "training"}, "train_split='training' not in the dataset"),
+        (TWO, {"validation_split": "test"}, "validation_split='test' not in the dataset; splits: train"),
+        (TWO, {"train_split": "training"}, "train_split='training' not in the dataset"),
     ],
 )  # fmt: skip
 def test_bad_data_is_named(tmp_path, rows, changes, message):
