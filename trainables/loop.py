@@ -185,28 +185,28 @@ def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
         model.train()
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         loss_sum, samples = 0.0, 0
-        for batch in task.train_batches(batch_size, generator):
-            loss = task.loss(model, batch)
-            total = loss
-            if l1:
-                total = total + l1 * sum(p.abs().sum() for p in penalized if p.requires_grad)
-            if l2:
-                total = total + l2 * sum(p.pow(2).sum() for p in penalized if p.requires_grad)
-            total.backward()
-            if clip:
-                torch.nn.utils.clip_grad_norm_([p for p in all_params if p.grad is not None], float(clip))
-            for g, opt in optimizers.items():
-                if not frozen[g]:
-                    opt.step()
-                opt.zero_grad(set_to_none=True)
-            with warnings.catch_warnings():
-                # a frozen group's schedule still advances with the global step
-                warnings.filterwarnings("ignore", message=r".*lr_scheduler\.step\(\)")
+        with warnings.catch_warnings():
+            # a frozen group's schedule still advances with the global step, before its optimizer ever steps
+            warnings.filterwarnings("ignore", message=r".*lr_scheduler\.step\(\)")
+            for batch in task.train_batches(batch_size, generator):
+                loss = task.loss(model, batch)
+                total = loss
+                if l1:
+                    total = total + l1 * sum(p.abs().sum() for p in penalized if p.requires_grad)
+                if l2:
+                    total = total + l2 * sum(p.pow(2).sum() for p in penalized if p.requires_grad)
+                total.backward()
+                if clip:
+                    torch.nn.utils.clip_grad_norm_([p for p in all_params if p.grad is not None], float(clip))
+                for g, opt in optimizers.items():
+                    if not frozen[g]:
+                        opt.step()
+                    opt.zero_grad(set_to_none=True)
                 for sched in schedulers.values():
                     sched.step()
-            n = int(batch["labels"].shape[0])
-            loss_sum += float(loss.detach()) * n
-            samples += n
+                n = int(batch["labels"].shape[0])
+                loss_sum += float(loss.detach()) * n
+                samples += n
         train_time = time.perf_counter() - t0
         metrics = dict(task.evaluate(model))
         metrics.update(

@@ -47,29 +47,29 @@ def test_example_runs_in_smoke_mode(example, tmp_path):
     assert client.get_run(result["parent_run_id"]).info.status == "FINISHED"
 
 
-def test_bad_spec_exits_2_before_ray_or_mlflow(tmp_path):
-    spec = tmp_path / "bad.yaml"
-    spec.write_text(
-        "name: bad\ntask: {type: text_classification}\n"
-        "hyperparameters:\n  groups:\n    encoder: {lr: {loguniform: [0, 1.0e-3]}}\n    head: {lr: 1.0e-3}\n"
-    )
-    proc = cli("run", str(spec), cwd=tmp_path)
-    assert proc.returncode == 2
-    assert "hyperparameters.groups.encoder.lr: loguniform needs low > 0" in proc.stderr
-    assert "Started a local Ray instance" not in proc.stdout + proc.stderr
-    assert not (tmp_path / "mlflow.db").exists()
-
-
-def test_bad_data_column_exits_2_before_ray(tmp_path):
-    spec = tmp_path / "bad-column.yaml"
-    spec.write_text(
-        "name: bad-column\n"
+BAD_INPUT = [
+    (
+        "bad-lr",
+        "task: {type: text_classification}\n"
+        "hyperparameters:\n  groups:\n    encoder: {lr: {loguniform: [0, 1.0e-3]}}\n    head: {lr: 1.0e-3}\n",
+        "hyperparameters.groups.encoder.lr: loguniform needs low > 0",
+    ),
+    (
+        "bad-column",
         "task: {type: text_classification, dataset: {text_column: review}}\n"
-        "hyperparameters:\n  groups:\n    encoder: {lr: 1.0e-5}\n    head: {lr: 1.0e-3}\n"
-    )
+        "hyperparameters:\n  groups:\n    encoder: {lr: 1.0e-5}\n    head: {lr: 1.0e-3}\n",
+        "task.dataset: text_column='review' not in the train data; columns: text, label",
+    ),
+]
+
+
+@pytest.mark.parametrize("name,body,message", BAD_INPUT, ids=[b[0] for b in BAD_INPUT])
+def test_bad_input_exits_2_before_ray_or_mlflow(tmp_path, name, body, message):
+    spec = tmp_path / f"{name}.yaml"
+    spec.write_text(f"name: {name}\n{body}")
     proc = cli("run", str(spec), cwd=tmp_path)
     assert proc.returncode == 2
-    assert "task.dataset: text_column='review' not in the train data; columns: text, label" in proc.stderr
+    assert message in proc.stderr
     assert "Started a local Ray instance" not in proc.stdout + proc.stderr
     assert not (tmp_path / "mlflow.db").exists()
 
