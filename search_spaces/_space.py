@@ -44,3 +44,13 @@ def param_space(hp: Hyperparameters, enumerate_choices: bool = False) -> dict:
             node = node.setdefault(key, {})
         node[path[-1]] = to_tune_domain(value, enumerate_choices) if isinstance(value, Distribution) else value
     return space
+
+
+def max_epochs(hp: Hyperparameters) -> int:
+    """The most epochs any trial can run (the top of a searched ``epochs``)."""
+    epochs = hp.epochs
+    if isinstance(epochs, Distribution):
+        if epochs.is_finite:
+            return int(max(epochs.values))
+        return int(epochs.args[1]) - (1 if epochs.kind == "randint" else 0)  # randint's high is exclusive
+    return int(epochs)

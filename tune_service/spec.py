@@ -52,11 +52,13 @@ __all__ = [
     "OPTIMIZERS",
     "LR_SCHEDULERS",
     "STRATEGIES",
+    "SCHEDULERS",
 ]
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 LR_SCHEDULERS = ("constant", "linear", "cosine", "step", "exponential", "inverse_time")
-STRATEGIES = ("grid", "random")
+STRATEGIES = ("grid", "random", "bayesian")
+SCHEDULERS = ("fifo", "asha", "median")
 # What each task's trainable reports every epoch; the search metric must be one of these.
 TASK_METRICS = {
     "text_classification": ("val_accuracy", "val_f1", "val_loss", "train_loss"),
@@ -242,7 +244,14 @@ class TextClassificationTask(_Strict):
 
 
 class SearchSpec(_Strict):
-    strategy: Literal["grid", "random"] = "random"
+    """What to try (``strategy``, a searcher) and when to stop trials (``scheduler``), kept apart."""
+
+    strategy: Literal["grid", "random", "bayesian"] = "random"
+    scheduler: Literal["fifo", "asha", "median"] = Field(
+        "fifo", description="fifo: every trial runs all its epochs; asha, median: poor trials stop early"
+    )
+    grace_period: int = Field(1, ge=1, description="asha, median: epochs every trial runs before it can be stopped")
+    reduction_factor: float = Field(2, gt=1, description="asha: 1/reduction_factor of trials go on at each rung")
     metric: str = "val_accuracy"
     mode: Literal["max", "min"] = "max"
     num_samples: int = Field(
@@ -408,6 +417,14 @@ def _cross_checks(spec: SweepSpec) -> list[tuple[str, str]]:
                     _path(("hyperparameters",) + path),
                     f"strategy 'grid' enumerates finite values, but this is {value.kind}: "
                     f"write {{grid: [...]}} or use strategy 'random'",
+                )
+            )
+        if spec.search.strategy == "bayesian" and isinstance(value, Distribution) and value.kind == "grid":
+            problems.append(
+                (
+                    _path(("hyperparameters",) + path),
+                    "strategy 'bayesian' samples every value it tries, so it cannot enumerate a grid: "
+                    "write {choice: [...]} or use strategy 'grid' or 'random'",
                 )
             )
     for gname, group in spec.hyperparameters.groups.items():

@@ -5,12 +5,15 @@ from __future__ import annotations
 import copy
 
 import pytest
+from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
+from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.basic_variant import BasicVariantGenerator
+from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.sample import Categorical, Float, Integer
 
 import search_spaces
 from search_spaces import param_space, to_tune_domain
-from tune_service import load_spec
+from tune_service import SpecError, load_spec
 from tune_service._distributions import Distribution
 
 BASE = {
@@ -70,24 +73,66 @@ def test_param_space_has_the_trainable_config_shape():
     assert space["epochs"] == 1 and space["seed"] == 0
 
 
-@pytest.mark.parametrize("strategy", sorted(search_spaces.STRATEGIES))
-def test_every_strategy_builds_a_plan(strategy):
+PAIRS = [(st, sc) for st in sorted(search_spaces.STRATEGIES) for sc in sorted(search_spaces.SCHEDULERS)]
+
+
+@pytest.mark.parametrize("strategy,scheduler", PAIRS, ids=[f"{a}+{b}" for a, b in PAIRS])
+def test_every_strategy_and_scheduler_pair_builds_a_plan(strategy, scheduler):
     spec = copy.deepcopy(BASE)
     if strategy == "grid":
         spec["hyperparameters"]["groups"]["encoder"]["lr"] = {"grid": [1e-5, 1e-4]}
         spec["hyperparameters"]["groups"]["head"]["lr"] = 1e-3
         spec["hyperparameters"]["frozen_layers"] = {"choice": [0, 1]}
         spec["hyperparameters"]["dropout"] = 0.1
-    spec["search"] = {"strategy": strategy, "max_concurrent_trials": 3, "seed": 7}
+    if strategy == "bayesian":
+        spec["hyperparameters"]["batch_size"] = {"choice": [16, 32]}
+    spec["hyperparameters"]["epochs"] = {"choice": [2, 6]}
+    spec["search"] = {"strategy": strategy, "scheduler": scheduler, "max_concurrent_trials": 3, "seed": 7}
     plan = search_spaces.build(load_spec(spec))
-    assert isinstance(plan.search_alg, BasicVariantGenerator)
-    assert plan.scheduler is None  # FIFO
+    if strategy == "bayesian":
+        assert isinstance(plan.search_alg, ConcurrencyLimiter)
+        assert isinstance(plan.search_alg.searcher, OptunaSearch)
+    else:
+        assert isinstance(plan.search_alg, BasicVariantGenerator)
+    expected = {"fifo": type(None), "asha": ASHAScheduler, "median": MedianStoppingRule}[scheduler]
+    assert isinstance(plan.scheduler, expected)
+    if scheduler == "asha":
+        assert plan.scheduler._max_t == 6  # the longest trial's epochs
     if strategy == "grid":
         assert plan.param_space["groups"]["encoder"]["optimizer"] == {"grid_search": ["adamw", "sgd"]}
 
 
-def test_unknown_strategy_is_an_error(monkeypatch):
+def test_bayesian_refuses_grids_with_the_reason():
+    spec = copy.deepcopy(BASE)
+    spec["search"] = {"strategy": "bayesian"}
+    with pytest.raises(SpecError) as info:
+        load_spec(spec)
+    assert "cannot enumerate a grid" in dict(info.value.problems)["hyperparameters.batch_size"]
+
+
+def test_bayesian_search_is_seeded():
+    spec = copy.deepcopy(BASE)
+    spec["hyperparameters"]["batch_size"] = {"choice": [16, 32]}
+    spec["search"] = {"strategy": "bayesian", "seed": 3}
+
+    def suggestions(seed_spec) -> list:
+        plan = search_spaces.build(load_spec(seed_spec))
+        plan.search_alg.set_search_properties("val_accuracy", "max", plan.param_space)
+        return [plan.search_alg.suggest(f"t{i}") for i in range(3)]
+
+    first, again = suggestions(spec), suggestions(spec)
+    assert first == again
+    spec["search"]["seed"] = 4
+    assert suggestions(spec) != first
+    assert all(1e-5 <= s["groups"]["encoder"]["lr"] <= 1e-3 for s in first)
+
+
+def test_unknown_strategy_or_scheduler_is_an_error(monkeypatch):
     spec = load_spec(BASE)
     monkeypatch.setattr(search_spaces, "STRATEGIES", {"grid": "search_spaces.grid"})
     with pytest.raises(ValueError, match="search.strategy='random'; accepted: grid"):
+        search_spaces.build(spec)
+    monkeypatch.setattr(search_spaces, "STRATEGIES", {"random": "search_spaces.random"})
+    monkeypatch.setattr(search_spaces, "SCHEDULERS", {"asha": "search_spaces.asha"})
+    with pytest.raises(ValueError, match="search.scheduler='fifo'; accepted: asha"):
         search_spaces.build(spec)
