@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-import ray
 from mlflow.tracking import MlflowClient
 
 from tune_service import run_sweep
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture
-def where(tmp_path):
-    return {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "storage_path": str(tmp_path / "ray"), "verbose": 0}
 
 
 def test_asha_stops_poor_trials_early_where_fifo_runs_them_all(make_spec, where):

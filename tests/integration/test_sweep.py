@@ -5,23 +5,10 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
 import ray
 from mlflow.tracking import MlflowClient
 
 from tune_service import run_sweep
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture
-def where(tmp_path):
-    return {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "storage_path": str(tmp_path / "ray"), "verbose": 0}
 
 
 def children(client: MlflowClient, result) -> list:
