@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray import tune
 
-from tune_service._distributions import Distribution
+from tune_service._distributions import Distribution, upper
 
 if TYPE_CHECKING:
     from tune_service.spec import Hyperparameters
@@ -48,9 +48,4 @@ def param_space(hp: Hyperparameters, enumerate_choices: bool = False) -> dict:
 
 def max_epochs(hp: Hyperparameters) -> int:
     """The most epochs any trial can run (the top of a searched ``epochs``)."""
-    epochs = hp.epochs
-    if isinstance(epochs, Distribution):
-        if epochs.is_finite:
-            return int(max(epochs.values))
-        return int(epochs.args[1]) - (1 if epochs.kind == "randint" else 0)  # randint's high is exclusive
-    return int(epochs)
+    return int(upper(hp.epochs))

@@ -53,6 +53,17 @@ class Distribution:
     def bounds(self) -> tuple[float, float]:
         return self.args[0], self.args[1]
 
+    def upper(self):
+        """The largest value this distribution can produce (randint's high is exclusive)."""
+        if self.is_finite:
+            return max(self.values)
+        return self.args[1] - 1 if self.kind == "randint" else self.args[1]
+
+
+def upper(value: Any) -> Any:
+    """The largest value a hyperparameter (fixed or a distribution) can take."""
+    return value.upper() if isinstance(value, Distribution) else value
+
 
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

@@ -31,9 +31,7 @@ def searched_params(spec: SweepSpec) -> list[str]:
 
 def _run_name(searched: list[str]):
     def name(trial) -> str:
-        flat = tracking.flatten(trial.config)
-        parts = [f"{p.removeprefix('groups.')}={report._fmt(flat[p])}" for p in searched if p in flat]
-        return " ".join([trial.trial_id, *parts])
+        return f"{trial.trial_id} {report.trial_label(trial.config, searched)}".rstrip()
 
     return name
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ._distributions import Distribution
+from ._distributions import upper
 from .spec import SpecError, SweepSpec
 
 # task type -> module exposing `Adapter` (a trainables.loop.Task) and `tune_trainable`
@@ -25,12 +25,6 @@ def task_module(task_type: str):
 def task_config(spec: SweepSpec) -> dict:
     """The spec's task section as the plain data a trainable reads."""
     return spec.task.model_dump(mode="json")
-
-
-def _max(value: Any) -> Any:
-    if isinstance(value, Distribution):
-        return max(value.values) if value.is_finite else value.args[1] - 1
-    return value
 
 
 def check(spec: SweepSpec) -> Any:
@@ -57,7 +51,7 @@ def check(spec: SweepSpec) -> Any:
         build_param_groups(model, adapter.selectors(model))
     except ParamGroupError as exc:
         raise SpecError([("task.groups", str(exc))]) from None
-    k = _max(spec.hyperparameters.frozen_layers)
+    k = upper(spec.hyperparameters.frozen_layers)
     try:
         freeze_lowest_layers(model, adapter.layers(model), k)
     except ValueError as exc:

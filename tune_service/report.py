@@ -18,6 +18,12 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def trial_label(config: dict, searched: Sequence[str]) -> str:
+    """The searched values of a trial's config, e.g. ``encoder.lr=3e-05 batch_size=16``."""
+    flat = flatten(config)
+    return " ".join(f"{p.removeprefix('groups.')}={_fmt(flat[p])}" for p in searched if p in flat)
+
+
 def trials_table(result: SweepResult, searched: Sequence[str]) -> str:
     """One row per trial, best first by the sweep's metric; searched hyperparameters as columns."""
     metric = result.metric
@@ -90,9 +96,7 @@ class Progress(Callback):
         print(f"[{elapsed // 60:3d}:{elapsed % 60:02d}] {text}", file=self.stream, flush=True)
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        flat = flatten(trial.config)
-        params = " ".join(f"{p.removeprefix('groups.')}={_fmt(flat[p])}" for p in self.searched if p in flat)
-        self._print(f"trial {trial.trial_id} started: {params}")
+        self._print(f"trial {trial.trial_id} started: {trial_label(trial.config, self.searched)}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         value = result.get(self.metric)
