@@ -1,15 +1,32 @@
-"""Turn the spec's hyperparameters (values and distributions) into Tune's param_space."""
+"""The spec's hyperparameters (values and distributions) as Tune and Optuna spaces.
+
+A trial's config always has the trainable's shape (``groups.encoder.lr``,
+``batch_size``, ...). A conditional setting (``momentum`` when the group's
+optimizer is SGD; see ``tune_service.spec.CONDITIONS``) that does not apply to
+a trial is ``None`` in its config. Three ways to build the space, one per kind
+of searcher:
+
+- :func:`param_space`: Tune domains in the config, for Tune's variant generator
+  (grid, random, PBT); a conditional setting is drawn after what it depends on.
+- :func:`grid_space`: as above, but a group with a conditional setting is one
+  grid over the group's valid combinations (no point differs only in a setting
+  that does not apply).
+- :class:`DefineByRun`: an Optuna define-by-run function, for searchers that
+  own their space (bayesian); :func:`constants` is then the param_space.
+"""
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any
 
-from ray import tune
-
 from tune_service._distributions import Distribution, upper
+from tune_service.spec import CONDITIONS, iter_hyperparameters
 
 if TYPE_CHECKING:
     from tune_service.spec import Hyperparameters
+
+SEP = "/"  # Ray Tune's and our flat-name separator (groups/encoder/lr)
 
 
 def to_tune_domain(dist: Distribution, enumerate_choices: bool = False) -> Any:
@@ -17,6 +34,8 @@ def to_tune_domain(dist: Distribution, enumerate_choices: bool = False) -> Any:
 
     With ``enumerate_choices`` a ``choice`` is enumerated like a grid (grid search).
     """
+    from ray import tune
+
     kind, args = dist.kind, dist.args
     if kind == "grid" or (kind == "choice" and enumerate_choices):
         return tune.grid_search(list(args))
@@ -33,19 +52,168 @@ def to_tune_domain(dist: Distribution, enumerate_choices: bool = False) -> Any:
     raise ValueError(f"unknown distribution {kind!r}")
 
 
+def condition(path: tuple) -> tuple[str, tuple] | None:
+    """``(controlling field, values under which it applies)`` for a conditional group setting."""
+    if len(path) == 3 and path[0] == "groups":
+        return CONDITIONS.get(path[2])
+    return None
+
+
+def is_conditional(hp: Hyperparameters, path: tuple) -> bool:
+    """A searched setting whose controlling field is searched too (so it applies to some trials only)."""
+    cond = condition(path)
+    if cond is None:
+        return False
+    group = hp.groups[path[1]]
+    return isinstance(getattr(group, path[2]), Distribution) and isinstance(getattr(group, cond[0]), Distribution)
+
+
+def _set(tree: dict, path: tuple, value: Any) -> None:
+    for key in path[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[path[-1]] = value
+
+
+def constants(hp: Hyperparameters) -> dict:
+    """The fixed part of the config; a searched conditional setting is ``None`` until suggested."""
+    tree: dict = {}
+    for path, value in iter_hyperparameters(hp):
+        if not isinstance(value, Distribution):
+            _set(tree, path, value)
+        elif is_conditional(hp, path):
+            _set(tree, path, None)
+    return tree
+
+
+def conditional_domain(path: tuple, dist: Distribution):
+    """A Tune domain drawing ``dist`` when the controlling field applies, else ``None``.
+
+    Drawn from Tune's own seeded random state (saved and restored with the
+    variant generator), after the controlling field is resolved.
+    """
+    from ray.tune.search.sample import Domain
+
+    inner = to_tune_domain(dist)
+    field, applies = condition(path)
+
+    class Conditional(Domain):
+        def sample(self, config=None, size=1, random_state=None):
+            spec = config[0] if isinstance(config, list) else config
+            trial_config = spec["config"] if "config" in spec else spec  # Tune passes the trial spec
+            if trial_config["groups"][path[1]][field] not in applies:  # unresolved yet: Tune retries later
+                return None
+            return inner.sample(config, size=size, random_state=random_state)
+
+        def is_valid(self, value):
+            return value is None or inner.is_valid(value)
+
+        @property
+        def domain_str(self):
+            return f"{inner.domain_str} if {field} in {list(applies)}"
+
+    return Conditional()
+
+
 def param_space(hp: Hyperparameters, enumerate_choices: bool = False) -> dict:
     """Nested dict of fixed values and Tune domains, the shape the trainable reads."""
-    from tune_service.spec import iter_hyperparameters
 
     space: dict = {}
     for path, value in iter_hyperparameters(hp):
-        node = space
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = to_tune_domain(value, enumerate_choices) if isinstance(value, Distribution) else value
+        if isinstance(value, Distribution) and is_conditional(hp, path):
+            value = conditional_domain(path, value)
+        elif isinstance(value, Distribution):
+            value = to_tune_domain(value, enumerate_choices)
+        _set(space, path, value)
     return space
+
+
+def grid_space(hp: Hyperparameters) -> dict:
+    """The grid: every value of every grid or choice crossed; conditional groups as one joint grid each."""
+    from ray import tune
+
+    space = param_space(hp, enumerate_choices=True)
+    for gname in hp.groups:
+        if not any(is_conditional(hp, ("groups", gname, f)) for f in CONDITIONS):
+            continue
+        fields = {path[-1]: v for path, v in iter_hyperparameters(hp) if path[:2] == ("groups", gname)}
+        axes = {f: v.values for f, v in fields.items() if isinstance(v, Distribution)}
+        points = []
+        for combo in itertools.product(*axes.values()):
+            point = {
+                f: (fields[f] if not isinstance(fields[f], Distribution) else dict(zip(axes, combo))[f]) for f in fields
+            }
+            for f, (parent, applies) in CONDITIONS.items():
+                if f in axes and point[parent] not in applies:
+                    point[f] = None
+            if point not in points:
+                points.append(point)
+        space["groups"][gname] = tune.grid_search(points)
+    return space
+
+
+def _suggest(trial, name: str, dist: Distribution) -> Any:
+    kind, args = dist.kind, dist.args
+    if kind == "uniform":
+        return trial.suggest_float(name, args[0], args[1])
+    if kind == "loguniform":
+        return trial.suggest_float(name, args[0], args[1], log=True)
+    if kind == "quniform":
+        return trial.suggest_float(name, args[0], args[1], step=args[2])
+    if kind == "randint":
+        return trial.suggest_int(name, args[0], args[1] - 1)
+    if kind == "choice":
+        return trial.suggest_categorical(name, list(args))
+    raise ValueError(f"{kind} cannot be sampled by Optuna; strategy 'grid' enumerates grids")
+
+
+class DefineByRun:
+    """Optuna define-by-run space: a conditional setting is suggested only where it applies.
+
+    Picklable (a plain object), as Ray's OptunaSearch pickles its space when it saves.
+    """
+
+    def __init__(self, hp: Hyperparameters):
+        entries = [(p, v) for p, v in iter_hyperparameters(hp) if isinstance(v, Distribution)]
+        # controlling fields (optimizer, scheduler) before the settings that depend on them
+        self.entries = sorted(entries, key=lambda e: condition(e[0]) is not None)
+        self.fixed = {p: v for p, v in iter_hyperparameters(hp) if not isinstance(v, Distribution)}
+
+    def __call__(self, trial) -> dict | None:
+        chosen: dict = {}
+        for path, dist in self.entries:
+            cond = condition(path)
+            if cond is not None:
+                parent = path[:2] + (cond[0],)
+                if chosen.get(parent, self.fixed.get(parent)) not in cond[1]:
+                    continue  # stays None (from constants)
+            chosen[path] = _suggest(trial, SEP.join(path), dist)
+        return None
+
+
+def mutable(hp: Hyperparameters) -> dict[tuple, Distribution]:
+    """Searched continuous settings that apply to every trial: what PBT may perturb."""
+    return {
+        path: v
+        for path, v in iter_hyperparameters(hp)
+        if isinstance(v, Distribution)
+        and v.kind in ("uniform", "loguniform", "quniform")
+        and not is_conditional(hp, path)
+    }
 
 
 def max_epochs(hp: Hyperparameters) -> int:
     """The most epochs any trial can run (the top of a searched ``epochs``)."""
     return int(upper(hp.epochs))
+
+
+def unflatten_points(points: list[dict]) -> list[dict]:
+    """Points (dotted or nested) in the config's nested shape."""
+    from tune_service.spec import flat_point
+
+    out = []
+    for point in points:
+        tree: dict = {}
+        for name, value in flat_point(point).items():
+            _set(tree, tuple(name.split(".")), value)
+        out.append(tree)
+    return out

@@ -1,21 +1,95 @@
-"""Bayesian optimisation through Optuna (TPE), seeded from the spec.
+"""Bayesian optimisation through Optuna, seeded from the spec.
 
-Ray Tune's OptunaSearch drives an Optuna study; each finished trial's metric
-updates the sampler's model. Optuna's own pruning stays off: stopping trials
-early is the scheduler's job (``search.scheduler``), never done twice.
+Ray Tune's OptunaSearch drives an Optuna study over a define-by-run space
+(:class:`~search_spaces._space.DefineByRun`), so a conditional setting is only
+suggested where it applies. The sampler is ``search.sampler``: TPE (default),
+GP, CMA-ES or QMC. With ``search.objectives`` the study is multi-objective.
+Optuna's own pruning stays off: stopping trials early is the scheduler's job
+(``search.scheduler``), never done twice.
+
+Warm start: the evaluated trials of an earlier sweep are told to the study
+before the first suggestion (its storage is handed to OptunaSearch, which loads
+the study by name).
 """
 
 from __future__ import annotations
 
-ENUMERATES_CHOICES = False
+import warnings
+
+from tune_service.spec import flat_point
+
+from ._space import SEP, DefineByRun, constants
+
+STUDY = "tune-service"
 
 
-def build(spec, space: dict):
+def make_sampler(spec):
     import optuna
+
+    seed, kind = spec.search.seed, spec.search.sampler or "tpe"
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if kind == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if kind == "cmaes":
+        # categorical settings fall back to independent (random) sampling, as Optuna documents
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if kind == "qmc":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    raise ValueError(f"search.sampler={kind!r}; accepted: tpe, gp, cmaes, qmc")
+
+
+def problems(spec) -> list[tuple[str, str]]:
+    if spec.search.sampler == "cmaes" and spec.search.objectives:
+        return [("search.sampler", "cmaes optimises one objective: use tpe or gp with search.objectives")]
+    return []
+
+
+def _objectives(spec):
+    objectives = spec.search.all_objectives
+    if len(objectives) == 1:
+        return objectives[0]
+    return [m for m, _ in objectives], [o for _, o in objectives]
+
+
+def warm_storage(spec, trials: list[tuple[dict, list]]):
+    """An in-memory Optuna storage holding the study with ``trials`` ((dotted params, values)) told."""
+    import optuna
+
+    metric, mode = _objectives(spec)
+    modes = mode if isinstance(mode, list) else [mode]
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(
+        storage=storage,
+        study_name=STUDY,
+        sampler=optuna.samplers.RandomSampler(seed=spec.search.seed),
+        directions=["maximize" if m == "max" else "minimize" for m in modes],
+    )
+    space = DefineByRun(spec.hyperparameters)
+    for params, values in trials:
+        study.enqueue_trial({k.replace(".", SEP): v for k, v in params.items()}, skip_if_exists=True)
+        trial = study.ask()
+        space(trial)
+        study.tell(trial, values if len(values) > 1 else values[0])
+    return storage
+
+
+def build(spec, warm_trials: list | None = None):
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    sampler = optuna.samplers.TPESampler(seed=spec.search.seed)
-    searcher = OptunaSearch(sampler=sampler)
+    metric, mode = _objectives(spec)
+    points = [{k.replace(".", SEP): v for k, v in flat_point(p).items()} for p in spec.search.points_to_evaluate]
+    searcher = OptunaSearch(
+        space=DefineByRun(spec.hyperparameters),
+        metric=metric,
+        mode=mode,
+        sampler=make_sampler(spec),
+        points_to_evaluate=points or None,
+        storage=warm_storage(spec, warm_trials) if warm_trials else None,
+        study_name=STUDY,
+    )
     limit = spec.search.max_concurrent_trials
-    return ConcurrencyLimiter(searcher, max_concurrent=limit) if limit else searcher
+    return constants(spec.hyperparameters), (ConcurrencyLimiter(searcher, max_concurrent=limit) if limit else searcher)

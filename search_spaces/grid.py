@@ -1,13 +1,18 @@
-"""Grid search: every combination of the grid (and choice) values, FIFO scheduling."""
+"""Grid search: every combination of the ``grid`` (and ``choice``) values, once each.
+
+A group whose optimizer (or LR schedule) is on the grid together with settings
+that apply only to some of its values (momentum for SGD) is enumerated jointly,
+so no two points differ only in a setting that does not apply.
+"""
 
 from __future__ import annotations
 
-from ray.tune.search.basic_variant import BasicVariantGenerator
-
-ENUMERATES_CHOICES = True
+from ._space import grid_space
 
 
-def build(spec, space: dict):
+def build(spec):
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
     # Tune ignores TuneConfig.max_concurrent_trials for a variant generator: set it here.
     limit = spec.search.max_concurrent_trials or 0
-    return BasicVariantGenerator(max_concurrent=limit, random_state=spec.search.seed)
+    return grid_space(spec.hyperparameters), BasicVariantGenerator(max_concurrent=limit)

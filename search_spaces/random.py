@@ -1,13 +1,25 @@
-"""Random search: ``num_samples`` draws from the distributions (grids crossed), FIFO."""
+"""Random search: ``num_samples`` draws from the distributions (grids crossed), seeded.
+
+Tune's variant generator draws every trial's values from the spec's seed;
+``points_to_evaluate`` run first, their missing values drawn. A conditional
+setting (momentum when the group's optimizer is SGD) is drawn only when it
+applies and is ``None`` otherwise.
+"""
 
 from __future__ import annotations
 
-from ray.tune.search.basic_variant import BasicVariantGenerator
-
-ENUMERATES_CHOICES = False
+from ._space import param_space, unflatten_points
 
 
-def build(spec, space: dict):
+def build(spec):
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    search = spec.search
+    space = param_space(spec.hyperparameters)
     # Tune ignores TuneConfig.max_concurrent_trials for a variant generator: set it here.
-    limit = spec.search.max_concurrent_trials or 0
-    return BasicVariantGenerator(max_concurrent=limit, random_state=spec.search.seed)
+    searcher = BasicVariantGenerator(
+        max_concurrent=search.max_concurrent_trials or 0,
+        random_state=search.seed,
+        points_to_evaluate=unflatten_points(search.points_to_evaluate) or None,
+    )
+    return space, searcher

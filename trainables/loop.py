@@ -122,6 +122,34 @@ def group_frozen(hp: Mapping, epoch: int) -> bool:
     return hp["unfreeze_epoch"] is None or epoch < hp["unfreeze_epoch"]
 
 
+def resolve_derived(groups: Mapping) -> dict:
+    """Group settings with derived values (``{relative_to: encoder, ratio: r}``) made concrete."""
+    out = {g: dict(hp) for g, hp in groups.items()}
+    for hp in out.values():
+        for field, value in hp.items():
+            if isinstance(value, Mapping) and "relative_to" in value:
+                hp[field] = float(groups[value["relative_to"]][field]) * float(value["ratio"])
+    return out
+
+
+def restore_optimizer(optimizer, scheduler, optimizer_state: Mapping, scheduler_state: Mapping) -> None:
+    """Continue from a checkpoint's optimizer and schedule under this trial's hyperparameters.
+
+    The moments and the step count come from the checkpoint; the learning rate,
+    weight decay, momentum and betas, and the schedule's shape, from the config
+    (PBT changes them when a trial continues from another trial's checkpoint).
+    With an unchanged config this is an exact resume.
+    """
+    settings = [{k: v for k, v in pg.items() if k != "params"} for pg in optimizer.param_groups]
+    lambdas, base_lrs = list(scheduler.lr_lambdas), list(scheduler.base_lrs)
+    optimizer.load_state_dict(optimizer_state)
+    scheduler.load_state_dict(scheduler_state)
+    scheduler.lr_lambdas, scheduler.base_lrs = lambdas, base_lrs
+    for pg, setting, base, fn in zip(optimizer.param_groups, settings, base_lrs, lambdas):
+        pg.update(setting)
+        pg["lr"] = base * fn(scheduler.last_epoch)
+
+
 def _improved(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value > best if mode == "max" else value < best)
 
@@ -143,7 +171,7 @@ def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
     torch.set_num_threads(max(1, int(run.get("num_threads", 1))))
     seed = int(config["seed"])
     seed_everything(seed)
-    group_hp = config["groups"]
+    group_hp = resolve_derived(config["groups"])
     epochs = int(config["epochs"])
     batch_size = int(config["batch_size"])
 
@@ -170,8 +198,7 @@ def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
     start, best, stale = 1, None, 0
     if state is not None:
         for g in groups:
-            optimizers[g].load_state_dict(state["optimizers"][g])
-            schedulers[g].load_state_dict(state["schedulers"][g])
+            restore_optimizer(optimizers[g], schedulers[g], state["optimizers"][g], state["schedulers"][g])
         start, best, stale = state["epoch"] + 1, state["best"], state["stale"]
         _set_rng_state(state["rng"])
 
@@ -218,6 +245,7 @@ def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
         for g in groups:
             metrics[f"lr/{g}"] = optimizers[g].param_groups[0]["lr"]
             metrics[f"trainable_params/{g}"] = 0 if frozen[g] else count(groups[g])
+        metrics["trainable_params"] = sum(metrics[f"trainable_params/{g}"] for g in groups)
         if _improved(metrics[monitor], best, mode):
             best, stale = metrics[monitor], 0
         else:
@@ -244,4 +272,13 @@ def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
     return metrics
 
 
-__all__ = ["Task", "fit", "seed_everything", "set_dropout", "freeze_lowest_layers", "group_frozen"]
+__all__ = [
+    "Task",
+    "fit",
+    "seed_everything",
+    "set_dropout",
+    "freeze_lowest_layers",
+    "group_frozen",
+    "resolve_derived",
+    "restore_optimizer",
+]

@@ -19,6 +19,7 @@ import argparse
 import json
 import re
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -152,6 +153,7 @@ class TextClassification:
         k = self.data.num_labels
         loss_sum, n = 0.0, 0
         confusion = torch.zeros((k, k), dtype=torch.long)
+        started = time.perf_counter()
         for batch in self.val_batches:
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             loss_sum += float(nn.functional.cross_entropy(logits, batch["labels"], reduction="sum"))
@@ -165,6 +167,8 @@ class TextClassification:
             "val_loss": loss_sum / n,
             "val_accuracy": float(tp.sum() / n),
             "val_f1": float(f1.mean()),
+            # batched inference time per validation example
+            "val_latency_ms": 1000 * (time.perf_counter() - started) / n,
         }
 
     def save_model(self, model: nn.Module, path: str) -> None:

@@ -60,6 +60,23 @@ class Distribution:
         return self.args[1] - 1 if self.kind == "randint" else self.args[1]
 
 
+@dataclass(frozen=True)
+class Relative:
+    """A value derived from another group's: ``{relative_to: encoder, ratio: {loguniform: [3, 300]}}``.
+
+    The trial uses ``ratio`` times the named group's value of the same field, so
+    the relationship between groups (the head learning rate as a multiple of the
+    encoder's) is what gets searched. ``ratio`` is a fixed number or a distribution.
+    """
+
+    relative_to: str
+    ratio: Any
+
+    def to_spec(self) -> dict:
+        ratio = self.ratio.to_spec() if isinstance(self.ratio, Distribution) else self.ratio
+        return {"relative_to": self.relative_to, "ratio": ratio}
+
+
 def upper(value: Any) -> Any:
     """The largest value a hyperparameter (fixed or a distribution) can take."""
     return value.upper() if isinstance(value, Distribution) else value

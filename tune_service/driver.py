@@ -16,9 +16,11 @@ import uuid
 from pathlib import Path
 from typing import Any, Union
 
+from ray.tune.stopper import Stopper
+
 from . import preflight, report, tracking
 from ._distributions import Distribution
-from .result import SweepResult, TrialResult
+from .result import SweepResult, TrialResult, pareto_front
 from .spec import SweepSpec, iter_hyperparameters, load_spec, smoke_spec
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,7 @@ def run_sweep(
         spec = smoke_spec(spec)
     preflight.check(spec)
     uri = tracking.resolve_tracking_uri(tracking_uri, spec.mlflow.tracking_uri)
+    warm_trials = _warm_start(spec, uri)
 
     import ray
     from ray import tune
@@ -97,7 +100,7 @@ def run_sweep(
     import search_spaces
     from trainables.loop import MODEL_DIR
 
-    plan = search_spaces.build(spec)
+    plan = search_spaces.build(spec, warm_trials)
     searched = searched_params(spec)
     sweep_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     storage = str(Path(storage_path or Path.home() / "ray_results").resolve())
@@ -109,7 +112,8 @@ def run_sweep(
         strategy=search.strategy,
         spec_yaml=spec.to_yaml(),
         search_space=spec.to_dict()["hyperparameters"],
-        params={f"search.{k}": v for k, v in search.model_dump(mode="json").items()} | {"smoke_test": smoke_test},
+        params={f"search.{k}": v for k, v in search.model_dump(mode="json").items()}
+        | {"smoke_test": smoke_test, "warm_start_trials": len(warm_trials or [])},
         description=spec.description,
     )
     started = time.time()
@@ -142,6 +146,7 @@ def run_sweep(
                 storage_path=storage,
                 callbacks=callbacks,
                 verbose=0,  # report.Progress prints instead
+                stop=EpochBudget(search.max_total_epochs) if search.max_total_epochs else None,
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=1,
                     checkpoint_score_attribute=search.metric,
@@ -160,6 +165,8 @@ def run_sweep(
             best_metrics=result.best_metrics,
             best_config=result.best_config,
             trials_table=report.trials_table(result, searched),
+            pareto=report.pareto_record(result) if len(result.objectives) > 1 else None,
+            stopped_by=result.stopped_by,
         )
         if verbose:
             print(report.summary(result, searched), file=sys.stdout, flush=True)
@@ -170,6 +177,46 @@ def run_sweep(
     finally:
         if started_ray:
             ray.shutdown()
+
+
+class EpochBudget(Stopper):
+    """Tune stopper: end the sweep once its trials have trained ``limit`` epochs in all."""
+
+    def __init__(self, limit: int):
+        self.limit, self.spent = limit, 0
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        self.spent += 1
+        return False
+
+    def stop_all(self) -> bool:
+        return self.spent >= self.limit
+
+
+def _warm_start(spec: SweepSpec, uri: str) -> list | None:
+    """The earlier sweep's evaluated trials (``search.warm_start``), read before Ray starts."""
+    warm = spec.search.warm_start
+    if warm is None:
+        return None
+    from .spec import SpecError, searched
+
+    def accepts(dist: Distribution):
+        if dist.is_finite:
+            return lambda v: v in dist.values
+        return lambda v: isinstance(v, (int, float)) and dist.args[0] <= v <= dist.upper()
+
+    try:
+        trials, skipped = tracking.earlier_trials(
+            tracking.resolve_tracking_uri(warm.tracking_uri, None) if warm.tracking_uri else uri,
+            experiment=warm.experiment,
+            parent_run_id=warm.parent_run_id,
+            accepts={name: accepts(d) for name, d in searched(spec.hyperparameters).items()},
+            objectives=spec.search.all_objectives,
+        )
+    except tracking.WarmStartError as exc:
+        raise SpecError([("search.warm_start", str(exc))]) from None
+    log.info("warm start: %d earlier trials (%d outside this space skipped)", len(trials), skipped)
+    return trials
 
 
 def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage: str, wall: float) -> SweepResult:
@@ -199,6 +246,21 @@ def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage:
     best = None
     if scored:
         best = (max if mode == "max" else min)(scored, key=lambda t: t.metrics[metric])
+    objectives = spec.search.all_objectives
+    front: list[str] = []
+    if len(objectives) > 1:
+        points = {
+            t.trial_id: [t.metrics[m] for m, _ in objectives]
+            for t in trials
+            if all(m in t.metrics for m, _ in objectives)
+        }
+        front = pareto_front(points, [o for _, o in objectives])
+    stopped_by = None
+    budget = spec.search.max_total_epochs
+    if budget and sum(t.epochs for t in trials) >= budget:
+        stopped_by = "max_total_epochs"
+    elif spec.search.time_budget_s and wall >= spec.search.time_budget_s:
+        stopped_by = "time_budget_s"
     return SweepResult(
         name=spec.name,
         sweep_id=sweep_id,
@@ -216,4 +278,7 @@ def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage:
         storage_path=os.path.join(storage, sweep_id),
         wall_time_s=wall,
         trials=trials,
+        objectives=[list(o) for o in objectives],
+        pareto_front=front,
+        stopped_by=stopped_by,
     )

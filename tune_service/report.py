@@ -48,6 +48,28 @@ def trials_table(result: SweepResult, searched: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def pareto_record(result: SweepResult) -> dict:
+    """The Pareto front as data (parent run's pareto_front.json)."""
+    by_id = {t.trial_id: t for t in result.trials}
+    return {
+        "objectives": [{"metric": m, "mode": o} for m, o in result.objectives],
+        "trial_ids": list(result.pareto_front),
+        "trials": [
+            {"trial_id": i, "mlflow_run_id": by_id[i].mlflow_run_id}
+            | {m: by_id[i].metrics.get(m) for m, _ in result.objectives}
+            for i in result.pareto_front
+        ],
+    }
+
+
+def pareto_table(result: SweepResult) -> str:
+    metrics = [m for m, _ in result.objectives]
+    header = ["trial", *(f"{m} ({o})" for m, o in result.objectives)]
+    rows = [[r["trial_id"], *(_fmt(r[m]) for m in metrics)] for r in pareto_record(result)["trials"]]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])
+
+
 def summary(result: SweepResult, searched: Sequence[str]) -> str:
     lines = [
         "",
@@ -57,6 +79,11 @@ def summary(result: SweepResult, searched: Sequence[str]) -> str:
         trials_table(result, searched),
         "",
     ]
+    if result.stopped_by:
+        lines += [f"Stopped by the {result.stopped_by} budget; the best found so far:", ""]
+    if len(result.objectives) > 1:
+        lines += [f"Pareto front ({len(result.pareto_front)} trials; no other trial beats one on every objective):"]
+        lines += ["  " + line for line in pareto_table(result).splitlines()] + [""]
     if result.best_trial_id is None:
         lines.append("No trial reported the metric.")
     else:

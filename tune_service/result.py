@@ -37,6 +37,12 @@ class SweepResult:
     storage_path: str
     wall_time_s: float
     trials: list[TrialResult] = field(default_factory=list)
+    # every objective as (metric, mode), the primary first; several: multi-objective
+    objectives: list = field(default_factory=list)
+    # multi-objective: ids of the trials no other trial beats on every objective
+    pareto_front: list[str] = field(default_factory=list)
+    # why the sweep ended before its trials did: "time_budget_s", "max_total_epochs", or None
+    stopped_by: Optional[str] = None
 
     @property
     def best_value(self) -> Optional[float]:
@@ -47,3 +53,20 @@ class SweepResult:
 
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.to_dict(), **kwargs)
+
+
+def pareto_front(points: dict[str, list[float]], modes: list[str]) -> list[str]:
+    """Ids of the non-dominated points: none other is at least as good on every objective and better on one."""
+
+    def as_min(values):  # every objective as a minimisation
+        return [v if m == "min" else -v for v, m in zip(values, modes)]
+
+    scored = {k: as_min(v) for k, v in points.items()}
+    front = []
+    for k, a in scored.items():
+        dominated = any(
+            all(y <= x for x, y in zip(a, b)) and any(y < x for x, y in zip(a, b)) for j, b in scored.items() if j != k
+        )
+        if not dominated:
+            front.append(k)
+    return front

@@ -39,7 +39,7 @@ from pydantic import (
     model_validator,
 )
 
-from ._distributions import DISTRIBUTIONS, Distribution, Domain
+from ._distributions import DISTRIBUTIONS, Distribution, Domain, Relative
 
 __all__ = [
     "SpecError",
@@ -53,19 +53,53 @@ __all__ = [
     "LR_SCHEDULERS",
     "STRATEGIES",
     "SCHEDULERS",
+    "SAMPLERS",
+    "PRESETS",
+    "CONDITIONS",
+    "MODEL_BASED",
+    "searched",
+    "flat_point",
 ]
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 LR_SCHEDULERS = ("constant", "linear", "cosine", "step", "exponential", "inverse_time")
-STRATEGIES = ("grid", "random", "bayesian")
-SCHEDULERS = ("fifo", "asha", "median")
-# What each task's trainable reports every epoch; the search metric must be one of these.
+STRATEGIES = ("grid", "random", "bayesian", "bohb")
+SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt")
+SAMPLERS = ("tpe", "gp", "cmaes", "qmc")
+# Named presets for `search.strategy`, besides any "<strategy>+<scheduler>" pair.
+PRESETS = {
+    "asha": ("random", "asha"),
+    "hyperband": ("random", "hyperband"),
+    "pbt": ("random", "pbt"),
+    "bohb": ("bohb", "hyperband"),
+}
+# What each task's trainable reports every epoch; search metrics and objectives come from these.
 TASK_METRICS = {
-    "text_classification": ("val_accuracy", "val_f1", "val_loss", "train_loss"),
+    "text_classification": (
+        "val_accuracy",
+        "val_f1",
+        "val_loss",
+        "train_loss",
+        "trainable_params",
+        "val_latency_ms",
+    ),
+}
+# Group fields that only apply under some values of another field (a conditional space):
+# field -> (the field it depends on, the values under which it applies).
+CONDITIONS = {
+    "momentum": ("optimizer", ("sgd", "rmsprop")),
+    "beta1": ("optimizer", ("adam", "adamw")),
+    "beta2": ("optimizer", ("adam", "adamw")),
+    "gamma": ("scheduler", ("step", "exponential")),
+    "step_epochs": ("scheduler", ("step",)),
+    "decay": ("scheduler", ("inverse_time",)),
 }
 # Parameter groups a task gets when the spec names none (resolved against the model:
 # `encoder` is the pretrained base model, `head` everything else).
 DEFAULT_GROUPS = {"text_classification": ("encoder", "head")}
+
+# Strategies that fit a model to the results so far (they sample; they cannot enumerate a grid).
+MODEL_BASED = ("bayesian", "bohb")
 
 SMOKE_TRIALS = 2
 SMOKE_TRAIN_SIZE = 64
@@ -116,21 +150,53 @@ def _value_schema(domain: Domain) -> dict:
     return schema
 
 
+_RATIO = Domain("float", gt=0)
+_RELATIVE_SCHEMA = {
+    "type": "object",
+    "description": "derived from another group: {relative_to: GROUP, ratio: number or distribution}",
+    "properties": {"relative_to": {"type": "string"}, "ratio": {"anyOf": [{"type": "number"}, _DIST_SCHEMA]}},
+    "required": ["relative_to", "ratio"],
+    "additionalProperties": False,
+}
+
+
+def _check_relative(raw: dict) -> Relative:
+    if set(raw) != {"relative_to", "ratio"}:
+        raise ValueError(
+            "a derived value is {relative_to: GROUP, ratio: number or distribution}, "
+            f"got keys {sorted(map(str, raw))}"
+        )
+    if not isinstance(raw["relative_to"], str):
+        raise ValueError(f"relative_to names a parameter group, got {raw['relative_to']!r}")
+    try:
+        ratio = _RATIO.check(raw["ratio"])
+    except ValueError as exc:
+        raise ValueError(f"ratio: {exc}") from None
+    return Relative(raw["relative_to"], ratio)
+
+
 def _serialize(value: Any) -> Any:
-    return value.to_spec() if isinstance(value, Distribution) else value
+    return value.to_spec() if isinstance(value, (Distribution, Relative)) else value
 
 
-def HP(domain: Domain, description: str) -> Any:
-    """A hyperparameter field: a fixed value or a distribution, checked against ``domain``."""
+def HP(domain: Domain, description: str, derivable: bool = False) -> Any:
+    """A hyperparameter field: a fixed value or a distribution, checked against ``domain``.
+
+    A ``derivable`` field may also be written relative to another group's value.
+    """
+
+    def check(raw: Any) -> Any:
+        if derivable and isinstance(raw, dict) and "relative_to" in raw:
+            return _check_relative(raw)
+        return domain.check(raw)
+
+    accepted = [_value_schema(domain), _DIST_SCHEMA] + ([_RELATIVE_SCHEMA] if derivable else [])
     return Annotated[
         Any,
-        BeforeValidator(domain.check),
+        BeforeValidator(check),
         PlainSerializer(_serialize),
         WithJsonSchema(
-            {
-                "description": f"{description}; accepts {domain.describe()}, or a distribution",
-                "anyOf": [_value_schema(domain), _DIST_SCHEMA],
-            }
+            {"description": f"{description}; accepts {domain.describe()}, or a distribution", "anyOf": accepted}
         ),
     ]
 
@@ -147,7 +213,7 @@ class _Strict(BaseModel):
 class GroupHyperparameters(_Strict):
     """Optimizer, LR schedule and freezing for one parameter group (its own optimizer)."""
 
-    lr: HP(_pos, "peak learning rate")
+    lr: HP(_pos, "peak learning rate, or {relative_to: GROUP, ratio: ...} times another group's", derivable=True)
     optimizer: HP(Domain("choice", options=OPTIMIZERS), "optimizer type") = "adamw"
     weight_decay: HP(_nonneg, "weight decay (decoupled for adamw)") = 0.0
     momentum: HP(_unit, "momentum (sgd, rmsprop)") = 0.9
@@ -243,31 +309,110 @@ class TextClassificationTask(_Strict):
         return tuple(self.groups) if self.groups else DEFAULT_GROUPS[self.type]
 
 
+class Objective(_Strict):
+    """One more objective besides ``search.metric`` (multi-objective search)."""
+
+    metric: str
+    mode: Literal["max", "min"]
+
+
+class WarmStart(_Strict):
+    """Seed the searcher with the evaluated trials of an earlier sweep, read back from MLflow."""
+
+    experiment: Optional[str] = Field(None, description="every finished trial in this MLflow experiment")
+    parent_run_id: Optional[str] = Field(None, description="the trials of one earlier sweep (its parent run)")
+    tracking_uri: Optional[str] = Field(None, description="where the earlier sweep is tracked; default: this sweep's")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> WarmStart:
+        if (self.experiment is None) == (self.parent_run_id is None):
+            raise ValueError("give exactly one of experiment (a name) or parent_run_id")
+        return self
+
+
 class SearchSpec(_Strict):
     """What to try (``strategy``, a searcher) and when to stop trials (``scheduler``), kept apart."""
 
-    strategy: Literal["grid", "random", "bayesian"] = "random"
-    scheduler: Literal["fifo", "asha", "median"] = Field(
-        "fifo", description="fifo: every trial runs all its epochs; asha, median: poor trials stop early"
+    strategy: Literal["grid", "random", "bayesian", "bohb"] = Field(
+        "random",
+        description="grid, random, bayesian (Optuna), bohb; or a preset: asha, hyperband, pbt, "
+        "or STRATEGY+SCHEDULER such as bayesian+asha",
+    )
+    scheduler: Literal["fifo", "asha", "hyperband", "median", "pbt"] = Field(
+        "fifo",
+        description="fifo: every trial runs all its epochs; asha, hyperband, median: poor trials stop early; "
+        "pbt: trials copy better ones and perturb their hyperparameters",
+    )
+    sampler: Optional[Literal["tpe", "gp", "cmaes", "qmc"]] = Field(
+        None, description="bayesian: Optuna's sampler (default tpe)"
     )
     grace_period: int = Field(1, ge=1, description="asha, median: epochs every trial runs before it can be stopped")
-    reduction_factor: float = Field(2, gt=1, description="asha: 1/reduction_factor of trials go on at each rung")
+    reduction_factor: float = Field(
+        2, gt=1, description="asha, hyperband: 1/reduction_factor of trials go on at each rung"
+    )
+    perturbation_interval: int = Field(1, ge=1, description="pbt: epochs between exploit/explore steps")
     metric: str = "val_accuracy"
     mode: Literal["max", "min"] = "max"
+    objectives: list[Objective] = Field(
+        default_factory=list,
+        description="more objectives besides metric (multi-objective: the Pareto front is reported)",
+    )
     num_samples: int = Field(
         8, ge=1, description="random: trials drawn (default 8); grid: times the whole grid runs (default 1)"
     )
     max_concurrent_trials: Optional[int] = Field(None, ge=1)
     time_budget_s: Optional[float] = Field(None, gt=0, description="stop the sweep after this long")
+    max_total_epochs: Optional[int] = Field(None, ge=1, description="stop the sweep after this many epochs in all")
+    points_to_evaluate: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="configurations tried first: {dotted.name: value} over searched hyperparameters",
+    )
+    warm_start: Optional[WarmStart] = None
     seed: int = Field(0, ge=0, description="seed of the searcher")
 
     @model_validator(mode="before")
     @classmethod
-    def _grid_runs_once(cls, data: Any) -> Any:
+    def _presets_and_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        strategy = data.get("strategy")
+        preset = strategy in PRESETS and strategy not in STRATEGIES  # "bohb" names a searcher too
+        if isinstance(strategy, str) and (preset or "+" in strategy):
+            searcher, _, scheduler = strategy.partition("+")
+            if strategy in PRESETS:
+                searcher, scheduler = PRESETS[strategy]
+            if searcher not in STRATEGIES or scheduler not in SCHEDULERS:
+                raise ValueError(
+                    f"strategy '{strategy}' is not a preset; presets are {', '.join(PRESETS)} or "
+                    f"STRATEGY+SCHEDULER with a strategy in {', '.join(STRATEGIES)} "
+                    f"and a scheduler in {', '.join(SCHEDULERS)}"
+                )
+            if data.get("scheduler", scheduler) != scheduler:
+                raise ValueError(
+                    f"strategy '{strategy}' sets scheduler '{scheduler}', but scheduler is '{data['scheduler']}'"
+                )
+            data.update(strategy=searcher, scheduler=scheduler)
+        if data.get("strategy") == "bohb":
+            data.setdefault("scheduler", "hyperband")
         # Ray Tune repeats a grid num_samples times; a grid search runs each point once unless asked.
-        if isinstance(data, dict) and data.get("strategy") == "grid" and "num_samples" not in data:
-            data = {**data, "num_samples": 1}
+        if data.get("strategy") == "grid":
+            data.setdefault("num_samples", 1)
+        # metric: [a, b] with mode: [max, min], as Optuna and Ray's OptunaSearch write it
+        metric, mode = data.get("metric"), data.get("mode")
+        if isinstance(metric, list) and metric:
+            modes = mode if isinstance(mode, list) else [mode or "max"] * len(metric)
+            if len(modes) != len(metric):
+                raise ValueError(f"metric lists {len(metric)} objectives but mode lists {len(modes)}")
+            data["metric"], data["mode"] = metric[0], modes[0]
+            extra = [{"metric": m, "mode": o} for m, o in zip(metric[1:], modes[1:])]
+            data["objectives"] = extra + list(data.get("objectives") or [])
         return data
+
+    @property
+    def all_objectives(self) -> list[tuple[str, str]]:
+        """``(metric, mode)`` of every objective, the primary (``metric``) first."""
+        return [(self.metric, self.mode)] + [(o.metric, o.mode) for o in self.objectives]
 
 
 class Resources(_Strict):
@@ -313,7 +458,12 @@ def iter_hyperparameters(hp: Hyperparameters) -> Iterator[tuple[tuple[str, ...],
     """
     for gname, group in hp.groups.items():
         for field in GroupHyperparameters.model_fields:
-            yield ("groups", gname, field), getattr(group, field)
+            value = getattr(group, field)
+            if isinstance(value, Relative):
+                yield ("groups", gname, field, "relative_to"), value.relative_to
+                yield ("groups", gname, field, "ratio"), value.ratio
+            else:
+                yield ("groups", gname, field), value
     for field in Hyperparameters.model_fields:
         if field != "groups":
             yield (field,), getattr(hp, field)
@@ -401,17 +551,18 @@ def _cross_checks(spec: SweepSpec) -> list[tuple[str, str]]:
             )
         )
     metrics = TASK_METRICS[task.type]
-    if spec.search.metric not in metrics:
-        close = difflib.get_close_matches(spec.search.metric, metrics, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        problems.append(
-            (
-                "search.metric",
-                f"got '{spec.search.metric}'{hint}; the {task.type} task reports {', '.join(metrics)}",
-            )
-        )
+    for i, (metric, _) in enumerate(spec.search.all_objectives):
+        if metric not in metrics:
+            close = difflib.get_close_matches(metric, metrics, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            where = "search.metric" if i == 0 else f"search.objectives[{i - 1}].metric"
+            problems.append((where, f"got '{metric}'{hint}; the {task.type} task reports {', '.join(metrics)}"))
+    names = [m for m, _ in spec.search.all_objectives]
+    if len(set(names)) != len(names):
+        problems.append(("search.objectives", f"an objective is listed twice: {names}"))
+    strategy = spec.search.strategy
     for path, value in iter_hyperparameters(spec.hyperparameters):
-        if spec.search.strategy == "grid" and isinstance(value, Distribution) and not value.is_finite:
+        if strategy == "grid" and isinstance(value, Distribution) and not value.is_finite:
             problems.append(
                 (
                     _path(("hyperparameters",) + path),
@@ -419,14 +570,29 @@ def _cross_checks(spec: SweepSpec) -> list[tuple[str, str]]:
                     f"write {{grid: [...]}} or use strategy 'random'",
                 )
             )
-        if spec.search.strategy == "bayesian" and isinstance(value, Distribution) and value.kind == "grid":
+        if strategy in MODEL_BASED and isinstance(value, Distribution) and value.kind == "grid":
             problems.append(
                 (
                     _path(("hyperparameters",) + path),
-                    "strategy 'bayesian' samples every value it tries, so it cannot enumerate a grid: "
+                    f"strategy '{strategy}' samples every value it tries, so it cannot enumerate a grid: "
                     "write {choice: [...]} or use strategy 'grid' or 'random'",
                 )
             )
+    if spec.search.sampler is not None and strategy != "bayesian":
+        problems.append(
+            ("search.sampler", f"got '{spec.search.sampler}', but only strategy 'bayesian' uses an Optuna sampler")
+        )
+    if spec.search.warm_start is not None and strategy not in ("bayesian",):
+        problems.append(
+            (
+                "search.warm_start",
+                f"strategy '{strategy}' does not learn from earlier results: warm start needs strategy 'bayesian' "
+                "(or use points_to_evaluate to try given configurations first)",
+            )
+        )
+    problems += _derived_checks(spec.hyperparameters)
+    problems += _conditional_checks(spec.hyperparameters)
+    problems += _points_checks(spec)
     for gname, group in spec.hyperparameters.groups.items():
         if (
             group.frozen is False
@@ -439,6 +605,88 @@ def _cross_checks(spec: SweepSpec) -> list[tuple[str, str]]:
                     f"got {group.unfreeze_epoch}, but the group is not frozen: set frozen: true",
                 )
             )
+    if not problems:
+        import search_spaces  # strategy-specific pairings (Hyperband brackets, PBT, BOHB)
+
+        problems += search_spaces.problems(spec)
+    return problems
+
+
+def _derived_checks(hp: Hyperparameters) -> list[tuple[str, str]]:
+    problems = []
+    for gname, group in hp.groups.items():
+        for field in GroupHyperparameters.model_fields:
+            value = getattr(group, field)
+            if not isinstance(value, Relative):
+                continue
+            where = f"hyperparameters.groups.{gname}.{field}.relative_to"
+            target = hp.groups.get(value.relative_to)
+            if target is None or value.relative_to == gname:
+                others = [g for g in hp.groups if g != gname]
+                problems.append((where, f"got '{value.relative_to}'; accepted: another group, one of {others}"))
+            elif isinstance(getattr(target, field), Relative):
+                problems.append(
+                    (where, f"group '{value.relative_to}' has a derived {field} too: derive from a group that sets it")
+                )
+    return problems
+
+
+def _conditional_checks(hp: Hyperparameters) -> list[tuple[str, str]]:
+    """A searched setting that never applies (momentum searched, optimizer fixed to adamw) is a mistake."""
+    problems = []
+    for gname, group in hp.groups.items():
+        for field, (parent, applies) in CONDITIONS.items():
+            value, parent_value = getattr(group, field), getattr(group, parent)
+            if not isinstance(value, Distribution):
+                continue
+            options = parent_value.values if isinstance(parent_value, Distribution) else (parent_value,)
+            if not set(options) & set(applies):
+                problems.append(
+                    (
+                        f"hyperparameters.groups.{gname}.{field}",
+                        f"searched, but {field} applies only when {parent} is one of {list(applies)} "
+                        f"and {parent} here is {list(options)}",
+                    )
+                )
+    return problems
+
+
+def searched(hp: Hyperparameters) -> dict[str, Distribution]:
+    """The searched hyperparameters by dotted name (``groups.encoder.lr``)."""
+    return {".".join(path): v for path, v in iter_hyperparameters(hp) if isinstance(v, Distribution)}
+
+
+def flat_point(point: dict) -> dict:
+    """A point written nested ({groups: {encoder: {lr: ..}}}) or dotted, as {dotted.name: value}."""
+    out = {}
+    for key, value in point.items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in flat_point(value).items()})
+        else:
+            out[str(key)] = value
+    return out
+
+
+def _points_checks(spec: SweepSpec) -> list[tuple[str, str]]:
+    points = spec.search.points_to_evaluate
+    if not points:
+        return []
+    if spec.search.strategy == "grid":
+        return [("search.points_to_evaluate", "strategy 'grid' tries every point anyway: drop points_to_evaluate")]
+    space = searched(spec.hyperparameters)
+    problems = []
+    for i, point in enumerate(points):
+        for name, value in flat_point(point).items():
+            where = f"search.points_to_evaluate[{i}].{name}"
+            dist = space.get(name)
+            if dist is None:
+                close = difflib.get_close_matches(name, list(space), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                problems.append((where, f"not a searched hyperparameter{hint}; searched: {', '.join(space)}"))
+            elif dist.is_finite and value not in dist.values:
+                problems.append((where, f"got {value!r}; accepted: one of {list(dist.values)}"))
+            elif not dist.is_finite and not (isinstance(value, (int, float)) and dist.args[0] <= value <= dist.upper()):
+                problems.append((where, f"got {value!r}; accepted: a number in [{dist.args[0]}, {dist.upper()}]"))
     return problems
 
 
@@ -523,5 +771,9 @@ def smoke_spec(spec: SweepSpec) -> SweepSpec:
     # Ray Tune repeats the whole grid num_samples times: with a grid, once is enough.
     search["num_samples"] = 1 if grids_kept else SMOKE_TRIALS
     search["time_budget_s"] = None
+    if spec.search.scheduler == "pbt":  # one exploit/explore step
+        hp["epochs"], search["perturbation_interval"] = 2, 1
+    if spec.search.warm_start and spec.search.warm_start.experiment:  # smoke runs warm-start from smoke runs
+        search["warm_start"]["experiment"] = f"{spec.search.warm_start.experiment}-smoke"[:100]
     data["name"] = f"{spec.name}-smoke"[:100]
     return load_spec(data)

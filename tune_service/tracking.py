@@ -31,6 +31,7 @@ TAG_STRATEGY = "tune_service.strategy"
 TAG_TRIAL_ID = "tune_service.trial_id"
 TAG_BEST = "tune_service.best"
 TAG_BEST_RUN = "tune_service.best_run_id"
+TAG_PARETO = "tune_service.pareto"
 PARENT_RUN = "mlflow.parentRunId"
 MAX_PARAM_LEN = 6000
 CHECKPOINT_ARTIFACTS = "checkpoint"
@@ -88,6 +89,7 @@ class SweepTracker:
             self.experiment_id = self.client.create_experiment(experiment)
         self.parent_run_id: str | None = None
         self.trial_runs: dict[str, str] = {}
+        self._configs: dict[str, dict] = {}  # what each trial's params say, to see PBT's changes
 
     def start_sweep(
         self,
@@ -116,16 +118,27 @@ class SweepTracker:
         tags = {PARENT_RUN: self.parent_run_id, TAG_TRIAL_ID: trial_id}
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         self.trial_runs[trial_id] = run.info.run_id
-        self._log_params(run.info.run_id, flatten(config))
+        self._configs[trial_id] = flatten(config)
+        self._log_params(run.info.run_id, self._configs[trial_id])
         return run.info.run_id
 
-    def log_result(self, trial_id: str, result: Mapping) -> None:
+    def log_result(self, trial_id: str, result: Mapping, config: Mapping | None = None) -> None:
+        """An epoch's metrics; with ``config``, values changed since the params were logged.
+
+        MLflow params cannot change, so a hyperparameter PBT perturbs is logged as
+        the metric ``hp/NAME`` from the epoch it changed (the param keeps the start value).
+        """
         from mlflow.entities import Metric
 
         run_id = self.trial_runs[trial_id]
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, step) for k, v in numeric_metrics(result).items()]
+        if config is not None:
+            flat, before = flatten(config), self._configs.get(trial_id, {})
+            changed = {k: v for k, v in flat.items() if k in before and v != before[k]}
+            metrics += [Metric(f"hp/{k}", float(v), now, step) for k, v in numeric_metrics(changed).items()]
+            before.update(changed)
         self.client.log_batch(run_id, metrics=metrics)
 
     def finish_trial(self, trial_id: str, status: str = "FINISHED") -> None:
@@ -144,6 +157,8 @@ class SweepTracker:
         best_metrics: Mapping,
         best_config: Mapping | None,
         trials_table: str,
+        pareto: Mapping | None = None,
+        stopped_by: str | None = None,
         status: str = "FINISHED",
     ) -> None:
         parent = self.parent_run_id
@@ -160,6 +175,13 @@ class SweepTracker:
             )
             self.client.log_dict(parent, dict(best_config or {}), "best_config.json")
         self.client.log_text(parent, trials_table, "trials.txt")
+        if pareto is not None:
+            for trial_id in pareto.get("trial_ids", []):
+                if trial_id in self.trial_runs:
+                    self.client.set_tag(self.trial_runs[trial_id], TAG_PARETO, "true")
+            self.client.log_dict(parent, dict(pareto), "pareto_front.json")
+        if stopped_by:
+            self.client.set_tag(parent, "tune_service.stopped_by", stopped_by)
         self.client.set_terminated(parent, status)
 
     def fail_open_runs(self, status: str = "FAILED") -> None:
@@ -181,6 +203,14 @@ def _param_value(v: Any) -> str:
     return text[:MAX_PARAM_LEN]
 
 
+def _param_from(text: str) -> Any:
+    """A param as logged by :func:`_param_value`, back to its value (strings are logged bare)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 class MlflowTrialCallback(Callback):
     """Streams each trial into its own child run, from the Tune driver."""
 
@@ -192,13 +222,71 @@ class MlflowTrialCallback(Callback):
         self.tracker.start_trial(trial.trial_id, self.run_name(trial), trial.config)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.tracker.log_result(trial.trial_id, result)
+        self.tracker.log_result(trial.trial_id, result, trial.config)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.tracker.finish_trial(trial.trial_id)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.tracker.finish_trial(trial.trial_id, status="FAILED")
+
+
+class WarmStartError(ValueError):
+    """An earlier sweep to warm-start from cannot be read."""
+
+
+def earlier_trials(
+    tracking_uri: str,
+    *,
+    experiment: str | None,
+    parent_run_id: str | None,
+    accepts: Mapping[str, Any],
+    objectives: list[tuple[str, str]],
+) -> tuple[list[tuple[dict, list[float]]], int]:
+    """The finished trials of an earlier sweep: ``([(params, objective values)], skipped)``.
+
+    ``accepts`` maps each searched name (``groups.encoder.lr``) to a predicate
+    telling whether a value lies in this sweep's space; a trial whose values do
+    not all fit, or which lacks an objective, is skipped. An objective's value
+    is the trial's last reported one, as Ray Tune tells its searcher.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    if parent_run_id is not None:
+        try:
+            parent = client.get_run(parent_run_id)
+        except MlflowException:
+            raise WarmStartError(f"parent_run_id {parent_run_id!r}: no such run at {tracking_uri}") from None
+        experiment_ids = [parent.info.experiment_id]
+        query = f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'FINISHED'"
+    else:
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            raise WarmStartError(f"experiment {experiment!r}: no such experiment at {tracking_uri}")
+        experiment_ids = [exp.experiment_id]
+        query = "attributes.status = 'FINISHED'"
+    runs = client.search_runs(experiment_ids, filter_string=query, max_results=10_000)
+    trials, skipped = [], 0
+    for run in runs:
+        if TAG_TRIAL_ID not in run.data.tags:
+            continue  # a sweep's parent run
+        params = {k: _param_from(v) for k, v in run.data.params.items()}
+        point = {k: params[k] for k in accepts if params.get(k) is not None}
+        values = [run.data.metrics.get(m) for m, _ in objectives]
+        missing = [k for k in accepts if k not in params]
+        if missing or any(v is None for v in values) or not all(accepts[k](v) for k, v in point.items()):
+            skipped += 1
+            continue
+        trials.append((point, values))
+    if not trials:
+        where = f"parent run {parent_run_id}" if parent_run_id else f"experiment {experiment!r}"
+        raise WarmStartError(
+            f"{where} has no finished trial over this sweep's searched hyperparameters "
+            f"({', '.join(accepts)}) reporting {', '.join(m for m, _ in objectives)} ({skipped} skipped)"
+        )
+    return trials, skipped
 
 
 def ui_command(tracking_uri: str) -> str:

@@ -5,9 +5,16 @@ from __future__ import annotations
 import copy
 
 import pytest
-from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    HyperBandForBOHB,
+    HyperBandScheduler,
+    MedianStoppingRule,
+    PopulationBasedTraining,
+)
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.basic_variant import BasicVariantGenerator
+from ray.tune.search.bohb import TuneBOHB
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.sample import Categorical, Float, Integer
 
@@ -74,32 +81,77 @@ def test_param_space_has_the_trainable_config_shape():
 
 
 PAIRS = [(st, sc) for st in sorted(search_spaces.STRATEGIES) for sc in sorted(search_spaces.SCHEDULERS)]
+# pairings refused at validation, and a word of the reason
+REFUSED_PAIRS = {
+    ("grid", "pbt"): "a grid enumerates fixed points",
+    ("bayesian", "pbt"): "model-based searcher",
+    ("bohb", "pbt"): "model-based searcher",
+    **{("bohb", sc): "fit across Hyperband brackets" for sc in ("fifo", "asha", "median")},
+    **{(st, "hyperband"): "would never fill" for st in ("grid", "random", "bayesian")},
+}
+SEARCH_ALGS = {
+    "grid": BasicVariantGenerator,
+    "random": BasicVariantGenerator,
+    "bayesian": OptunaSearch,
+    "bohb": TuneBOHB,
+}
+SCHEDULER_TYPES = {
+    "fifo": type(None),
+    "asha": ASHAScheduler,
+    "hyperband": HyperBandScheduler,
+    "median": MedianStoppingRule,
+    "pbt": PopulationBasedTraining,
+}
 
 
 @pytest.mark.parametrize("strategy,scheduler", PAIRS, ids=[f"{a}+{b}" for a, b in PAIRS])
-def test_every_strategy_and_scheduler_pair_builds_a_plan(strategy, scheduler):
+def test_every_strategy_and_scheduler_pair_builds_a_plan_or_is_refused_with_the_reason(strategy, scheduler):
     spec = copy.deepcopy(BASE)
     if strategy == "grid":
         spec["hyperparameters"]["groups"]["encoder"]["lr"] = {"grid": [1e-5, 1e-4]}
         spec["hyperparameters"]["groups"]["head"]["lr"] = 1e-3
         spec["hyperparameters"]["frozen_layers"] = {"choice": [0, 1]}
         spec["hyperparameters"]["dropout"] = 0.1
-    if strategy == "bayesian":
+    if strategy in ("bayesian", "bohb"):
         spec["hyperparameters"]["batch_size"] = {"choice": [16, 32]}
-    spec["hyperparameters"]["epochs"] = {"choice": [2, 6]}
+    spec["hyperparameters"]["epochs"] = 6 if scheduler == "pbt" else {"choice": [2, 6]}
     spec["search"] = {"strategy": strategy, "scheduler": scheduler, "max_concurrent_trials": 3, "seed": 7}
+    if (strategy, scheduler) in REFUSED_PAIRS:
+        with pytest.raises(SpecError) as info:
+            load_spec(spec)
+        assert REFUSED_PAIRS[(strategy, scheduler)] in str(info.value)
+        return
     plan = search_spaces.build(load_spec(spec))
-    if strategy == "bayesian":
-        assert isinstance(plan.search_alg, ConcurrencyLimiter)
-        assert isinstance(plan.search_alg.searcher, OptunaSearch)
-    else:
-        assert isinstance(plan.search_alg, BasicVariantGenerator)
-    expected = {"fifo": type(None), "asha": ASHAScheduler, "median": MedianStoppingRule}[scheduler]
-    assert isinstance(plan.scheduler, expected)
+    alg = plan.search_alg.searcher if isinstance(plan.search_alg, ConcurrencyLimiter) else plan.search_alg
+    assert isinstance(alg, SEARCH_ALGS[strategy])
+    assert isinstance(plan.scheduler, SCHEDULER_TYPES[scheduler])
+    if strategy == "bohb":
+        assert isinstance(plan.scheduler, HyperBandForBOHB)
     if scheduler == "asha":
         assert plan.scheduler._max_t == 6  # the longest trial's epochs
     if strategy == "grid":
         assert plan.param_space["groups"]["encoder"]["optimizer"] == {"grid_search": ["adamw", "sgd"]}
+
+
+@pytest.mark.parametrize("max_t,eta", [(1, 2), (4, 2), (6, 2), (9, 3), (27, 3), (10, 4)])
+def test_hyperband_brackets_are_the_ones_ray_deals(max_t, eta):
+    from search_spaces.hyperband import brackets
+
+    ray_hb = HyperBandScheduler(max_t=max_t, reduction_factor=eta)
+    assert brackets(max_t, eta) == [(ray_hb._get_n0(s), ray_hb._get_r0(s)) for s in range(ray_hb._s_max_1)]
+
+
+def test_hyperband_within_its_brackets_and_bohb_at_any_concurrency_are_accepted():
+    spec = copy.deepcopy(BASE)
+    spec["hyperparameters"]["batch_size"] = {"choice": [16, 32]}
+    spec["hyperparameters"]["epochs"] = 4  # eta 2: brackets of 3, 3 and 4 trials
+    spec["search"] = {"strategy": "random+hyperband", "max_concurrent_trials": 4}
+    assert isinstance(search_spaces.build(load_spec(spec)).scheduler, HyperBandScheduler)
+    spec["search"]["max_concurrent_trials"] = 3
+    with pytest.raises(SpecError, match="largest holds 4 trials"):
+        load_spec(spec)
+    spec["search"] = {"strategy": "bohb", "max_concurrent_trials": 1}  # HyperBandForBOHB pauses and resumes
+    assert isinstance(search_spaces.build(load_spec(spec)).scheduler, HyperBandForBOHB)
 
 
 def test_bayesian_refuses_grids_with_the_reason():

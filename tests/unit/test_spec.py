@@ -36,6 +36,20 @@ def with_(dotted: str, value):
 
 _DELETE = object()
 
+
+def with_all(changes: dict):
+    spec = copy.deepcopy(BASE)
+    for dotted, value in changes.items():
+        node = spec
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return spec
+
+
+LR = {"loguniform": [1e-5, 1e-3]}
+
 # (description, spec, expected field path, fragments the message must contain)
 BAD_SPECS = [
     ("missing name", with_("name", _DELETE), "name", ["required"]),
@@ -203,6 +217,144 @@ BAD_SPECS = [
     ("validation fraction one", with_("task.dataset.validation_split", 1.0), "task.dataset.validation_split", ["< 1"]),
     ("max_length too short", with_("task.max_length", 2), "task.max_length", ["greater than or equal to 8"]),
     ("section not a mapping", with_("search", [1, 2]), "search", ["dictionary"]),
+    ("unknown preset", with_("search.strategy", "bayesian+ashaa"), "search", ["not a preset", "asha, hyperband"]),
+    (
+        "preset against scheduler",
+        with_all({"search.strategy": "bayesian+asha", "search.scheduler": "median"}),
+        "search",
+        ["sets scheduler 'asha'", "'median'"],
+    ),
+    ("sampler without bayesian", with_("search.sampler", "gp"), "search.sampler", ["only strategy 'bayesian'"]),
+    ("unknown sampler", with_("search.sampler", "nsga"), "search.sampler", ["'tpe'", "'qmc'"]),
+    (
+        "grid with pbt",
+        with_all({"search.strategy": "grid", "search.scheduler": "pbt", "hyperparameters.epochs": 3}),
+        "search.scheduler",
+        ["strategy 'random' only", "a grid enumerates fixed points"],
+    ),
+    (
+        "pbt with nothing to perturb",
+        with_all({"search.strategy": "pbt", "hyperparameters.epochs": 3}),
+        "search.scheduler",
+        ["perturbs searched continuous", "none is searched"],
+    ),
+    (
+        "pbt never perturbs",
+        with_all({"search.strategy": "pbt", "hyperparameters.groups.encoder.lr": LR}),
+        "search.perturbation_interval",
+        ["got 1", "train 1 epochs"],
+    ),
+    (
+        "hyperband brackets over the concurrency",
+        with_all(
+            {
+                "search.strategy": "random+hyperband",
+                "search.max_concurrent_trials": 2,
+                "hyperparameters.epochs": 9,
+                "search.reduction_factor": 3,
+            }
+        ),
+        "search.max_concurrent_trials",
+        ["got 2", "largest holds 9 trials", "asha"],
+    ),
+    (
+        "bohb with asha",
+        with_all({"search.strategy": "bohb", "search.scheduler": "asha"}),
+        "search.scheduler",
+        ["got 'asha'", "hyperband"],
+    ),
+    (
+        "objective never reported",
+        with_("search.objectives", [{"metric": "latency", "mode": "min"}]),
+        "search.objectives[0].metric",
+        ["'latency'", "val_latency_ms"],
+    ),
+    (
+        "metric and mode lists differ",
+        with_all({"search.metric": ["val_accuracy", "trainable_params"], "search.mode": ["max"]}),
+        "search",
+        ["2 objectives", "mode lists 1"],
+    ),
+    (
+        "bohb with two objectives",
+        with_all({"search.strategy": "bohb", "search.objectives": [{"metric": "trainable_params", "mode": "min"}]}),
+        "search.objectives",
+        ["one objective"],
+    ),
+    (
+        "cmaes with two objectives",
+        with_all(
+            {
+                "search.strategy": "bayesian",
+                "search.sampler": "cmaes",
+                "search.metric": ["val_accuracy", "val_latency_ms"],
+                "search.mode": ["max", "min"],
+            }
+        ),
+        "search.sampler",
+        ["one objective"],
+    ),
+    (
+        "momentum searched for adamw only",
+        with_("hyperparameters.groups.head.momentum", {"uniform": [0.8, 0.99]}),
+        "hyperparameters.groups.head.momentum",
+        ["applies only when optimizer", "['sgd', 'rmsprop']", "['adamw']"],
+    ),
+    (
+        "derived from an unknown group",
+        with_("hyperparameters.groups.head.lr", {"relative_to": "encodr", "ratio": 10}),
+        "hyperparameters.groups.head.lr.relative_to",
+        ["'encodr'", "['encoder']"],
+    ),
+    (
+        "derived from a derived value",
+        with_all(
+            {
+                "hyperparameters.groups.head.lr": {"relative_to": "encoder", "ratio": 10},
+                "hyperparameters.groups.encoder.lr": {"relative_to": "head", "ratio": 0.1},
+            }
+        ),
+        "hyperparameters.groups.head.lr.relative_to",
+        ["has a derived lr too"],
+    ),
+    (
+        "derived ratio not positive",
+        with_("hyperparameters.groups.head.lr", {"relative_to": "encoder", "ratio": {"uniform": [-1, 10]}}),
+        "hyperparameters.groups.head.lr",
+        ["ratio", "> 0"],
+    ),
+    (
+        "point outside the space",
+        with_all({"hyperparameters.groups.encoder.lr": LR, "search.points_to_evaluate": [{"groups.encoder.lr": 0.5}]}),
+        "search.points_to_evaluate[0].groups.encoder.lr",
+        ["got 0.5", "[1e-05, 0.001]"],
+    ),
+    (
+        "point names an unsearched setting",
+        with_all(
+            {"hyperparameters.groups.encoder.lr": LR, "search.points_to_evaluate": [{"groups": {"head": {"lr": 1}}}]}
+        ),
+        "search.points_to_evaluate[0].groups.head.lr",
+        ["not a searched hyperparameter", "groups.encoder.lr"],
+    ),
+    (
+        "warm start for random search",
+        with_("search.warm_start", {"experiment": "earlier"}),
+        "search.warm_start",
+        ["does not learn from earlier results", "bayesian"],
+    ),
+    (
+        "warm start from two places",
+        with_all({"search.strategy": "bayesian", "search.warm_start": {"experiment": "a", "parent_run_id": "b"}}),
+        "search.warm_start",
+        ["exactly one of experiment"],
+    ),
+    (
+        "zero epoch budget",
+        with_("search.max_total_epochs", 0),
+        "search.max_total_epochs",
+        ["greater than or equal to 1"],
+    ),
 ]
 
 
