@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
                 from . import preflight
 
                 preflight.check(spec)
-            print(
-                f"{args.spec}: valid sweep spec '{spec.name}' ({spec.search.strategy} search on {spec.search.metric})"
-            )
+            search = spec.search
+            goal = ", ".join(f"{o} {m}" for m, o in search.all_objectives)
+            print(f"{args.spec}: valid sweep spec '{spec.name}' ({search.strategy}+{search.scheduler}; {goal})")
             return 0
         from .driver import run_sweep
 

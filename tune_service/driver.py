@@ -148,7 +148,8 @@ def run_sweep(
                 verbose=0,  # report.Progress prints instead
                 stop=EpochBudget(search.max_total_epochs) if search.max_total_epochs else None,
                 checkpoint_config=tune.CheckpointConfig(
-                    num_to_keep=1,
+                    # PBT continues trials from others' checkpoints: keep a few, as Ray advises
+                    num_to_keep=4 if search.scheduler == "pbt" else 1,
                     checkpoint_score_attribute=search.metric,
                     checkpoint_score_order=search.mode,
                 ),
@@ -184,9 +185,14 @@ class EpochBudget(Stopper):
 
     def __init__(self, limit: int):
         self.limit, self.spent = limit, 0
+        self._last: dict[str, int] = {}
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        self.spent += 1
+        # a trial's final result comes twice (the second marked done): count each epoch once
+        iteration = result.get("training_iteration")
+        if self._last.get(trial_id) != iteration:
+            self._last[trial_id] = iteration
+            self.spent += 1
         return False
 
     def stop_all(self) -> bool:

@@ -764,6 +764,14 @@ def smoke_spec(spec: SweepSpec) -> SweepSpec:
                 shrink(value)
 
     shrink(hp)
+    # a searched setting whose controlling grid lost the values it applies to is fixed instead
+    for group in hp["groups"].values():
+        for field, (parent, applies) in CONDITIONS.items():
+            value, ctrl = group.get(field), group.get(parent)
+            options = next(iter(ctrl.values())) if isinstance(ctrl, dict) else [ctrl]
+            if isinstance(value, dict) and len(value) == 1 and not set(options) & set(applies):
+                kind, args = next(iter(value.items()))
+                group[field] = args[0]
     ds = data["task"]["dataset"]
     ds["train_size"] = min(ds["train_size"] or SMOKE_TRAIN_SIZE, SMOKE_TRAIN_SIZE)
     ds["validation_size"] = min(ds["validation_size"] or SMOKE_VALIDATION_SIZE, SMOKE_VALIDATION_SIZE)
@@ -773,7 +781,5 @@ def smoke_spec(spec: SweepSpec) -> SweepSpec:
     search["time_budget_s"] = None
     if spec.search.scheduler == "pbt":  # one exploit/explore step
         hp["epochs"], search["perturbation_interval"] = 2, 1
-    if spec.search.warm_start and spec.search.warm_start.experiment:  # smoke runs warm-start from smoke runs
-        search["warm_start"]["experiment"] = f"{spec.search.warm_start.experiment}-smoke"[:100]
     data["name"] = f"{spec.name}-smoke"[:100]
     return load_spec(data)

@@ -11,9 +11,13 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tune_service import load_spec, smoke_spec
+
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [str(Path(sys.executable).parent / "tune-service")]  # the installed console script
-EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+# the warm-start example reads the bayesian-asha sweep back: both run in one test
+WARM = ("bayesian_asha", "warm_start")
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if p.stem not in WARM)
 
 
 def cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -21,22 +25,23 @@ def cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProces
     return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_example_runs_in_smoke_mode(example, tmp_path):
+def run_example(example: Path, where: Path) -> dict:
+    """Run ``example`` in smoke mode through the CLI in ``where``; check its output, runs and result."""
     proc = cli(
         "run", str(example), "--smoke-test", "--num-cpus", "2",
-        "--storage-path", str(tmp_path / "ray"), "--json", "result.json",
-        cwd=tmp_path,
+        "--storage-path", str(where / "ray"), "--json", "result.json",
+        cwd=where,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
-    assert "Best trial" in out and "epoch 1/1" in out
+    epochs = smoke_spec(load_spec(example)).hyperparameters.epochs
+    assert "Best trial" in out and f"epoch {epochs}/{epochs}" in out
     # the default tracking store is a SQLite file in the working directory
-    db = tmp_path / "mlflow.db"
+    db = where / "mlflow.db"
     assert f"mlflow ui --backend-store-uri sqlite:///{db}" in out
-    result = json.loads((tmp_path / "result.json").read_text())
+    result = json.loads((where / "result.json").read_text())
     assert len(result["trials"]) == 2
-    assert all(t["status"] == "TERMINATED" and t["epochs"] == 1 for t in result["trials"])
+    assert all(t["status"] == "TERMINATED" for t in result["trials"])
     assert result["best_trial_id"] in {t["trial_id"] for t in result["trials"]}
 
     client = MlflowClient(f"sqlite:///{db}")
@@ -45,6 +50,22 @@ def test_example_runs_in_smoke_mode(example, tmp_path):
     )
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     assert client.get_run(result["parent_run_id"]).info.status == "FINISHED"
+    return result
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_runs_in_smoke_mode(example, tmp_path):
+    run_example(example, tmp_path)
+
+
+def test_warm_start_example_reads_the_earlier_sweep_back_from_mlflow(tmp_path):
+    earlier = run_example(ROOT / "examples" / "bayesian_asha.yaml", tmp_path)
+    result = run_example(ROOT / "examples" / "warm_start.yaml", tmp_path)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert client.get_run(result["parent_run_id"]).data.params["warm_start_trials"] == str(len(earlier["trials"]))
+    # points_to_evaluate: the given point is tried
+    tried = [t["config"]["groups"] for t in result["trials"]]
+    assert (1e-4, 1e-2, "sgd") in [(g["encoder"]["lr"], g["head"]["lr"], g["head"]["optimizer"]) for g in tried]
 
 
 BAD_INPUT = [

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from mlflow.tracking import MlflowClient
 
 from tune_service import run_sweep
 
 
-def test_asha_stops_poor_trials_early_where_fifo_runs_them_all(make_spec, where):
-    # one learning trial first, then three that cannot learn (lr 1e-12): one at a time, so
-    # the learner has set each rung's bar before the others reach it
-    def spec(scheduler: str) -> dict:
+def test_asha_and_hyperband_stop_poor_trials_early_where_fifo_runs_them_all(make_spec, where):
+    # one learning trial first, then three that cannot learn (lr 1e-12). ASHA runs them one at a
+    # time, so the learner has set each rung's bar before the others reach it. Hyperband (2 epochs,
+    # eta 2) deals them into two brackets of two in order: the first runs both epochs, the second
+    # keeps the better half after epoch 1.
+    def spec(scheduler: str, limit: int | None) -> dict:
         return make_spec(
             **{
                 "search": {
@@ -18,25 +23,25 @@ def test_asha_stops_poor_trials_early_where_fifo_runs_them_all(make_spec, where)
                     "scheduler": scheduler,
                     "metric": "val_loss",
                     "mode": "min",
-                    "max_concurrent_trials": 1,
+                    "max_concurrent_trials": limit,
                     "grace_period": 1,
                     "reduction_factor": 2,
                 },  # fmt: skip
                 "hyperparameters.groups.encoder.lr": {"grid": [3e-3, 1e-12, 1e-12, 1e-12]},
                 "hyperparameters.groups.encoder.scheduler": "constant",
-                "hyperparameters.epochs": 4,
+                "hyperparameters.epochs": 2,
             }
         )
 
-    fifo = run_sweep(spec("fifo"), **where)
-    asha = run_sweep(spec("asha"), **where)
-
-    assert [t.epochs for t in fifo.trials] == [4, 4, 4, 4]
-    learner = next(t for t in asha.trials if t.config["groups"]["encoder"]["lr"] == 3e-3)
-    assert learner.epochs == 4 and asha.best_trial_id == learner.trial_id
-    stuck = [t.epochs for t in asha.trials if t is not learner]
-    assert stuck and all(e < 4 for e in stuck), stuck
-    assert sum(t.epochs for t in asha.trials) < sum(t.epochs for t in fifo.trials)
+    fifo = run_sweep(spec("fifo", 1), **where)
+    assert [t.epochs for t in fifo.trials] == [2] * 4
+    for scheduler, limit in (("asha", 1), ("hyperband", None)):
+        result = run_sweep(spec(scheduler, limit), **where)
+        learner = next(t for t in result.trials if t.config["groups"]["encoder"]["lr"] == 3e-3)
+        assert learner.epochs == 2 and result.best_trial_id == learner.trial_id, scheduler
+        stuck = [t.epochs for t in result.trials if t is not learner]
+        assert len(stuck) == 3 and any(e < 2 for e in stuck), (scheduler, stuck)
+        assert sum(t.epochs for t in result.trials) < sum(t.epochs for t in fifo.trials), scheduler
 
 
 def test_bayesian_search_with_median_stopping_runs_and_tracks(make_spec, where):
@@ -62,3 +67,122 @@ def test_bayesian_search_with_median_stopping_runs_and_tracks(make_spec, where):
         [result.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'"
     )
     assert len(runs) == 3
+
+
+def test_pbt_continues_poor_trials_from_better_checkpoints_with_perturbed_rates(make_spec, where):
+    result = run_sweep(
+        make_spec(
+            **{
+                # two at once: at each epoch the worse continues from the better one's checkpoint
+                "search": {
+                    "strategy": "pbt",
+                    "num_samples": 2,
+                    "perturbation_interval": 1,
+                    "metric": "val_loss",
+                    "mode": "min",
+                    "seed": 2,
+                },
+                "hyperparameters.groups.encoder.lr": {"loguniform": [1e-9, 3e-3]},
+                "hyperparameters.epochs": 3,
+            }
+        ),
+        **where,
+    )
+    assert len(result.trials) == 2 and all(t.status == "TERMINATED" for t in result.trials)
+    client = MlflowClient(result.tracking_uri)
+    perturbed = []
+    for t in result.trials:
+        history = client.get_metric_history(t.mlflow_run_id, "hp/groups.encoder.lr")
+        if history:
+            perturbed.append(t.trial_id)
+            # perturbed values stay inside the searched range, and the trial trained with them
+            assert all(1e-9 <= m.value <= 3e-3 for m in history)
+            lrs = {m.step: m.value for m in client.get_metric_history(t.mlflow_run_id, "lr/encoder")}
+            assert lrs[history[-1].step] == pytest.approx(history[-1].value)
+    assert perturbed, "PBT never exploited a better trial"
+
+
+def test_bohb_runs_hyperband_brackets_with_its_model(make_spec, where):
+    result = run_sweep(
+        make_spec(
+            **{
+                # eta 2 over 2 epochs: two brackets of two; the second keeps the better after epoch 1
+                "search": {"strategy": "bohb", "num_samples": 4, "reduction_factor": 2, "seed": 1},
+                "hyperparameters.groups.encoder.lr": {"loguniform": [1e-6, 3e-3]},
+                "hyperparameters.groups.head.optimizer": {"choice": ["sgd", "adamw"]},
+                "hyperparameters.groups.head.momentum": {"uniform": [0.5, 0.99]},
+                "hyperparameters.epochs": 2,
+            }
+        ),
+        **where,
+    )
+    assert len(result.trials) == 4 and result.best_trial_id is not None
+    for t in result.trials:
+        head = t.config["groups"]["head"]
+        assert (head["momentum"] is None) == (head["optimizer"] == "adamw")
+        assert 1e-6 <= t.config["groups"]["encoder"]["lr"] <= 3e-3
+    assert any(t.epochs < 2 for t in result.trials)  # a Hyperband bracket stopped one early
+
+
+def test_multi_objective_conditional_derived_then_warm_start_within_an_epoch_budget(make_spec, where):
+    base = {
+        "search": {
+            "strategy": "bayesian",
+            "metric": ["val_accuracy", "val_latency_ms"],
+            "mode": ["max", "min"],
+            "num_samples": 4,
+            "seed": 3,
+        },
+        "hyperparameters.groups.encoder.lr": {"loguniform": [1e-4, 3e-3]},
+        "hyperparameters.groups.head.lr": {"relative_to": "encoder", "ratio": {"loguniform": [1.0, 30.0]}},
+        "hyperparameters.groups.head.optimizer": {"choice": ["sgd", "adamw"]},
+        "hyperparameters.groups.head.momentum": {"uniform": [0.5, 0.99]},
+        "hyperparameters.batch_size": {"choice": [8, 16]},
+        "hyperparameters.epochs": 1,
+    }
+    first = run_sweep(make_spec(**base), **where)
+    assert len(first.trials) == 4
+    client = MlflowClient(first.tracking_uri)
+
+    # conditional: momentum only where the head's optimizer is SGD (MLflow has null elsewhere)
+    for t in first.trials:
+        params = client.get_run(t.mlflow_run_id).data.params
+        assert (params["groups.head.momentum"] == "null") == (params["groups.head.optimizer"] == "adamw")
+        # derived: the head trained at ratio x the encoder's learning rate
+        ratio, enc = t.config["groups"]["head"]["lr"]["ratio"], t.config["groups"]["encoder"]["lr"]
+        head_lr = client.get_metric_history(t.mlflow_run_id, "lr/head")[0].value
+        assert head_lr == pytest.approx(ratio * enc) and 1.0 <= ratio <= 30.0
+
+    # multi-objective: the Pareto front, reported and tagged
+    assert first.objectives == [["val_accuracy", "max"], ["val_latency_ms", "min"]]
+    points = {t.trial_id: (t.metrics["val_accuracy"], t.metrics["val_latency_ms"]) for t in first.trials}
+    for tid in first.pareto_front:
+        acc, lat = points[tid]
+        assert not any(a >= acc and b <= lat and (a, b) != (acc, lat) for a, b in points.values())
+    off_front = set(points) - set(first.pareto_front)
+    for tid in off_front:
+        acc, lat = points[tid]
+        assert any(a >= acc and b <= lat and (a, b) != (acc, lat) for a, b in points.values())
+    tagged = {t.trial_id for t in first.trials if client.get_run(t.mlflow_run_id).data.tags.get("tune_service.pareto")}
+    assert tagged == set(first.pareto_front) and first.pareto_front
+    front = json.loads(open(client.download_artifacts(first.parent_run_id, "pareto_front.json")).read())
+    assert front["trial_ids"] == first.pareto_front
+
+    # warm start from the first sweep's parent run, with GP, stopped by a total-epochs budget
+    second = run_sweep(
+        make_spec(
+            **base,
+            **{
+                "search.sampler": "gp",
+                "search.num_samples": 6,
+                "search.max_total_epochs": 2,
+                "search.max_concurrent_trials": 1,
+                "search.warm_start": {"parent_run_id": first.parent_run_id},
+            },
+        ),
+        **where,
+    )
+    assert client.get_run(second.parent_run_id).data.params["warm_start_trials"] == "4"
+    assert second.stopped_by == "max_total_epochs"
+    assert sum(t.epochs for t in second.trials) == 2 and len(second.trials) < 6
+    assert client.get_run(second.parent_run_id).data.tags["tune_service.stopped_by"] == "max_total_epochs"

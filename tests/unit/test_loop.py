@@ -156,3 +156,38 @@ def test_resume_from_checkpoint_continues_exactly(task, tmp_path):
             assert a[key] == b[key], key
     final_whole, final_resumed = weights(whole.checkpoints[-1]), weights(resumed.checkpoints[-1])
     assert all(torch.equal(final_whole[k], final_resumed[k]) for k in final_whole)
+
+
+def test_resume_under_a_changed_config_trains_with_the_new_rates(task, tmp_path):
+    # what PBT does: continue another trial's checkpoint with perturbed hyperparameters
+    cfg = config(groups__encoder__scheduler="linear", groups__head__weight_decay=0.01)
+    first = InterruptingReporter(tmp_path / "first", after=1)
+    with pytest.raises(Interrupt):
+        train(cfg, task, RUN, first)
+    state = torch.load(first.checkpoints[0] / "train_state.pt", weights_only=True)
+    perturbed = copy.deepcopy(cfg)
+    perturbed["groups"]["encoder"]["lr"] *= 1.2
+    perturbed["groups"]["head"]["lr"] *= 0.8
+    perturbed["groups"]["head"]["weight_decay"] = 0.02
+    resumed = LocalReporter(tmp_path / "resumed", resume_from=first.checkpoints[0], stream=None)
+    train(perturbed, task, RUN, resumed)
+
+    # the schedule continues from where it was (linear decay, step count from the checkpoint),
+    # scaled to the new peak rates
+    whole = LocalReporter(tmp_path / "whole", stream=None)
+    train(perturbed, task, RUN, whole)
+    for a, b in zip(whole.history[1:], resumed.history):
+        assert b["lr/encoder"] == pytest.approx(a["lr/encoder"])
+        assert b["lr/head"] == pytest.approx(a["lr/head"])
+    assert resumed.history[0]["lr/encoder"] != pytest.approx(state["schedulers"]["encoder"]["_last_lr"][0])
+    # the optimizer's moments came from the checkpoint: training does not restart from scratch
+    assert resumed.history[0]["epoch"] == 2
+
+
+def test_derived_rates_resolve_against_their_group():
+    from trainables.loop import resolve_derived
+
+    groups = {"encoder": {"lr": 2e-5, "weight_decay": 0.1}, "head": {"lr": {"relative_to": "encoder", "ratio": 50}}}
+    resolved = resolve_derived(groups)
+    assert resolved["head"]["lr"] == pytest.approx(1e-3) and resolved["encoder"]["lr"] == 2e-5
+    assert groups["head"]["lr"] == {"relative_to": "encoder", "ratio": 50}  # the config is left alone
