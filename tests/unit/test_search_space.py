@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import pickle
 
 import pytest
 from ray.tune.schedulers import (
@@ -188,3 +189,56 @@ def test_unknown_strategy_or_scheduler_is_an_error(monkeypatch):
     monkeypatch.setattr(search_spaces, "SCHEDULERS", {"asha": "search_spaces.asha"})
     with pytest.raises(ValueError, match="search.scheduler='fifo'; accepted: asha"):
         search_spaces.build(spec)
+
+
+def test_warm_start_tells_earlier_trials_to_the_study_before_it_suggests():
+    from search_spaces.bayesian import warm_storage
+
+    spec = copy.deepcopy(BASE)
+    spec["hyperparameters"]["batch_size"] = {"choice": [16, 32]}
+    spec["search"] = {"strategy": "bayesian", "seed": 3}
+    spec = load_spec(spec)
+    earlier = [
+        ({"groups.encoder.lr": lr, "groups.encoder.optimizer": "adamw", "groups.head.lr": 1e-3, "batch_size": 16,
+          "frozen_layers": 1, "dropout": 0.1}, [acc])
+        for lr, acc in ((1e-5 * 10 ** (i / 6), 0.9 - abs(i - 6) / 20) for i in range(13))
+    ]  # fmt: skip
+    storage = warm_storage(spec, earlier)
+    import optuna
+
+    study = optuna.load_study(study_name="tune-service", storage=storage)
+    told = sorted((t.params["groups/encoder/lr"], t.value) for t in study.trials)
+    assert told == sorted((p["groups.encoder.lr"], v[0]) for p, v in earlier)
+
+    def first_suggestion(warm):
+        plan = search_spaces.build(spec, warm)
+        plan.search_alg.set_search_properties("val_accuracy", "max", plan.param_space)
+        return plan.search_alg.suggest("t0")
+
+    # 13 earlier trials are past TPE's 10 random start-up trials: the model proposes at once
+    assert first_suggestion(earlier) != first_suggestion(None)
+    # the warm study is saved and restored with the searcher (Tune checkpoints it)
+    plan = search_spaces.build(spec, earlier)
+    searcher = plan.search_alg
+    searcher.set_search_properties("val_accuracy", "max", plan.param_space)
+    back = pickle.loads(pickle.dumps(searcher.__dict__))
+    assert len(back["_ot_study"].trials) == 13
+
+
+def test_pareto_front_keeps_the_trials_nothing_beats_on_every_objective():
+    from tune_service.result import pareto_front
+
+    points = {"a": [0.8, 10.0], "b": [0.7, 5.0], "c": [0.7, 6.0], "d": [0.6, 20.0], "e": [0.8, 10.0]}
+    assert pareto_front(points, ["max", "min"]) == ["a", "b", "e"]
+    assert pareto_front(points, ["max", "max"]) == ["a", "d", "e"]
+
+
+def test_epoch_budget_counts_each_epoch_once_and_stops_the_sweep():
+    from tune_service.driver import EpochBudget
+
+    budget = EpochBudget(3)
+    for trial, it in (("t1", 1), ("t1", 2), ("t1", 2), ("t2", 1)):  # t1's last result comes twice (done)
+        assert budget(trial, {"training_iteration": it}) is False
+        if (trial, it) == ("t1", 2):
+            assert not budget.stop_all()
+    assert budget.spent == 3 and budget.stop_all()

@@ -1,0 +1,118 @@
+"""Strategies side by side on the quickstart task: time to a target accuracy, best within a budget.
+
+Every strategy searches the quickstart space (encoder and head learning rates,
+the head's optimizer, the batch size) for the same wall-clock budget, one after
+another in this process, with the same seed and 2 trials at a time (Hyperband:
+no limit, as its brackets need; Ray still runs 2 at once on 2 CPUs). Grid
+searches the same ranges as a 3 x 2 x 2 x 2 grid. Figures come from the MLflow
+runs each sweep writes: per epoch, the validation accuracy and when it arrived.
+
+    python bench/strategies.py [--budget 200] [--target 0.70] [--epochs 3] \
+        [--train-size 320] [--validation-size 200] [--strategies grid,random,...]
+
+Prints one row per strategy: trials started, epochs trained, best validation
+accuracy within the budget, and seconds from the sweep's start to the first
+epoch at or above the target (- if never).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from tune_service import load_spec, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+STRATEGIES = ["grid", "random", "bayesian", "random+asha", "bayesian+asha", "random+hyperband", "bohb", "pbt"]
+GRID = {
+    ("groups", "encoder", "lr"): {"grid": [3.0e-5, 1.0e-4, 3.0e-4]},
+    ("groups", "head", "lr"): {"grid": [1.0e-3, 1.0e-2]},
+    ("groups", "head", "optimizer"): {"grid": ["adamw", "sgd"]},
+    ("batch_size",): {"grid": [16, 32]},
+}
+
+
+def spec_for(strategy: str, args) -> dict:
+    data = load_spec(ROOT / "examples" / "quickstart.yaml").to_dict()
+    data["name"] = f"bench-{strategy.replace('+', '-')}"
+    data["task"]["dataset"].update(train_size=args.train_size, validation_size=args.validation_size)
+    data["hyperparameters"]["epochs"] = args.epochs
+    hp = data["hyperparameters"]
+    if strategy == "grid":
+        for path, value in GRID.items():
+            node = hp
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = copy.deepcopy(value)
+    data["search"] = {
+        "strategy": strategy,
+        "metric": "val_accuracy",
+        "mode": "max",
+        "num_samples": 1 if strategy == "grid" else (4 if strategy == "pbt" else 64),
+        "max_concurrent_trials": None if strategy.endswith("hyperband") else 2,
+        "time_budget_s": args.budget,
+        "reduction_factor": 3,
+        "seed": args.seed,
+    }
+    return data
+
+
+def measure(strategy: str, args, where: Path) -> dict:
+    uri = f"sqlite:///{where / 'mlflow.db'}"
+    started = time.time()
+    result = run_sweep(spec_for(strategy, args), tracking_uri=uri, storage_path=str(where / "ray"), verbose=0)
+    client = MlflowClient(uri)
+    t0 = client.get_run(result.parent_run_id).info.start_time / 1000
+    reached, best = None, None
+    for trial in result.trials:
+        if not trial.mlflow_run_id:
+            continue
+        for m in client.get_metric_history(trial.mlflow_run_id, "val_accuracy"):
+            best = m.value if best is None else max(best, m.value)
+            if m.value >= args.target:
+                at = m.timestamp / 1000 - t0
+                reached = at if reached is None else min(reached, at)
+    return {
+        "strategy": strategy,
+        "trials": len(result.trials),
+        "epochs": sum(t.epochs for t in result.trials),
+        "best": best,
+        "to_target": reached,
+        "wall": time.time() - started,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=200, help="seconds per strategy")
+    parser.add_argument("--target", type=float, default=0.70)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--train-size", type=int, default=320)
+    parser.add_argument("--validation-size", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    args = parser.parse_args()
+    rows = []
+    for strategy in args.strategies.split(","):
+        with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+            rows.append(measure(strategy, args, Path(tmp)))
+        r = rows[-1]
+        print(f"done {strategy}: {r}", flush=True)
+    print(
+        f"\nquickstart task, train {args.train_size} / validation {args.validation_size}, {args.epochs} epochs, "
+        f"{args.budget:.0f}s per strategy, seed {args.seed}, target val_accuracy {args.target}"
+    )
+    print(f"{'strategy':18s} {'trials':>6s} {'epochs':>6s} {'best acc':>8s} {'to target (s)':>13s}")
+    for r in rows:
+        best = f"{r['best']:.3f}" if r["best"] is not None else "-"
+        to_target = f"{r['to_target']:.0f}" if r["to_target"] is not None else "-"
+        print(f"{r['strategy']:18s} {r['trials']:6d} {r['epochs']:6d} {best:>8s} {to_target:>13s}")
+
+
+if __name__ == "__main__":
+    main()
