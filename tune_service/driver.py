@@ -228,7 +228,11 @@ def _warm_start(spec: SweepSpec, uri: str) -> list | None:
 def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage: str, wall: float) -> SweepResult:
     metric, mode = spec.search.metric, spec.search.mode
     trials: list[TrialResult] = []
+    unstarted = 0
     for r in grid:
+        if r.config is None:  # created, but a budget ended the sweep before it ran: nothing to report
+            unstarted += 1
+            continue
         trial_id = r.metrics.get("trial_id") or Path(r.path).name
         df = r.metrics_dataframe
         best_row: dict[str, Any] = {}
@@ -252,6 +256,8 @@ def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage:
     best = None
     if scored:
         best = (max if mode == "max" else min)(scored, key=lambda t: t.metrics[metric])
+    if unstarted:
+        log.info("%d trials were created but never ran before the sweep ended", unstarted)
     objectives = spec.search.all_objectives
     front: list[str] = []
     if len(objectives) > 1:

@@ -186,3 +186,24 @@ def test_multi_objective_conditional_derived_then_warm_start_within_an_epoch_bud
     assert second.stopped_by == "max_total_epochs"
     assert sum(t.epochs for t in second.trials) == 2 and len(second.trials) < 6
     assert client.get_run(second.parent_run_id).data.tags["tune_service.stopped_by"] == "max_total_epochs"
+
+
+def test_time_budget_ends_the_sweep_cleanly_with_trials_never_started(make_spec, where):
+    # Hyperband creates its trials up front; the budget ends the sweep before most can start
+    result = run_sweep(
+        make_spec(
+            **{
+                "search": {"strategy": "random+hyperband", "num_samples": 24, "time_budget_s": 12, "seed": 4},
+                "hyperparameters.groups.encoder.lr": {"loguniform": [1e-4, 1e-3]},
+                "hyperparameters.epochs": 2,
+            }
+        ),
+        **where,
+    )
+    assert result.stopped_by == "time_budget_s"
+    assert 1 <= len(result.trials) < 24 and result.best_trial_id is not None
+    client = MlflowClient(result.tracking_uri)
+    assert client.get_run(result.parent_run_id).info.status == "FINISHED"
+    assert len(
+        client.search_runs([result.experiment_id], f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
+    ) == len(result.trials)
