@@ -199,7 +199,8 @@ class SweepTracker:
 
 
 def _param_value(v: Any) -> str:
-    text = v if isinstance(v, str) else json.dumps(v)
+    # numpy scalars (ConfigSpace, under BOHB, hands out numpy integers) are logged as plain numbers
+    text = v if isinstance(v, str) else json.dumps(v, default=lambda o: o.item() if hasattr(o, "item") else str(o))
     return text[:MAX_PARAM_LEN]
 
 

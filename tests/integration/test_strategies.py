@@ -111,6 +111,7 @@ def test_bohb_runs_hyperband_brackets_with_its_model(make_spec, where):
                 "hyperparameters.groups.encoder.lr": {"loguniform": [1e-6, 3e-3]},
                 "hyperparameters.groups.head.optimizer": {"choice": ["sgd", "adamw"]},
                 "hyperparameters.groups.head.momentum": {"uniform": [0.5, 0.99]},
+                "hyperparameters.batch_size": {"choice": [8, 16]},
                 "hyperparameters.epochs": 2,
             }
         ),
