@@ -217,3 +217,18 @@ def unflatten_points(points: list[dict]) -> list[dict]:
             _set(tree, tuple(name.split(".")), value)
         out.append(tree)
     return out
+
+
+def searcher_points(points: list[dict]) -> list[dict] | None:
+    """Points to evaluate with flat names (``groups/encoder/lr``), as Optuna and ConfigSpace name them."""
+    from tune_service.spec import flat_point
+
+    return [{k.replace(".", SEP): v for k, v in flat_point(p).items()} for p in points] or None
+
+
+def limited(searcher, spec):
+    """The searcher behind Tune's ConcurrencyLimiter when ``search.max_concurrent_trials`` is set."""
+    from ray.tune.search import ConcurrencyLimiter
+
+    limit = spec.search.max_concurrent_trials
+    return ConcurrencyLimiter(searcher, max_concurrent=limit) if limit else searcher

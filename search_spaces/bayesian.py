@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import warnings
 
-from tune_service.spec import flat_point
-
-from ._space import SEP, DefineByRun, constants
+from ._space import SEP, DefineByRun, constants, limited, searcher_points
 
 STUDY = "tune-service"
 
@@ -77,19 +75,16 @@ def warm_storage(spec, trials: list[tuple[dict, list]]):
 
 
 def build(spec, warm_trials: list | None = None):
-    from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
     metric, mode = _objectives(spec)
-    points = [{k.replace(".", SEP): v for k, v in flat_point(p).items()} for p in spec.search.points_to_evaluate]
     searcher = OptunaSearch(
         space=DefineByRun(spec.hyperparameters),
         metric=metric,
         mode=mode,
         sampler=make_sampler(spec),
-        points_to_evaluate=points or None,
+        points_to_evaluate=searcher_points(spec.search.points_to_evaluate),
         storage=warm_storage(spec, warm_trials) if warm_trials else None,
         study_name=STUDY,
     )
-    limit = spec.search.max_concurrent_trials
-    return constants(spec.hyperparameters), (ConcurrencyLimiter(searcher, max_concurrent=limit) if limit else searcher)
+    return constants(spec.hyperparameters), limited(searcher, spec)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import importlib.util
 
 from tune_service._distributions import Distribution
-from tune_service.spec import flat_point, iter_hyperparameters
+from tune_service.spec import iter_hyperparameters
 
-from ._space import SEP, condition, constants, is_conditional
+from ._space import SEP, condition, constants, is_conditional, limited, searcher_points
 
 
 def problems(spec) -> list[tuple[str, str]]:
@@ -66,17 +66,14 @@ def config_space(hp, seed: int):
 
 
 def build(spec):
-    from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.bohb import TuneBOHB
 
     search = spec.search
-    points = [{k.replace(".", SEP): v for k, v in flat_point(p).items()} for p in search.points_to_evaluate]
     searcher = TuneBOHB(
         space=config_space(spec.hyperparameters, search.seed),
         metric=search.metric,
         mode=search.mode,
         seed=search.seed,
-        points_to_evaluate=points or None,
+        points_to_evaluate=searcher_points(spec.search.points_to_evaluate),
     )
-    limit = search.max_concurrent_trials
-    return constants(spec.hyperparameters), (ConcurrencyLimiter(searcher, max_concurrent=limit) if limit else searcher)
+    return constants(spec.hyperparameters), limited(searcher, spec)

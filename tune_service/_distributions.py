@@ -53,6 +53,12 @@ class Distribution:
     def bounds(self) -> tuple[float, float]:
         return self.args[0], self.args[1]
 
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` is one this distribution can produce (a point to try, an earlier trial's)."""
+        if self.is_finite:
+            return value in self.values
+        return _is_number(value) and self.args[0] <= value <= self.upper()
+
     def upper(self):
         """The largest value this distribution can produce (randint's high is exclusive)."""
         if self.is_finite:

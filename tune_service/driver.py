@@ -206,17 +206,12 @@ def _warm_start(spec: SweepSpec, uri: str) -> list | None:
         return None
     from .spec import SpecError, searched
 
-    def accepts(dist: Distribution):
-        if dist.is_finite:
-            return lambda v: v in dist.values
-        return lambda v: isinstance(v, (int, float)) and dist.args[0] <= v <= dist.upper()
-
     try:
         trials, skipped = tracking.earlier_trials(
             tracking.resolve_tracking_uri(warm.tracking_uri, None) if warm.tracking_uri else uri,
             experiment=warm.experiment,
             parent_run_id=warm.parent_run_id,
-            accepts={name: accepts(d) for name, d in searched(spec.hyperparameters).items()},
+            accepts={name: d.contains for name, d in searched(spec.hyperparameters).items()},
             objectives=spec.search.all_objectives,
         )
     except tracking.WarmStartError as exc:

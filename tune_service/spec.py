@@ -683,10 +683,11 @@ def _points_checks(spec: SweepSpec) -> list[tuple[str, str]]:
                 close = difflib.get_close_matches(name, list(space), n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 problems.append((where, f"not a searched hyperparameter{hint}; searched: {', '.join(space)}"))
-            elif dist.is_finite and value not in dist.values:
-                problems.append((where, f"got {value!r}; accepted: one of {list(dist.values)}"))
-            elif not dist.is_finite and not (isinstance(value, (int, float)) and dist.args[0] <= value <= dist.upper()):
-                problems.append((where, f"got {value!r}; accepted: a number in [{dist.args[0]}, {dist.upper()}]"))
+            elif not dist.contains(value):
+                accepted = (
+                    f"one of {list(dist.values)}" if dist.is_finite else f"a number in [{dist.args[0]}, {dist.upper()}]"
+                )
+                problems.append((where, f"got {value!r}; accepted: {accepted}"))
     return problems
 
 
