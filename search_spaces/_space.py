@@ -161,9 +161,9 @@ def _suggest(trial, name: str, dist: Distribution) -> Any:
         return trial.suggest_float(name, args[0], args[1], step=args[2])
     if kind == "randint":
         return trial.suggest_int(name, args[0], args[1] - 1)
-    if kind == "choice":
+    if kind in ("choice", "grid"):  # a grid is only ever told to a study (the sweep's reports), never sampled
         return trial.suggest_categorical(name, list(args))
-    raise ValueError(f"{kind} cannot be sampled by Optuna; strategy 'grid' enumerates grids")
+    raise ValueError(f"{kind} cannot be sampled by Optuna")
 
 
 class DefineByRun:

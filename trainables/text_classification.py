@@ -179,20 +179,32 @@ class TextClassification:
 Adapter = TextClassification
 
 
+def load_pretrained(model_dir: str) -> tuple[nn.Module, object]:
+    """A saved checkpoint (``save_model``'s folder) as a ready ``(model, tokenizer)``, in eval mode."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    model.eval()
+    return model, AutoTokenizer.from_pretrained(model_dir)
+
+
 def train(config: Mapping, task: Mapping, run: Mapping, reporter: Reporter) -> dict:
     """Run one trial; returns its last epoch's metrics."""
     return fit(TextClassification(task), config, run, reporter)
 
 
-def tune_trainable(config: dict, task: Mapping, run: Mapping) -> None:
-    """Ray Tune function trainable (bind ``task`` and ``run`` with ``tune.with_parameters``)."""
+def tune_trainable(config: dict, task: Mapping, run: Mapping, reporter: Reporter | None = None) -> None:
+    """Ray Tune function trainable (bind ``task`` and ``run`` with ``tune.with_parameters``).
+
+    ``reporter`` defaults to :class:`TuneReporter`; the service passes one that also streams to MLflow.
+    """
     from transformers.utils import logging as hf_logging
 
     # This process is a Ray worker of its own: quiet the per-trial load reports and
     # progress bars that would otherwise interleave in the driver's console.
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    train(config, task, run, TuneReporter())
+    train(config, task, run, reporter or TuneReporter())
 
 
 SMOKE_TASK = {

@@ -2,10 +2,11 @@
 
 Python API (for scripts and orchestration jobs)::
 
-    from tune_service import load_spec, run_sweep
+    from tune_service import load_best, load_spec, run_sweep
     result = run_sweep("examples/quickstart.yaml")
     print(result.best_config, result.best_value)
     result.to_json()
+    model, tokenizer = load_best(result)  # the best checkpoint, from MLflow
 
 Heavy modules (Ray, torch, MLflow) load on first use, not on import.
 """
@@ -19,8 +20,11 @@ from .spec import SpecError, SweepSpec, load_spec, smoke_spec
 
 if TYPE_CHECKING:
     from .driver import run_sweep
+    from .models import load_best
 
-__all__ = ["SpecError", "SweepResult", "SweepSpec", "TrialResult", "load_spec", "run_sweep", "smoke_spec"]
+__all__ = [
+    "SpecError", "SweepResult", "SweepSpec", "TrialResult", "load_best", "load_spec", "run_sweep", "smoke_spec",
+]  # fmt: skip
 __version__ = "0.1.0"
 
 
@@ -29,4 +33,8 @@ def __getattr__(name: str):
         from .driver import run_sweep
 
         return run_sweep
+    if name == "load_best":
+        from .models import load_best
+
+        return load_best
     raise AttributeError(f"module 'tune_service' has no attribute {name!r}")

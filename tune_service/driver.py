@@ -18,7 +18,7 @@ from typing import Any, Union
 
 from ray.tune.stopper import Stopper
 
-from . import preflight, report, tracking
+from . import preflight, report, streaming, tracking, trial
 from ._distributions import Distribution
 from .result import SweepResult, TrialResult, pareto_front
 from .spec import SweepSpec, iter_hyperparameters, load_spec, smoke_spec
@@ -29,13 +29,6 @@ log = logging.getLogger(__name__)
 def searched_params(spec: SweepSpec) -> list[str]:
     """Dotted names of the hyperparameters the sweep searches over."""
     return [".".join(path) for path, v in iter_hyperparameters(spec.hyperparameters) if isinstance(v, Distribution)]
-
-
-def _run_name(searched: list[str]):
-    def name(trial) -> str:
-        return f"{trial.trial_id} {report.trial_label(trial.config, searched)}".rstrip()
-
-    return name
 
 
 def _trial_count(plan, search) -> int | None:
@@ -98,7 +91,6 @@ def run_sweep(
     from ray import tune
 
     import search_spaces
-    from trainables.loop import MODEL_DIR
 
     plan = search_spaces.build(spec, warm_trials)
     searched = searched_params(spec)
@@ -106,10 +98,10 @@ def run_sweep(
     storage = str(Path(storage_path or Path.home() / "ray_results").resolve())
     tracker = tracking.SweepTracker(uri, spec.mlflow.experiment or spec.name)
     search = spec.search
+    code = tracking.code_tags()
     tracker.start_sweep(
         name=sweep_id,
-        sweep_id=sweep_id,
-        strategy=search.strategy,
+        tags={tracking.TAG_SWEEP_ID: sweep_id, tracking.TAG_STRATEGY: search.strategy, **code},
         spec_yaml=spec.to_yaml(),
         search_space=spec.to_dict()["hyperparameters"],
         params={f"search.{k}": v for k, v in search.model_dump(mode="json").items()}
@@ -120,13 +112,31 @@ def run_sweep(
     started_ray = False
     try:
         started_ray = _start_ray(address, num_cpus)
+        _check_reach(uri)
+        for key, value in tracking.ray_job_tags().items():
+            tracker.client.set_tag(tracker.parent_run_id, key, value)
+        trial_tracking = streaming.TrialTracking(
+            tracking_uri=uri,
+            experiment_id=tracker.experiment_id,
+            parent_run_id=tracker.parent_run_id,
+            sweep_id=sweep_id,
+            monitor=search.metric,
+            mode=search.mode,
+            searched=tuple(searched),
+            keep_checkpoints=spec.mlflow.keep_checkpoints,
+            log_checkpoints=spec.mlflow.log_checkpoints,
+            tags={tracking.TAG_SWEEP_ID: sweep_id, "tune_service.task": spec.task.type, **code},
+            credentials=ray.put(streaming.credentials_from_env()),
+        )
         trainable = tune.with_parameters(
-            preflight.task_module(spec.task.type).tune_trainable,
+            trial.trainable,
+            task_type=spec.task.type,
             task=preflight.task_config(spec),
             run={"monitor": search.metric, "mode": search.mode, "num_threads": max(1, int(spec.resources.cpu))},
+            tracking=trial_tracking,
         )
         trainable = tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
-        callbacks = [tracking.MlflowTrialCallback(tracker, _run_name(searched))]
+        callbacks = [tracking.TrialStatusCallback(sweep_id)]
         if verbose:
             callbacks.append(report.Progress(search.metric, search.mode, _trial_count(plan, search), searched))
         tuner = tune.Tuner(
@@ -149,18 +159,17 @@ def run_sweep(
                 stop=EpochBudget(search.max_total_epochs) if search.max_total_epochs else None,
                 checkpoint_config=tune.CheckpointConfig(
                     # PBT continues trials from others' checkpoints: keep a few, as Ray advises
-                    num_to_keep=4 if search.scheduler == "pbt" else 1,
+                    num_to_keep=max(spec.mlflow.keep_checkpoints, 4 if search.scheduler == "pbt" else 1),
                     checkpoint_score_attribute=search.metric,
                     checkpoint_score_order=search.mode,
                 ),
             ),
         )
         grid = tuner.fit()
-        result = _summarize(grid, spec, sweep_id, uri, tracker, storage, time.time() - started)
-        if spec.mlflow.log_checkpoints:
-            for t in result.trials:
-                if t.checkpoint and t.mlflow_run_id:
-                    tracker.log_checkpoint(t.trial_id, os.path.join(t.checkpoint, MODEL_DIR))
+        streaming.flush_writers(sweep_id, spec.mlflow.flush_timeout_s)
+        result, histories = _summarize(grid, spec, sweep_id, uri, tracker, storage, time.time() - started)
+        tracker.close_trial_runs({t.trial_id: "FAILED" if t.status == "ERROR" else "FINISHED" for t in result.trials})
+        _publish(spec, result, tracker, histories, searched)
         tracker.finish_sweep(
             best_trial_id=result.best_trial_id,
             best_metrics=result.best_metrics,
@@ -173,11 +182,58 @@ def run_sweep(
             print(report.summary(result, searched), file=sys.stdout, flush=True)
         return result
     except BaseException as exc:
+        if started_ray or ray.is_initialized():
+            try:
+                streaming.flush_writers(sweep_id, 30)
+            except Exception as flush_exc:  # the sweep's own error matters more
+                log.warning("MLflow writers not flushed: %s", flush_exc)
         tracker.fail_open_runs("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def _check_reach(uri: str) -> None:
+    """Trials write to MLflow from their own nodes: a store on this machine's disk cannot span a cluster."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) > 1 and tracking.is_local_store(uri):
+        raise tracking.TrackingError(
+            f"tracking URI {uri} is a store on this machine's disk, but the Ray cluster has {len(nodes)} nodes "
+            "whose trials write to MLflow themselves: run an MLflow tracking server (see cluster/README.md) "
+            "and pass its http(s) URI (--tracking-uri, MLFLOW_TRACKING_URI or mlflow.tracking_uri)"
+        )
+
+
+def _publish(spec: SweepSpec, result: SweepResult, tracker, histories, searched: list[str]) -> None:
+    """Reports on the parent run and the best checkpoint in the Model Registry."""
+    from . import reports
+
+    if spec.mlflow.reports:
+        try:
+            tracker.log_figures(reports.figures(spec, histories))
+        except Exception as exc:  # a report is never worth losing the sweep's record
+            log.warning("reports not drawn: %s", exc)
+    if spec.mlflow.register_model and spec.mlflow.log_checkpoints and result.best_run_id:
+        flat = streaming.flatten(result.best_config or {})
+        tags = {k: streaming.param_value(flat[k]) for k in searched if k in flat}
+        tags |= {
+            tracking.TAG_SWEEP_ID: result.sweep_id,
+            "tune_service.task": spec.task.type,
+            "tune_service.config": streaming.param_value(result.best_config),
+            result.metric: str(result.best_value),
+        }
+        try:
+            result.model_version = tracker.register_best(
+                spec.name,
+                result.best_run_id,
+                tags,
+                description=f"best of sweep {result.sweep_id}: {result.metric}={result.best_value:.4g}",
+            )
+        except tracking.TrackingError as exc:
+            log.warning("best model not registered: %s", exc)
 
 
 class EpochBudget(Stopper):
@@ -220,9 +276,15 @@ def _warm_start(spec: SweepSpec, uri: str) -> list | None:
     return trials
 
 
-def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage: str, wall: float) -> SweepResult:
+def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage: str, wall: float):
+    """The :class:`SweepResult`, and each trial's history for the reports."""
+    from .reports import TrialHistory
+
     metric, mode = spec.search.metric, spec.search.mode
+    objectives = spec.search.all_objectives
+    runs = tracker.child_runs()
     trials: list[TrialResult] = []
+    histories: list[TrialHistory] = []
     unstarted = 0
     for r in grid:
         if r.config is None:  # created, but a budget ended the sweep before it ran: nothing to report
@@ -243,17 +305,20 @@ def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage:
                 metrics={k: v for k, v in best_row.items() if not k.startswith("config/")},
                 epochs=0 if df is None else len(df),
                 checkpoint=ckpt.path if ckpt else None,
-                mlflow_run_id=tracker.trial_runs.get(trial_id),
+                mlflow_run_id=runs[trial_id].info.run_id if trial_id in runs else None,
                 error=None if r.error is None else f"{type(r.error).__name__}: {r.error}",
             )
         )
+        if df is not None and metric in df and best_row:
+            steps = df["epoch"] if "epoch" in df else df["training_iteration"]
+            curve = {int(e): float(v) for e, v in zip(steps, df[metric]) if v == v}
+            histories.append(TrialHistory(trial_id, r.config, [best_row.get(m) for m, _ in objectives], curve))
     scored = [t for t in trials if metric in t.metrics]
     best = None
     if scored:
         best = (max if mode == "max" else min)(scored, key=lambda t: t.metrics[metric])
     if unstarted:
         log.info("%d trials were created but never ran before the sweep ended", unstarted)
-    objectives = spec.search.all_objectives
     front: list[str] = []
     if len(objectives) > 1:
         points = {
@@ -288,4 +353,4 @@ def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage:
         objectives=[list(o) for o in objectives],
         pareto_front=front,
         stopped_by=stopped_by,
-    )
+    ), histories

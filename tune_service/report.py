@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from ray.tune import Callback
 
 from .result import SweepResult
-from .tracking import flatten, ui_command
+from .streaming import flatten
+from .tracking import ui_command
 
 
 def _fmt(value) -> str:

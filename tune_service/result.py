@@ -43,6 +43,8 @@ class SweepResult:
     pareto_front: list[str] = field(default_factory=list)
     # why the sweep ended before its trials did: "time_budget_s", "max_total_epochs", or None
     stopped_by: Optional[str] = None
+    # the best checkpoint's version in the MLflow Model Registry (registered under the sweep's name)
+    model_version: Optional[str] = None
 
     @property
     def best_value(self) -> Optional[float]:

@@ -425,7 +425,21 @@ class MlflowSpec(_Strict):
         None, description="overridden by --tracking-uri or MLFLOW_TRACKING_URI; default sqlite:///mlflow.db"
     )
     experiment: Optional[str] = Field(None, description="default: the sweep name")
-    log_checkpoints: bool = Field(True, description="upload each trial's final checkpoint as artifacts")
+    log_checkpoints: bool = Field(
+        True, description="upload each trial's top checkpoints (by search.metric) as artifacts, from the trial's node"
+    )
+    keep_checkpoints: int = Field(
+        1, ge=1, le=50, description="checkpoints kept per trial, best first (in MLflow and in Tune's storage)"
+    )
+    register_model: bool = Field(
+        True, description="register the best checkpoint in the Model Registry under the sweep's name"
+    )
+    reports: bool = Field(
+        True, description="optimization history, parallel coordinates, importance, learning curves (PNG)"
+    )
+    flush_timeout_s: float = Field(
+        900, gt=0, description="at the end, how long to wait for an unreachable tracking server to take the last writes"
+    )
 
 
 class SweepSpec(_Strict):

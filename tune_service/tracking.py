@@ -1,21 +1,19 @@
-"""MLflow: the only module that talks to it.
+"""MLflow from the driver: the sweep's parent run, the registry, the reports.
 
-One parent run per sweep (spec and search space as artifacts, strategy and
-sweep id as tags), one nested child run per trial (its config as params, every
-epoch's metrics as they arrive, its final checkpoint as artifacts), the best
-trial marked on both. Everything goes through an explicit
-:class:`mlflow.tracking.MlflowClient`, so no global MLflow state is touched.
-
-Logging happens in the Tune driver (a :class:`ray.tune.Callback`), which
-receives every trial's results from whichever node ran it.
+One parent run per sweep (spec and search space as artifacts; strategy, sweep
+id, Ray job and code version as tags; best metrics, best config, trials table,
+reports at the end). Trials write their own child runs, nested under it, from
+whichever node runs them (:mod:`.streaming`). The best trial's best checkpoint
+is registered in the Model Registry under the sweep's name. Everything goes
+through an explicit :class:`mlflow.tracking.MlflowClient`, so no global MLflow
+state is touched.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
+import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,18 +21,31 @@ from typing import Any
 
 from ray.tune import Callback
 
+from .streaming import (
+    PARENT_RUN,
+    TAG_BEST_CHECKPOINT,
+    TAG_TRIAL_ID,
+    TrackingError,
+    numeric_metrics,
+    param_from,
+    param_value,
+    sweep_writers,
+)
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 TAG_SWEEP_ID = "tune_service.sweep_id"
 TAG_STRATEGY = "tune_service.strategy"
-TAG_TRIAL_ID = "tune_service.trial_id"
 TAG_BEST = "tune_service.best"
 TAG_BEST_RUN = "tune_service.best_run_id"
 TAG_PARETO = "tune_service.pareto"
-PARENT_RUN = "mlflow.parentRunId"
-MAX_PARAM_LEN = 6000
-CHECKPOINT_ARTIFACTS = "checkpoint"
+TAG_MODEL_VERSION = "tune_service.model_version"
+TAG_JOB = "tune_service.ray_job_id"
+TAG_SUBMISSION = "tune_service.ray_submission_id"
+TAG_CODE = "tune_service.version"
+TAG_GIT = "mlflow.source.git.commit"
+REPORTS = "reports"
 
 
 def resolve_tracking_uri(override: str | None, spec_uri: str | None) -> str:
@@ -50,32 +61,8 @@ def resolve_tracking_uri(override: str | None, spec_uri: str | None) -> str:
     return uri
 
 
-def flatten(config: Mapping, prefix: str = "") -> dict[str, Any]:
-    """``{"groups": {"encoder": {"lr": 1}}}`` -> ``{"groups.encoder.lr": 1}``."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
-def numeric_metrics(result: Mapping) -> dict[str, float]:
-    """The finite numbers of a Tune result, Tune's bookkeeping keys left out."""
-    skip = {"timestamp", "pid", "time_this_iter_s", "time_since_restore", "iterations_since_restore", "done"}
-    out = {}
-    for key, value in result.items():
-        if key in skip or key == "config" or isinstance(value, (dict, list, str)) or value is None:
-            continue
-        if isinstance(value, (bool, int, float)) and math.isfinite(float(value)):
-            out[key] = float(value)
-    return out
-
-
 class SweepTracker:
-    """The sweep's parent run and the trials' child runs."""
+    """The sweep's parent run, from the driver; trials write their own child runs (:mod:`.streaming`)."""
 
     def __init__(self, tracking_uri: str, experiment: str):
         from mlflow.tracking import MlflowClient
@@ -89,20 +76,18 @@ class SweepTracker:
             self.experiment_id = self.client.create_experiment(experiment)
         self.parent_run_id: str | None = None
         self.trial_runs: dict[str, str] = {}
-        self._configs: dict[str, dict] = {}  # what each trial's params say, to see PBT's changes
 
     def start_sweep(
         self,
         *,
         name: str,
-        sweep_id: str,
-        strategy: str,
+        tags: Mapping[str, str],
         spec_yaml: str,
         search_space: dict,
         params: Mapping[str, Any],
         description: str = "",
     ) -> str:
-        tags = {TAG_SWEEP_ID: sweep_id, TAG_STRATEGY: strategy}
+        tags = dict(tags)
         if description:
             tags["mlflow.note.content"] = description
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
@@ -112,43 +97,20 @@ class SweepTracker:
         self.client.log_dict(self.parent_run_id, search_space, "search_space.json")
         return self.parent_run_id
 
-    def start_trial(self, trial_id: str, run_name: str, config: Mapping) -> str:
-        if trial_id in self.trial_runs:  # a retried trial continues its run
-            return self.trial_runs[trial_id]
-        tags = {PARENT_RUN: self.parent_run_id, TAG_TRIAL_ID: trial_id}
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
-        self.trial_runs[trial_id] = run.info.run_id
-        self._configs[trial_id] = flatten(config)
-        self._log_params(run.info.run_id, self._configs[trial_id])
-        return run.info.run_id
+    def child_runs(self) -> dict[str, Any]:
+        """The trials' runs by trial id (as the trials created them)."""
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{PARENT_RUN}` = '{self.parent_run_id}'", max_results=50_000
+        )
+        out = {r.data.tags[TAG_TRIAL_ID]: r for r in runs if TAG_TRIAL_ID in r.data.tags}
+        self.trial_runs = {t: r.info.run_id for t, r in out.items()}
+        return out
 
-    def log_result(self, trial_id: str, result: Mapping, config: Mapping | None = None) -> None:
-        """An epoch's metrics; with ``config``, values changed since the params were logged.
-
-        MLflow params cannot change, so a hyperparameter PBT perturbs is logged as
-        the metric ``hp/NAME`` from the epoch it changed (the param keeps the start value).
-        """
-        from mlflow.entities import Metric
-
-        run_id = self.trial_runs[trial_id]
-        step = int(result.get("epoch", result.get("training_iteration", 0)))
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, step) for k, v in numeric_metrics(result).items()]
-        if config is not None:
-            flat, before = flatten(config), self._configs.get(trial_id, {})
-            changed = {k: v for k, v in flat.items() if k in before and v != before[k]}
-            metrics += [Metric(f"hp/{k}", float(v), now, step) for k, v in numeric_metrics(changed).items()]
-            before.update(changed)
-        self.client.log_batch(run_id, metrics=metrics)
-
-    def finish_trial(self, trial_id: str, status: str = "FINISHED") -> None:
-        run_id = self.trial_runs.get(trial_id)
-        if run_id is not None:
-            self.client.set_terminated(run_id, status)
-
-    def log_checkpoint(self, trial_id: str, checkpoint_dir: str) -> None:
-        """Upload a trial's checkpoint folder as artifacts of its run."""
-        self.client.log_artifacts(self.trial_runs[trial_id], checkpoint_dir, CHECKPOINT_ARTIFACTS)
+    def close_trial_runs(self, statuses: Mapping[str, str]) -> None:
+        """End the runs still open: ``statuses`` maps trial id to FINISHED, FAILED or KILLED."""
+        for trial_id, run in self.child_runs().items():
+            if run.info.status == "RUNNING":
+                self.client.set_terminated(run.info.run_id, statuses.get(trial_id, "KILLED"))
 
     def finish_sweep(
         self,
@@ -184,52 +146,66 @@ class SweepTracker:
             self.client.set_tag(parent, "tune_service.stopped_by", stopped_by)
         self.client.set_terminated(parent, status)
 
+    def register_best(self, model_name: str, run_id: str, tags: Mapping[str, str], description: str) -> str:
+        """Register the best trial's best checkpoint as a new version of ``model_name``; returns the version."""
+        from mlflow.exceptions import MlflowException
+
+        run = self.client.get_run(run_id)
+        path = run.data.tags.get(TAG_BEST_CHECKPOINT)
+        if path is None:
+            raise TrackingError(f"run {run_id} has no checkpoint in MLflow to register")
+        try:
+            self.client.create_registered_model(model_name, description=f"tune-service sweeps of {model_name}")
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        version = self.client.create_model_version(
+            model_name,
+            source=f"{run.info.artifact_uri}/{path}",
+            run_id=run_id,
+            tags=dict(tags),
+            description=description,
+        )
+        self.client.set_tag(self.parent_run_id, TAG_MODEL_VERSION, f"{model_name}/{version.version}")
+        return version.version
+
+    def log_figures(self, figures: Mapping[str, Any]) -> None:
+        """Report figures (matplotlib) as PNG artifacts of the parent run, under ``reports/``."""
+        for name, fig in figures.items():
+            self.client.log_figure(self.parent_run_id, fig, f"{REPORTS}/{name}.png")
+
     def fail_open_runs(self, status: str = "FAILED") -> None:
         """Close every run still open (after an error or an interrupt)."""
-        for run_id in [*self.trial_runs.values(), self.parent_run_id]:
-            if run_id and self.client.get_run(run_id).info.status == "RUNNING":
-                self.client.set_terminated(run_id, status)
+        if self.parent_run_id is None:
+            return
+        self.close_trial_runs({})
+        if self.client.get_run(self.parent_run_id).info.status == "RUNNING":
+            self.client.set_terminated(self.parent_run_id, status)
 
     def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, _param_value(v)) for k, v in params.items()]
+        items = [Param(k, param_value(v)) for k, v in params.items()]
         for i in range(0, len(items), 100):  # MLflow caps a batch at 100 params
             self.client.log_batch(run_id, params=items[i : i + 100])
 
 
-def _param_value(v: Any) -> str:
-    # numpy scalars (ConfigSpace, under BOHB, hands out numpy integers) are logged as plain numbers
-    text = v if isinstance(v, str) else json.dumps(v, default=lambda o: o.item() if hasattr(o, "item") else str(o))
-    return text[:MAX_PARAM_LEN]
+class TrialStatusCallback(Callback):
+    """Ends each trial's run as Tune ends the trial, through the node writers (never blocking Tune)."""
 
+    def __init__(self, sweep_id: str):
+        self.sweep_id = sweep_id
 
-def _param_from(text: str) -> Any:
-    """A param as logged by :func:`_param_value`, back to its value (strings are logged bare)."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-class MlflowTrialCallback(Callback):
-    """Streams each trial into its own child run, from the Tune driver."""
-
-    def __init__(self, tracker: SweepTracker, run_name):
-        self.tracker = tracker
-        self.run_name = run_name
-
-    def on_trial_start(self, iteration, trials, trial, **info):
-        self.tracker.start_trial(trial.trial_id, self.run_name(trial), trial.config)
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.tracker.log_result(trial.trial_id, result, trial.config)
+    def _finish(self, trial, status: str) -> None:
+        now = int(time.time() * 1000)
+        for writer in sweep_writers(self.sweep_id):
+            writer.finish_trial.remote(trial.trial_id, status, now)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.tracker.finish_trial(trial.trial_id)
+        self._finish(trial, "FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.tracker.finish_trial(trial.trial_id, status="FAILED")
+        self._finish(trial, "FAILED")
 
 
 class WarmStartError(ValueError):
@@ -273,7 +249,7 @@ def earlier_trials(
     for run in runs:
         if TAG_TRIAL_ID not in run.data.tags:
             continue  # a sweep's parent run
-        params = {k: _param_from(v) for k, v in run.data.params.items()}
+        params = {k: param_from(v) for k, v in run.data.params.items()}
         point = {k: params[k] for k in accepts if params.get(k) is not None}
         values = [run.data.metrics.get(m) for m, _ in objectives]
         missing = [k for k in accepts if k not in params]
@@ -295,3 +271,39 @@ def ui_command(tracking_uri: str) -> str:
     if tracking_uri.startswith(("http://", "https://")):
         return f"open {tracking_uri}"
     return f"mlflow ui --backend-store-uri {tracking_uri} --port 5000"
+
+
+def code_tags() -> dict[str, str]:
+    """The code version: the package's, and the git commit of the working tree when there is one."""
+    from . import __version__
+
+    tags = {TAG_CODE: __version__}
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+        if commit.returncode == 0:
+            tags[TAG_GIT] = commit.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return tags
+
+
+def ray_job_tags() -> dict[str, str]:
+    """The Ray job running the sweep, and its submission id when it came through Ray Jobs."""
+    import json
+
+    import ray
+
+    tags = {TAG_JOB: ray.get_runtime_context().get_job_id()}
+    job_config = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if job_config:
+        submission = json.loads(job_config).get("metadata", {}).get("job_submission_id")
+        if submission:
+            tags[TAG_SUBMISSION] = submission
+    return tags
+
+
+def is_local_store(uri: str) -> bool:
+    """A store only this machine can write (SQLite, a folder), as opposed to a tracking server."""
+    return uri.split(":", 1)[0] in ("sqlite", "file", "") or "://" not in uri

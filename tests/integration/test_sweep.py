@@ -62,8 +62,13 @@ def test_grid_sweep_lands_in_mlflow_with_parent_children_metrics_and_checkpoints
         history = client.get_metric_history(run.info.run_id, "val_accuracy")
         assert sorted(m.step for m in history) == [1, 2]
         assert {"val_loss", "val_f1", "train_loss", "lr/encoder", "lr/head"} <= set(run.data.metrics)
-        files = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")}
-        assert {"checkpoint/model.safetensors", "checkpoint/config.json"} <= files
+        # the top checkpoint (keep_checkpoints 1) by val_accuracy, uploaded from the trial's node
+        best_epoch = max(history, key=lambda m: (m.value, -m.step)).step
+        kept = run.data.tags["tune_service.best_checkpoint"]
+        assert kept == f"checkpoints/epoch-{best_epoch:03d}"
+        assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")] == [kept]
+        files = {a.path for a in client.list_artifacts(run.info.run_id, kept)}
+        assert {f"{kept}/model.safetensors", f"{kept}/config.json"} <= files
     assert by_id[result.best_run_id].data.tags.get("tune_service.best") == "true"
     others = [r for r in runs if r.info.run_id != result.best_run_id]
     assert all("tune_service.best" not in r.data.tags for r in others)

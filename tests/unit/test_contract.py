@@ -27,7 +27,7 @@ import search_spaces
 from search_spaces._space import constants
 from tune_service import SpecError, load_spec
 from tune_service.spec import CONDITIONS
-from tune_service.tracking import _param_from, _param_value, flatten
+from tune_service.streaming import flatten, param_from, param_value
 
 ENC = ("hyperparameters", "groups", "encoder")
 
@@ -177,7 +177,7 @@ def test_searcher_contract(searcher, shape, tmp_path):
         assert config is not None
         check_config(config, spec)
         for name, value in flatten(config).items():  # what MLflow gets back is the value tried
-            assert _param_from(_param_value(value)) == value, (name, value)
+            assert param_from(param_value(value)) == value, (name, value)
         driver.complete(config)
         seen.append(config)
     if strategy != "grid" and shape in ("continuous", "log", "conditional", "derived"):

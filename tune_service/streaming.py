@@ -1,0 +1,437 @@
+"""Trials stream to MLflow from whichever Ray node runs them.
+
+Each node gets one writer (:class:`TrialWriter`, a detached Ray actor named after
+the sweep and the node, created by the first trial that lands there). A trial
+hands it every epoch's metrics and a staged copy of every checkpoint, and
+trains on without waiting on MLflow. The writer does the MLflow calls one at a
+time, in order, retrying each until the tracking server answers: the actor's
+task queue is the buffer while the server is away, and it outlives the trials
+(a scheduler stopping a trial does not drop its last epoch). The driver flushes
+and ends the writers when the sweep ends.
+
+What lands in MLflow, per trial:
+
+- one child run under the sweep's parent run, found again by its trial id when
+  the trial resumes (so a resumed or perturbed trial continues its run);
+- every epoch's metrics with ``step = epoch``, exactly once: steps already in
+  the run (an epoch replayed after a restore) are not logged again;
+- the top ``k`` checkpoints by the sweep's metric under ``checkpoints/epoch-NNN``
+  (``tune_service.best_checkpoint`` names the best); a checkpoint that falls out
+  of the top ``k`` is deleted;
+- tags for the trial id, the node that ran it and the code version.
+
+Artifacts go through the tracking server (``mlflow server --serve-artifacts``),
+so nodes need no shared filesystem. Credentials for the server reach the writers
+through Ray's object store, never through params, tags, logs or runtime_env.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "tune-service"
+WRITER_PREFIX = "mlflow-writer"
+CHECKPOINTS = "checkpoints"
+TAG_TRIAL_ID = "tune_service.trial_id"
+TAG_NODE = "tune_service.node"
+TAG_CHECKPOINTS = "tune_service.checkpoints"
+TAG_BEST_CHECKPOINT = "tune_service.best_checkpoint"
+PARENT_RUN = "mlflow.parentRunId"
+# what MLflow reads from the environment to reach a secured server
+CREDENTIAL_VARS = (
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_INSECURE_TLS",
+    "MLFLOW_TRACKING_SERVER_CERT_PATH",
+    "MLFLOW_TRACKING_CLIENT_CERT_PATH",
+)
+# Tune bookkeeping left out of a trial's MLflow metrics
+SKIP_METRICS = {"timestamp", "pid", "time_this_iter_s", "time_since_restore", "iterations_since_restore", "done"}
+
+
+class Secret:
+    """Credentials that print as ``***``: they travel by object store, never by text."""
+
+    def __init__(self, values: Mapping[str, str]):
+        self._values = dict(values)
+
+    def reveal(self) -> dict[str, str]:
+        return dict(self._values)
+
+    def __repr__(self) -> str:
+        return f"Secret({', '.join(f'{k}=***' for k in self._values)})"
+
+    __str__ = __repr__
+
+
+def credentials_from_env() -> Secret:
+    return Secret({k: os.environ[k] for k in CREDENTIAL_VARS if os.environ.get(k)})
+
+
+@dataclass(frozen=True)
+class TrialTracking:
+    """What a trial needs to stream to MLflow; bound to the trainable with ``tune.with_parameters``."""
+
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    sweep_id: str
+    monitor: str
+    mode: str
+    searched: tuple[str, ...]
+    keep_checkpoints: int = 1
+    log_checkpoints: bool = True
+    tags: Mapping[str, str] = field(default_factory=dict)
+    credentials: Any = None  # an ObjectRef to a Secret (put by the driver)
+
+
+def flatten(config: Mapping, prefix: str = "") -> dict[str, Any]:
+    """``{"groups": {"encoder": {"lr": 1}}}`` -> ``{"groups.encoder.lr": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def numeric_metrics(result: Mapping) -> dict[str, float]:
+    """The finite numbers of a result, Tune's bookkeeping keys left out."""
+    out = {}
+    for key, value in result.items():
+        if key in SKIP_METRICS or key == "config" or isinstance(value, (dict, list, str)) or value is None:
+            continue
+        if isinstance(value, (bool, int, float)) and math.isfinite(float(value)):
+            out[key] = float(value)
+    return out
+
+
+def param_value(v: Any, limit: int = 6000) -> str:
+    # numpy scalars (ConfigSpace, under BOHB, hands out numpy integers) are logged as plain numbers
+    text = v if isinstance(v, str) else json.dumps(v, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+    return text[:limit]
+
+
+def param_from(text: str) -> Any:
+    """A param as logged by :func:`param_value`, back to its value (strings are logged bare)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def writer_name(sweep_id: str, node_ip: str) -> str:
+    return f"{WRITER_PREFIX}/{sweep_id}/{node_ip}"
+
+
+def _transient(exc: Exception) -> bool:
+    """Whether a failed MLflow call is worth retrying (server away, overloaded, store busy)."""
+    from mlflow.exceptions import MlflowException, RestException
+
+    if isinstance(exc, RestException):
+        status = exc.get_http_status_code()
+        return status >= 500 or status == 429
+    if isinstance(exc, MlflowException):
+        # connection failures come wrapped as MlflowException without a REST status;
+        # a busy SQLite store raises INTERNAL_ERROR
+        return exc.error_code in ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED")
+    return isinstance(exc, (OSError, ConnectionError, TimeoutError))
+
+
+class TrialWriter:
+    """One node's MLflow writer (run as a Ray actor): every call retried until it lands.
+
+    Calls are executed one at a time in the order they arrive, so a trial's
+    metrics land in epoch order and a checkpoint after the metric that ranked it.
+    """
+
+    def __init__(self, tracking: TrialTracking, retry_cap_s: float = 10.0):
+        import ray
+
+        if tracking.credentials is not None:
+            os.environ.update(ray.get(tracking.credentials).reveal())
+        # fail fast inside the client: retrying is done here, with the queue behind it
+        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "30"
+        from mlflow.tracking import MlflowClient
+
+        self.t = tracking
+        self.client = MlflowClient(tracking_uri=tracking.tracking_uri)
+        self.retry_cap_s = retry_cap_s
+        self.runs: dict[str, _RunState] = {}
+        self.stats = {"retries": 0, "metric_batches": 0, "skipped_steps": 0, "checkpoints": 0, "failed": 0}
+        self.outage_since: float | None = None
+
+    # -- the calls trials make ------------------------------------------------
+
+    def open_trial(self, trial_id: str, config: dict, node: str, run_name: str) -> str:
+        """Find the trial's run (a resumed trial) or create it; returns the run id."""
+        state = self.runs.get(trial_id)
+        if state is None:
+            state = self._retry(f"open run of {trial_id}", self._find_or_create, trial_id, config, run_name)
+            self.runs[trial_id] = state
+        else:
+            state.note_config(flatten(config))
+        self._retry(f"tag node of {trial_id}", self.client.set_tag, state.run_id, TAG_NODE, node)
+        return state.run_id
+
+    def log_epoch(self, trial_id: str, step: int, metrics: dict, timestamp_ms: int) -> bool:
+        """Log one epoch's metrics (and hyperparameters changed since the last epoch). False if already logged."""
+        from mlflow.entities import Metric
+
+        state = self.runs[trial_id]
+        if step in state.steps:
+            self.stats["skipped_steps"] += 1
+            return False
+        batch = [Metric(k, v, timestamp_ms, step) for k, v in numeric_metrics(metrics).items()]
+        batch += [Metric(f"hp/{k}", float(v), timestamp_ms, step) for k, v in state.pending_hp.items()]
+        for i in range(0, len(batch), 1000):  # MLflow caps a batch at 1000 metrics
+            self._retry(f"metrics of {trial_id} epoch {step}", self.client.log_batch, state.run_id, batch[i : i + 1000])
+        state.pending_hp.clear()
+        state.steps.add(step)
+        self.stats["metric_batches"] += 1
+        return True
+
+    def log_checkpoint(self, trial_id: str, step: int, score: float | None, staged: str) -> str | None:
+        """Keep a staged checkpoint if it ranks in the top k; returns its artifact path or None."""
+        state = self.runs[trial_id]
+        try:
+            path = f"{CHECKPOINTS}/epoch-{step:03d}"
+            if path in state.kept or score is None or not math.isfinite(score):
+                return None
+            ranked = sorted([*state.kept.items(), (path, score)], key=lambda kv: kv[1], reverse=self.t.mode == "max")
+            keep = dict(ranked[: self.t.keep_checkpoints])
+            if path not in keep:
+                return None
+            run_id = state.run_id
+            self._retry(f"checkpoint of {trial_id} epoch {step}", self.client.log_artifacts, run_id, staged, path)
+            for old in [p for p in state.kept if p not in keep]:
+                self._retry(f"delete {old} of {trial_id}", self._delete_artifacts, run_id, old)
+            state.kept = keep
+            best = ranked[0][0]
+            tags = {TAG_CHECKPOINTS: json.dumps(keep), TAG_BEST_CHECKPOINT: best}
+            for k, v in tags.items():
+                self._retry(f"checkpoint tags of {trial_id}", self.client.set_tag, run_id, k, v)
+            self.stats["checkpoints"] += 1
+            return path
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+
+    def finish_trial(self, trial_id: str, status: str, end_time_ms: int) -> None:
+        state = self.runs.get(trial_id)
+        if state is not None:
+            self._retry(f"end run of {trial_id}", self.client.set_terminated, state.run_id, status, end_time_ms)
+
+    def flush(self) -> dict:
+        """Returns once every call that arrived before it has landed: the writer's counters."""
+        return dict(self.stats, runs={t: s.run_id for t, s in self.runs.items()})
+
+    # -- inside ------------------------------------------------------------------
+
+    def _find_or_create(self, trial_id: str, config: dict, run_name: str) -> _RunState:
+        from mlflow.entities import Param
+
+        query = f"tags.`{PARENT_RUN}` = '{self.t.parent_run_id}' and tags.`{TAG_TRIAL_ID}` = '{trial_id}'"
+        found = self.client.search_runs([self.t.experiment_id], filter_string=query, max_results=1)
+        flat = flatten(config)
+        if found:
+            run = found[0]
+            state = _RunState(run.info.run_id)
+            state.steps = {m.step for m in self.client.get_metric_history(run.info.run_id, "epoch")}
+            state.kept = json.loads(run.data.tags.get(TAG_CHECKPOINTS, "{}"))
+            logged = {k: param_from(v) for k, v in run.data.params.items()}
+            logged.update({k[3:]: v for k, v in run.data.metrics.items() if k.startswith("hp/")})
+            state.current = logged
+            state.note_config(flat)
+            return state
+        tags = {PARENT_RUN: self.t.parent_run_id, TAG_TRIAL_ID: trial_id, **self.t.tags}
+        run = self.client.create_run(self.t.experiment_id, run_name=run_name, tags=tags)
+        params = [Param(k, param_value(v)) for k, v in flat.items()]
+        for i in range(0, len(params), 100):  # MLflow caps a batch at 100 params
+            self.client.log_batch(run.info.run_id, params=params[i : i + 100])
+        state = _RunState(run.info.run_id)
+        state.current = flat
+        return state
+
+    def _delete_artifacts(self, run_id: str, path: str) -> None:
+        from mlflow.exceptions import MlflowException
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        repo = get_artifact_repository(self.client.get_run(run_id).info.artifact_uri)
+        try:
+            repo.delete_artifacts(path)
+        except (FileNotFoundError, MlflowException) as exc:  # already gone (a retried delete)
+            if _transient(exc):
+                raise
+            log.info("checkpoint %s of run %s already deleted (%s)", path, run_id, exc)
+
+    def _retry(self, what: str, fn, *args):
+        delay = 0.5
+        while True:
+            try:
+                out = fn(*args)
+            except Exception as exc:
+                if not _transient(exc):
+                    self.stats["failed"] += 1
+                    log.error("MLflow refused %s: %s", what, exc)
+                    raise
+                self.stats["retries"] += 1
+                if self.outage_since is None:
+                    self.outage_since = time.time()
+                    log.warning("MLflow at %s unreachable (%s); retrying, trials train on", self.t.tracking_uri, what)
+                time.sleep(delay)
+                delay = min(self.retry_cap_s, delay * 2)
+                continue
+            if self.outage_since is not None:
+                log.warning("MLflow back after %.0f s", time.time() - self.outage_since)
+                self.outage_since = None
+            return out
+
+
+@dataclass
+class _RunState:
+    run_id: str
+    steps: set = field(default_factory=set)  # epochs already logged
+    kept: dict = field(default_factory=dict)  # artifact path -> score, the top k
+    current: dict = field(default_factory=dict)  # hyperparameter values as MLflow last recorded them
+    pending_hp: dict = field(default_factory=dict)  # values changed since (PBT), logged with the next epoch
+
+    def note_config(self, flat: Mapping[str, Any]) -> None:
+        """MLflow params cannot change: a perturbed hyperparameter is logged as the metric ``hp/NAME``."""
+        changed = {k: v for k, v in flat.items() if k in self.current and v != self.current[k]}
+        numeric = numeric_metrics(changed)
+        self.pending_hp.update(numeric)
+        self.current.update(changed)
+
+
+def get_writer(tracking: TrialTracking, node_ip: str):
+    """This node's writer for the sweep, started on first use (pinned to the node)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    actor = ray.remote(num_cpus=0, max_restarts=0)(TrialWriter)
+    return actor.options(
+        name=writer_name(tracking.sweep_id, node_ip),
+        namespace=NAMESPACE,
+        lifetime="detached",  # outlives the trial that started it; the driver ends it
+        get_if_exists=True,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False),
+    ).remote(tracking)
+
+
+def sweep_writers(sweep_id: str) -> list:
+    """Handles of the sweep's writers, on every node."""
+    import ray
+
+    prefix = f"{WRITER_PREFIX}/{sweep_id}/"
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == NAMESPACE]
+    return [ray.get_actor(n, namespace=NAMESPACE) for n in names if n.startswith(prefix)]
+
+
+def flush_writers(sweep_id: str, timeout_s: float) -> dict:
+    """Wait until every writer has landed what it holds, then end them. Returns their counters."""
+    import ray
+
+    writers = sweep_writers(sweep_id)
+    stats: dict = {"retries": 0, "metric_batches": 0, "skipped_steps": 0, "checkpoints": 0, "failed": 0, "runs": {}}
+    pending = {w.flush.remote(): w for w in writers}
+    deadline = time.time() + timeout_s
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=min(30.0, deadline - time.time()))
+            for ref in done:
+                pending.pop(ref)
+                try:
+                    for k, v in ray.get(ref).items():
+                        stats[k] = {**stats[k], **v} if k == "runs" else stats[k] + v
+                except ray.exceptions.RayActorError as exc:
+                    log.error("an MLflow writer died before it flushed: %s", exc)
+                    stats["failed"] += 1
+            if pending and time.time() >= deadline:
+                raise TrackingError(
+                    f"MLflow did not take the sweep's last writes within {timeout_s:.0f} s "
+                    f"({len(pending)} of {len(writers)} node writers still retrying); raise mlflow.flush_timeout_s "
+                    "or check the tracking server"
+                )
+            if pending:
+                log.warning("waiting for MLflow: %d node writers still retrying", len(pending))
+    finally:
+        for w in writers:
+            if not pending or w not in pending.values():
+                ray.kill(w)
+    return stats
+
+
+class TrackingError(RuntimeError):
+    """MLflow could not take what the sweep produced."""
+
+
+class MlflowReporter:
+    """Wraps a trial's reporter: hands each epoch and checkpoint to this node's writer, then reports on."""
+
+    def __init__(self, tracking: TrialTracking, inner, config: Mapping, label: str):
+        import ray
+        from ray import tune
+
+        self.t, self.inner = tracking, inner
+        self.trial_id = tune.get_context().get_trial_id()
+        node_ip = ray.util.get_node_ip_address()
+        self.writer = get_writer(tracking, node_ip)
+        self.staging = Path(tempfile.gettempdir()) / "tune-service-staging" / tracking.sweep_id / self.trial_id
+        name = f"{self.trial_id} {label}".rstrip()
+        self._last = self.writer.open_trial.remote(
+            self.trial_id, dict(config), f"{socket.gethostname()} ({node_ip})", name
+        )
+
+    def latest_checkpoint(self):
+        return self.inner.latest_checkpoint()
+
+    def report(self, metrics: dict, checkpoint_dir: str) -> None:
+        import ray
+
+        step = int(metrics["epoch"])
+        self._last = self.writer.log_epoch.remote(self.trial_id, step, dict(metrics), int(time.time() * 1000))
+        if self.t.log_checkpoints:
+            staged = self.staging / f"epoch-{step:03d}"
+            _stage(os.path.join(checkpoint_dir, _model_dir()), staged)
+            score = metrics.get(self.t.monitor)
+            self._last = self.writer.log_checkpoint.remote(self.trial_id, step, score, str(staged))
+        # normally MLflow has this epoch before Tune does; with the server away, train on (the writer holds it)
+        ray.wait([self._last], timeout=2.0)
+        self.inner.report(metrics, checkpoint_dir)
+
+
+def _model_dir() -> str:
+    from trainables.loop import MODEL_DIR
+
+    return MODEL_DIR
+
+
+def _stage(src: str, dest: Path) -> None:
+    """A copy of a checkpoint folder for the writer (hard links where the filesystem allows)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+
+    def link(s, d):
+        try:
+            os.link(s, d)
+        except OSError:
+            shutil.copy2(s, d)
+
+    shutil.copytree(src, dest, copy_function=link)
