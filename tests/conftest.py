@@ -112,3 +112,83 @@ def make_spec(tiny_bert, sentiment_csv):
         return tiny_spec(tiny_bert, sentiment_csv, **overrides)
 
     return make
+
+
+class MlflowServer:
+    """A real ``mlflow server`` process started with the project's recipe (cluster/mlflow-server.sh).
+
+    Runs and the registry in SQLite under ``data_dir``, artifacts served by the
+    server itself. ``stop()`` and ``start()`` again keep the same port and data:
+    the server going away and coming back.
+    """
+
+    def __init__(self, data_dir: Path, env: dict | None = None):
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.data_dir = data_dir
+        self.env = env or {}
+        self.proc = None
+        self.log = data_dir / "server.log"
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120) -> MlflowServer:
+        import os
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        script = Path(__file__).resolve().parents[1] / "cluster" / "mlflow-server.sh"
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **self.env}
+        env.update(MLFLOW_HOST="127.0.0.1", MLFLOW_WORKERS="1")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "a") as log:
+            self.proc = subprocess.Popen(
+                [str(script), str(self.data_dir), str(self.port)], env=env, stdout=log, stderr=log, start_new_session=True
+            )
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited: {self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError(f"mlflow server did not answer in {timeout} s: {self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        import os
+        import signal
+        import subprocess
+
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)  # the server and its workers: the group this test started
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """Start-on-demand real tracking servers, stopped at the end of the test."""
+    servers: list[MlflowServer] = []
+
+    def start(env: dict | None = None) -> MlflowServer:
+        server = MlflowServer(tmp_path / f"mlflow-server-{len(servers)}", env).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

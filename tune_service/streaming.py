@@ -47,6 +47,7 @@ WRITER_PREFIX = "mlflow-writer"
 CHECKPOINTS = "checkpoints"
 TAG_TRIAL_ID = "tune_service.trial_id"
 TAG_NODE = "tune_service.node"
+TAG_NODE_ID = "tune_service.node_id"
 TAG_CHECKPOINTS = "tune_service.checkpoints"
 TAG_BEST_CHECKPOINT = "tune_service.best_checkpoint"
 PARENT_RUN = "mlflow.parentRunId"
@@ -136,8 +137,8 @@ def param_from(text: str) -> Any:
         return text
 
 
-def writer_name(sweep_id: str, node_ip: str) -> str:
-    return f"{WRITER_PREFIX}/{sweep_id}/{node_ip}"
+def writer_name(sweep_id: str, node_id: str) -> str:
+    return f"{WRITER_PREFIX}/{sweep_id}/{node_id}"
 
 
 def _transient(exc: Exception) -> bool:
@@ -180,7 +181,7 @@ class TrialWriter:
 
     # -- the calls trials make ------------------------------------------------
 
-    def open_trial(self, trial_id: str, config: dict, node: str, run_name: str) -> str:
+    def open_trial(self, trial_id: str, config: dict, node: str, node_id: str, run_name: str) -> str:
         """Find the trial's run (a resumed trial) or create it; returns the run id."""
         state = self.runs.get(trial_id)
         if state is None:
@@ -188,7 +189,8 @@ class TrialWriter:
             self.runs[trial_id] = state
         else:
             state.note_config(flatten(config))
-        self._retry(f"tag node of {trial_id}", self.client.set_tag, state.run_id, TAG_NODE, node)
+        for key, value in ((TAG_NODE, node), (TAG_NODE_ID, node_id)):  # where it runs now (PBT may move it)
+            self._retry(f"tag node of {trial_id}", self.client.set_tag, state.run_id, key, value)
         return state.run_id
 
     def log_epoch(self, trial_id: str, step: int, metrics: dict, timestamp_ms: int) -> bool:
@@ -215,7 +217,9 @@ class TrialWriter:
             path = f"{CHECKPOINTS}/epoch-{step:03d}"
             if path in state.kept or score is None or not math.isfinite(score):
                 return None
-            ranked = sorted([*state.kept.items(), (path, score)], key=lambda kv: kv[1], reverse=self.t.mode == "max")
+            # best first; on a tie the later epoch ranks first, as in Ray Tune's checkpoint manager
+            sign = 1 if self.t.mode == "max" else -1
+            ranked = sorted([*state.kept.items(), (path, score)], key=lambda kv: (sign * kv[1], kv[0]), reverse=True)
             keep = dict(ranked[: self.t.keep_checkpoints])
             if path not in keep:
                 return None
@@ -273,7 +277,7 @@ class TrialWriter:
         from mlflow.exceptions import MlflowException
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-        repo = get_artifact_repository(self.client.get_run(run_id).info.artifact_uri)
+        repo = get_artifact_repository(self.client.get_run(run_id).info.artifact_uri, tracking_uri=self.t.tracking_uri)
         try:
             repo.delete_artifacts(path)
         except (FileNotFoundError, MlflowException) as exc:  # already gone (a retried delete)
@@ -320,19 +324,24 @@ class _RunState:
         self.current.update(changed)
 
 
-def get_writer(tracking: TrialTracking, node_ip: str):
-    """This node's writer for the sweep, started on first use (pinned to the node)."""
-    import ray
+def get_writer(tracking: TrialTracking, node_id: str):
+    """The writer for the sweep on node ``node_id``, started on first use (pinned to the node)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    actor = ray.remote(num_cpus=0, max_restarts=0)(TrialWriter)
+    actor = ray_remote(TrialWriter)
     return actor.options(
-        name=writer_name(tracking.sweep_id, node_ip),
+        name=writer_name(tracking.sweep_id, node_id),
         namespace=NAMESPACE,
         lifetime="detached",  # outlives the trial that started it; the driver ends it
         get_if_exists=True,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False),
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
     ).remote(tracking)
+
+
+def ray_remote(cls):
+    import ray
+
+    return ray.remote(num_cpus=0, max_restarts=0)(cls)
 
 
 def sweep_writers(sweep_id: str) -> list:
@@ -391,13 +400,12 @@ class MlflowReporter:
 
         self.t, self.inner = tracking, inner
         self.trial_id = tune.get_context().get_trial_id()
-        node_ip = ray.util.get_node_ip_address()
-        self.writer = get_writer(tracking, node_ip)
+        node_id = ray.get_runtime_context().get_node_id()
+        self.writer = get_writer(tracking, node_id)
         self.staging = Path(tempfile.gettempdir()) / "tune-service-staging" / tracking.sweep_id / self.trial_id
+        node = f"{socket.gethostname()} ({ray.util.get_node_ip_address()})"
         name = f"{self.trial_id} {label}".rstrip()
-        self._last = self.writer.open_trial.remote(
-            self.trial_id, dict(config), f"{socket.gethostname()} ({node_ip})", name
-        )
+        self.writer.open_trial.remote(self.trial_id, dict(config), node, node_id, name)
 
     def latest_checkpoint(self):
         return self.inner.latest_checkpoint()
@@ -406,14 +414,15 @@ class MlflowReporter:
         import ray
 
         step = int(metrics["epoch"])
-        self._last = self.writer.log_epoch.remote(self.trial_id, step, dict(metrics), int(time.time() * 1000))
+        logged = self.writer.log_epoch.remote(self.trial_id, step, dict(metrics), int(time.time() * 1000))
         if self.t.log_checkpoints:
             staged = self.staging / f"epoch-{step:03d}"
             _stage(os.path.join(checkpoint_dir, _model_dir()), staged)
             score = metrics.get(self.t.monitor)
-            self._last = self.writer.log_checkpoint.remote(self.trial_id, step, score, str(staged))
-        # normally MLflow has this epoch before Tune does; with the server away, train on (the writer holds it)
-        ray.wait([self._last], timeout=2.0)
+            self.writer.log_checkpoint.remote(self.trial_id, step, score, str(staged))
+        # normally MLflow has the epoch's metrics before Tune does (a scheduler reading them finds them
+        # there); with the server away, train on: the writer holds them, and the checkpoint behind them
+        ray.wait([logged], timeout=2.0)
         self.inner.report(metrics, checkpoint_dir)
 
 

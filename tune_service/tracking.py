@@ -169,6 +169,13 @@ class SweepTracker:
         self.client.set_tag(self.parent_run_id, TAG_MODEL_VERSION, f"{model_name}/{version.version}")
         return version.version
 
+    def log_metrics(self, metrics: Mapping[str, float]) -> None:
+        """Numbers about the sweep itself on its parent run (step 0)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.parent_run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+
     def log_figures(self, figures: Mapping[str, Any]) -> None:
         """Report figures (matplotlib) as PNG artifacts of the parent run, under ``reports/``."""
         for name, fig in figures.items():

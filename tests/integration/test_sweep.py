@@ -63,7 +63,7 @@ def test_grid_sweep_lands_in_mlflow_with_parent_children_metrics_and_checkpoints
         assert sorted(m.step for m in history) == [1, 2]
         assert {"val_loss", "val_f1", "train_loss", "lr/encoder", "lr/head"} <= set(run.data.metrics)
         # the top checkpoint (keep_checkpoints 1) by val_accuracy, uploaded from the trial's node
-        best_epoch = max(history, key=lambda m: (m.value, -m.step)).step
+        best_epoch = max(history, key=lambda m: (m.value, m.step)).step
         kept = run.data.tags["tune_service.best_checkpoint"]
         assert kept == f"checkpoints/epoch-{best_epoch:03d}"
         assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")] == [kept]
