@@ -37,6 +37,12 @@ admin_username = ${MLFLOW_AUTH_ADMIN_USERNAME:-admin}
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 INI
   fi
+  # CSRF protection of the auth app needs a key that stays the same across restarts (and workers)
+  if [[ -z "${MLFLOW_FLASK_SERVER_SECRET_KEY:-}" ]]; then
+    [[ -f "$DATA_DIR/flask_secret" ]] || (umask 077; python -c "import secrets; print(secrets.token_hex(32))" > "$DATA_DIR/flask_secret")
+    MLFLOW_FLASK_SERVER_SECRET_KEY=$(cat "$DATA_DIR/flask_secret")
+    export MLFLOW_FLASK_SERVER_SECRET_KEY
+  fi
   args+=(--app-name basic-auth)
 fi
 exec mlflow server "${args[@]}"

@@ -149,9 +149,8 @@ class MlflowServer:
         env.update(MLFLOW_HOST="127.0.0.1", MLFLOW_WORKERS="1")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "a") as log:
-            self.proc = subprocess.Popen(
-                [str(script), str(self.data_dir), str(self.port)], env=env, stdout=log, stderr=log, start_new_session=True
-            )
+            cmd = [str(script), str(self.data_dir), str(self.port)]
+            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -96,25 +96,26 @@ def run_sweep(
     searched = searched_params(spec)
     sweep_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     storage = str(Path(storage_path or Path.home() / "ray_results").resolve())
-    tracker = tracking.SweepTracker(uri, spec.mlflow.experiment or spec.name)
     search = spec.search
     code = tracking.code_tags()
-    tracker.start_sweep(
-        name=sweep_id,
-        tags={tracking.TAG_SWEEP_ID: sweep_id, tracking.TAG_STRATEGY: search.strategy, **code},
-        spec_yaml=spec.to_yaml(),
-        search_space=spec.to_dict()["hyperparameters"],
-        params={f"search.{k}": v for k, v in search.model_dump(mode="json").items()}
-        | {"smoke_test": smoke_test, "warm_start_trials": len(warm_trials or [])},
-        description=spec.description,
-    )
-    started = time.time()
-    started_ray = False
+    # Ray first: whether the store can take writes from every node is known once connected
+    started_ray = _start_ray(address, num_cpus)
+    tracker = None
     try:
-        started_ray = _start_ray(address, num_cpus)
         _check_reach(uri)
-        for key, value in tracking.ray_job_tags().items():
-            tracker.client.set_tag(tracker.parent_run_id, key, value)
+        tracker = tracking.SweepTracker(uri, spec.mlflow.experiment or spec.name)
+        tracker.start_sweep(
+            name=sweep_id,
+            tags={tracking.TAG_SWEEP_ID: sweep_id, tracking.TAG_STRATEGY: search.strategy}
+            | code
+            | tracking.ray_job_tags(),
+            spec_yaml=spec.to_yaml(),
+            search_space=spec.to_dict()["hyperparameters"],
+            params={f"search.{k}": v for k, v in search.model_dump(mode="json").items()}
+            | {"smoke_test": smoke_test, "warm_start_trials": len(warm_trials or [])},
+            description=spec.description,
+        )
+        started = time.time()
         trial_tracking = streaming.TrialTracking(
             tracking_uri=uri,
             experiment_id=tracker.experiment_id,
@@ -183,12 +184,12 @@ def run_sweep(
             print(report.summary(result, searched), file=sys.stdout, flush=True)
         return result
     except BaseException as exc:
-        if started_ray or ray.is_initialized():
+        if tracker is not None and tracker.parent_run_id is not None:
             try:
                 streaming.flush_writers(sweep_id, 30)
             except Exception as flush_exc:  # the sweep's own error matters more
                 log.warning("MLflow writers not flushed: %s", flush_exc)
-        tracker.fail_open_runs("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            tracker.fail_open_runs("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     finally:
         if started_ray:

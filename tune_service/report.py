@@ -114,14 +114,14 @@ class Progress(Callback):
     def __init__(self, metric: str, mode: str, total: int | None, searched: Sequence[str], stream=None):
         self.metric, self.mode, self.total = metric, mode, total
         self.searched = list(searched)
-        self.stream = stream or sys.stdout
+        self.stream = stream  # None: sys.stdout when printing (a stream object would not pickle with the Tuner)
         self.start = time.time()
         self.done = 0
         self.best: tuple[float, str] | None = None
 
     def _print(self, text: str) -> None:
         elapsed = int(time.time() - self.start)
-        print(f"[{elapsed // 60:3d}:{elapsed % 60:02d}] {text}", file=self.stream, flush=True)
+        print(f"[{elapsed // 60:3d}:{elapsed % 60:02d}] {text}", file=self.stream or sys.stdout, flush=True)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._print(f"trial {trial.trial_id} started: {trial_label(trial.config, self.searched)}")

@@ -126,9 +126,7 @@ def test_tracking_server_outage_mid_sweep_loses_nothing(make_spec, mlflow_server
 
     def sweep():
         try:
-            outcome["result"] = run_sweep(
-                spec, tracking_uri=server.uri, storage_path=str(tmp_path / "ray"), verbose=0
-            )
+            outcome["result"] = run_sweep(spec, tracking_uri=server.uri, storage_path=str(tmp_path / "ray"), verbose=0)
         except BaseException as exc:  # handed to the test thread
             outcome["error"] = exc
 
