@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-unit lint format smoke clean
+.PHONY: setup browser demo test test-unit lint format smoke clean
 
 setup: $(STAMP)
 
@@ -20,7 +20,15 @@ $(STAMP): pyproject.toml constraints.txt
 demo: setup
 	$(VENV)/bin/tune-service run examples/quickstart.yaml
 
-test: setup
+# Headless Chromium (Debian's package) for the MLflow UI test; installed once, with apt.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { command -v apt-get >/dev/null || { echo "no chromium and no apt-get: install chromium for the UI test" >&2; exit 1; }; \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	    { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }; }
+
+test: setup browser
 	$(VENV)/bin/pytest tests
 
 test-unit: setup

@@ -46,6 +46,7 @@ TAG_SUBMISSION = "tune_service.ray_submission_id"
 TAG_CODE = "tune_service.version"
 TAG_GIT = "mlflow.source.git.commit"
 REPORTS = "reports"
+EXPERIMENT_KIND = "mlflow.experimentKind"
 
 
 def resolve_tracking_uri(override: str | None, spec_uri: str | None) -> str:
@@ -74,6 +75,9 @@ class SweepTracker:
             self.experiment_id = existing.experiment_id
         else:
             self.experiment_id = self.client.create_experiment(experiment)
+        if existing is None or EXPERIMENT_KIND not in existing.tags:
+            # the MLflow UI opens such an experiment on its runs table (else on its GenAI overview)
+            self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND, "custom_model_development")
         self.parent_run_id: str | None = None
         self.trial_runs: dict[str, str] = {}
 
