@@ -129,6 +129,7 @@ def run_sweep(
             tags={tracking.TAG_SWEEP_ID: sweep_id, "tune_service.task": spec.task.type, **code},
             credentials=ray.put(streaming.credentials_from_env()),
         )
+        streaming.start_writers(trial_tracking)
         trainable = tune.with_parameters(
             trial.trainable,
             task_type=spec.task.type,

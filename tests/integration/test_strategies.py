@@ -42,6 +42,13 @@ def test_asha_and_hyperband_stop_poor_trials_early_where_fifo_runs_them_all(make
         stuck = [t.epochs for t in result.trials if t is not learner]
         assert len(stuck) == 3 and any(e < 2 for e in stuck), (scheduler, stuck)
         assert sum(t.epochs for t in result.trials) < sum(t.epochs for t in fifo.trials), scheduler
+        # a trial the scheduler stopped (or paused) still has every epoch it trained in MLflow, once:
+        # its node's writer outlives it
+        client = MlflowClient(result.tracking_uri)
+        for t in result.trials:
+            steps = [m.step for m in client.get_metric_history(t.mlflow_run_id, "val_loss")]
+            assert sorted(steps) == list(range(1, t.epochs + 1)), (scheduler, t.trial_id, steps)
+            assert client.get_run(t.mlflow_run_id).info.status == "FINISHED"
 
 
 def test_bayesian_search_with_median_stopping_runs_and_tracks(make_spec, where):
@@ -81,9 +88,14 @@ def test_pbt_continues_poor_trials_from_better_checkpoints_with_perturbed_rates(
                     "metric": "val_loss",
                     "mode": "min",
                     "seed": 2,
+                    # a stuck trial, then a learner: the stuck one, slightly ahead, finds at its next epoch
+                    # the learner's checkpoint (PBT records it once both trials have a score)
+                    "points_to_evaluate": [{"groups.encoder.lr": 1e-9}, {"groups.encoder.lr": 3e-3}],
                 },
                 "hyperparameters.groups.encoder.lr": {"loguniform": [1e-9, 3e-3]},
-                "hyperparameters.epochs": 3,
+                # epochs long enough for the two trials to overlap
+                "hyperparameters.epochs": 4,
+                "hyperparameters.batch_size": 4,
             }
         ),
         **where,
@@ -99,7 +111,14 @@ def test_pbt_continues_poor_trials_from_better_checkpoints_with_perturbed_rates(
             assert all(1e-9 <= m.value <= 3e-3 for m in history)
             lrs = {m.step: m.value for m in client.get_metric_history(t.mlflow_run_id, "lr/encoder")}
             assert lrs[history[-1].step] == pytest.approx(history[-1].value)
-    assert perturbed, "PBT never exploited a better trial"
+    timeline = {
+        t.trial_id: (
+            t.config["groups"]["encoder"]["lr"],
+            [(m.step, m.timestamp % 100_000) for m in client.get_metric_history(t.mlflow_run_id, "epoch")],
+        )
+        for t in result.trials
+    }
+    assert perturbed, f"PBT never exploited a better trial: {timeline}"
 
 
 def test_bohb_runs_hyperband_brackets_with_its_model(make_spec, where):
