@@ -69,11 +69,14 @@ def figures(spec, trials: list[TrialHistory]) -> dict:
     objectives = spec.search.all_objectives
     metric = objectives[0][0]
     target = {} if len(objectives) == 1 else {"target": lambda t: t.values[0], "target_name": metric}
+    # importance is computed towards low target values: a maximised primary objective is negated
+    sign = -1.0 if objectives[0][1] == "max" else 1.0
+    towards = {} if len(objectives) == 1 else {"target": lambda t: sign * t.values[0], "target_name": metric}
     s = study(spec, trials)
     plots = {
         "optimization_history": lambda: oplt.plot_optimization_history(s, **target),
         "parallel_coordinates": lambda: oplt.plot_parallel_coordinate(s, **target),
-        "param_importances": lambda: oplt.plot_param_importances(s, **target),
+        "param_importances": lambda: oplt.plot_param_importances(s, **towards),
         "learning_curves": lambda: _learning_curves(plt, trials, metric),
     }
     if len(objectives) > 1:
