@@ -339,13 +339,11 @@ def get_writer(tracking: TrialTracking, node_id: str):
 
 
 def start_writers(tracking: TrialTracking) -> list:
-    """A writer on every node alive now, ready before the first trial reports (a node added later gets
+    """Start a writer on every node alive now, while the first trials load (a node added later gets
     its writer from its first trial)."""
     import ray
 
-    writers = [get_writer(tracking, n["NodeID"]) for n in ray.nodes() if n.get("Alive")]
-    ray.get([w.flush.remote() for w in writers])
-    return writers
+    return [get_writer(tracking, n["NodeID"]) for n in ray.nodes() if n.get("Alive")]
 
 
 def ray_remote(cls):
