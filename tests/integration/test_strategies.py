@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from tune_service import run_sweep
 
 
-def test_asha_and_hyperband_stop_poor_trials_early_where_fifo_runs_them_all(make_spec, where):
+def test_asha_and_hyperband_stop_poor_trials_early(make_spec, where):
     # one learning trial first, then three that cannot learn (lr 1e-12). ASHA runs them one at a
     # time, so the learner has set each rung's bar before the others reach it. Hyperband (2 epochs,
     # eta 2) deals them into two brackets of two in order: the first runs both epochs, the second
@@ -33,15 +33,15 @@ def test_asha_and_hyperband_stop_poor_trials_early_where_fifo_runs_them_all(make
             }
         )
 
-    fifo = run_sweep(spec("fifo", 1), **where)
-    assert [t.epochs for t in fifo.trials] == [2] * 4
+    # FIFO trains every trial to the end (every grid sweep in test_sweep.py shows it): 4 x 2 epochs
+    full = 4 * 2
     for scheduler, limit in (("asha", 1), ("hyperband", None)):
         result = run_sweep(spec(scheduler, limit), **where)
         learner = next(t for t in result.trials if t.config["groups"]["encoder"]["lr"] == 3e-3)
         assert learner.epochs == 2 and result.best_trial_id == learner.trial_id, scheduler
         stuck = [t.epochs for t in result.trials if t is not learner]
         assert len(stuck) == 3 and any(e < 2 for e in stuck), (scheduler, stuck)
-        assert sum(t.epochs for t in result.trials) < sum(t.epochs for t in fifo.trials), scheduler
+        assert sum(t.epochs for t in result.trials) < full, scheduler
         # a trial the scheduler stopped (or paused) still has every epoch it trained in MLflow, once:
         # its node's writer outlives it
         client = MlflowClient(result.tracking_uri)
