@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -95,8 +94,8 @@ class Browser:
         os.close(self._out_r)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
 def test_mlflow_ui_shows_the_sweep_with_nested_trial_runs(make_spec, mlflow_server, tmp_path):
+    assert CHROMIUM, "no chromium on PATH: `make browser` installs Debian's package (make test does it first)"
     server = mlflow_server()
     spec = make_spec(
         **{
