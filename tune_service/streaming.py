@@ -249,8 +249,6 @@ class TrialWriter:
     # -- inside ------------------------------------------------------------------
 
     def _find_or_create(self, trial_id: str, config: dict, run_name: str) -> _RunState:
-        from mlflow.entities import Param
-
         query = f"tags.`{PARENT_RUN}` = '{self.t.parent_run_id}' and tags.`{TAG_TRIAL_ID}` = '{trial_id}'"
         found = self.client.search_runs([self.t.experiment_id], filter_string=query, max_results=1)
         flat = flatten(config)
@@ -263,15 +261,22 @@ class TrialWriter:
             logged.update({k[3:]: v for k, v in run.data.metrics.items() if k.startswith("hp/")})
             state.current = logged
             state.note_config(flat)
+            # a run created just before the server went away may lack its params
+            self._log_params(run.info.run_id, {k: v for k, v in flat.items() if k not in run.data.params})
             return state
         tags = {PARENT_RUN: self.t.parent_run_id, TAG_TRIAL_ID: trial_id, **self.t.tags}
         run = self.client.create_run(self.t.experiment_id, run_name=run_name, tags=tags)
-        params = [Param(k, param_value(v)) for k, v in flat.items()]
-        for i in range(0, len(params), 100):  # MLflow caps a batch at 100 params
-            self.client.log_batch(run.info.run_id, params=params[i : i + 100])
+        self._log_params(run.info.run_id, flat)
         state = _RunState(run.info.run_id)
         state.current = flat
         return state
+
+    def _log_params(self, run_id: str, flat: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        params = [Param(k, param_value(v)) for k, v in flat.items()]
+        for i in range(0, len(params), 100):  # MLflow caps a batch at 100 params
+            self.client.log_batch(run_id, params=params[i : i + 100])
 
     def _delete_artifacts(self, run_id: str, path: str) -> None:
         from mlflow.exceptions import MlflowException

@@ -78,6 +78,14 @@ def test_writer_keeps_the_top_k_checkpoints_and_logs_each_epoch_once_across_a_re
     assert client.get_run(run_id).info.status == RunStatus.to_string(RunStatus.FINISHED)
 
 
+def test_a_run_created_without_its_params_gets_them_when_the_trial_opens_it_again(store):
+    uri, client, experiment, parent = store
+    tags = {"mlflow.parentRunId": parent, "tune_service.trial_id": "t4"}
+    run_id = client.create_run(experiment, tags=tags).info.run_id  # then the server went away
+    assert TrialWriter(tracking(store)).open_trial("t4", CONFIG, "h", "n", "t4") == run_id
+    assert client.get_run(run_id).data.params["groups.encoder.lr"] == "0.0001"
+
+
 def test_ties_rank_the_later_epoch_first_and_min_mode_keeps_the_lowest(store, tmp_path):
     _, client, _, _ = store
     writer = TrialWriter(tracking(store, keep=1, mode="min"))
