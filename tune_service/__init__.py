@@ -2,11 +2,15 @@
 
 Python API (for scripts and orchestration jobs)::
 
-    from tune_service import load_best, load_spec, run_sweep
+    from tune_service import load_best, load_spec, run_sweep, submit_sweep, SweepJob
     result = run_sweep("examples/quickstart.yaml")
     print(result.best_config, result.best_value)
     result.to_json()
     model, tokenizer = load_best(result)  # the best checkpoint, from MLflow
+
+    job = submit_sweep("examples/quickstart.yaml", "http://head:8265")  # a Ray Job
+    job = SweepJob(job.job_id, "http://head:8265")  # re-attach by id, from anywhere
+    job.wait(timeout=3600); job.result().best_config
 
 Heavy modules (Ray, torch, MLflow) load on first use, not on import.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .jobs import ClusterUnreachable, SweepJob, SweepJobError, list_sweeps, submit_sweep
 from .result import SweepResult, TrialResult
 from .spec import SpecError, SweepSpec, load_spec, smoke_spec
 
@@ -23,7 +28,8 @@ if TYPE_CHECKING:
     from .models import load_best
 
 __all__ = [
-    "SpecError", "SweepResult", "SweepSpec", "TrialResult", "load_best", "load_spec", "run_sweep", "smoke_spec",
+    "ClusterUnreachable", "SpecError", "SweepJob", "SweepJobError", "SweepResult", "SweepSpec", "TrialResult",
+    "list_sweeps", "load_best", "load_spec", "run_sweep", "smoke_spec", "submit_sweep",
 ]  # fmt: skip
 __version__ = "0.1.0"
 

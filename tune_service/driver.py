@@ -24,6 +24,8 @@ from .result import SweepResult, TrialResult, pareto_front
 from .spec import SweepSpec, iter_hyperparameters, load_spec, smoke_spec
 
 log = logging.getLogger(__name__)
+#: Tune's storage when none is passed: a cluster sets it once on every node (cluster/README.md)
+STORAGE_ENV = "TUNE_SERVICE_STORAGE_PATH"
 
 
 def searched_params(spec: SweepSpec) -> list[str]:
@@ -53,6 +55,7 @@ def _start_ray(address: str | None, num_cpus: int | None) -> bool:
 
     if ray.is_initialized():
         return False
+    address = address or os.environ.get("RAY_ADDRESS")  # set for a Ray Job's driver
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
@@ -69,6 +72,7 @@ def run_sweep(
     storage_path: str | None = None,
     num_cpus: int | None = None,
     verbose: int = 1,
+    sweep_id: str | None = None,
 ) -> SweepResult:
     """Run a sweep to the end and return its :class:`SweepResult`.
 
@@ -78,7 +82,10 @@ def run_sweep(
     or ``address`` names a cluster; what this call starts, it stops. Tracking
     goes to ``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else the spec's,
     else ``sqlite:///mlflow.db``. ``smoke_test`` runs the same sweep shrunk
-    (:func:`tune_service.spec.smoke_spec`).
+    (:func:`tune_service.spec.smoke_spec`). ``storage_path`` is Tune's storage:
+    a local folder (default ``$TUNE_SERVICE_STORAGE_PATH``, else ``~/ray_results``), a path every node of a cluster
+    shares, or a cloud URI (``s3://``, ``gs://``). ``sweep_id`` names the sweep
+    (default: the spec's name, a timestamp and a random suffix).
     """
     spec = load_spec(spec)
     if smoke_test:
@@ -94,8 +101,8 @@ def run_sweep(
 
     plan = search_spaces.build(spec, warm_trials)
     searched = searched_params(spec)
-    sweep_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    storage = str(Path(storage_path or Path.home() / "ray_results").resolve())
+    sweep_id = sweep_id or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    storage = _storage(storage_path)
     search = spec.search
     code = tracking.code_tags()
     # Ray first: whether the store can take writes from every node is known once connected
@@ -197,6 +204,14 @@ def run_sweep(
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def _storage(storage_path: str | None) -> str:
+    """Tune's storage: the argument, else $TUNE_SERVICE_STORAGE_PATH, else ~/ray_results; a URI as given."""
+    storage_path = storage_path or os.environ.get(STORAGE_ENV)
+    if storage_path and "://" in storage_path:
+        return storage_path
+    return str(Path(storage_path or Path.home() / "ray_results").expanduser().resolve())
 
 
 def _check_reach(uri: str) -> None:
@@ -352,7 +367,7 @@ def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage:
         experiment_id=tracker.experiment_id,
         parent_run_id=tracker.parent_run_id,
         best_run_id=best.mlflow_run_id if best else None,
-        storage_path=os.path.join(storage, sweep_id),
+        storage_path=f"{storage.rstrip('/')}/{sweep_id}",
         wall_time_s=wall,
         trials=trials,
         objectives=[list(o) for o in objectives],

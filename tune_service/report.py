@@ -98,9 +98,15 @@ def summary(result: SweepResult, searched: Sequence[str]) -> str:
     lines += [
         "",
         f"MLflow: experiment {result.experiment_id}, parent run {result.parent_run_id}",
-        f"Open the MLflow UI on these results:\n  {ui_command(result.tracking_uri)}",
-        f"  then browse http://127.0.0.1:5000/#/experiments/{result.experiment_id}/runs/{result.parent_run_id}",
     ]
+    page = f"#/experiments/{result.experiment_id}/runs/{result.parent_run_id}"
+    if result.tracking_uri.startswith(("http://", "https://")):  # a server: its UI is at the same address
+        lines.append(f"Open the MLflow UI on these results:\n  {result.tracking_uri.rstrip('/')}/{page}")
+    else:
+        lines.append(
+            f"Open the MLflow UI on these results:\n  {ui_command(result.tracking_uri)}\n"
+            f"  then browse http://127.0.0.1:5000/{page}"
+        )
     return "\n".join(lines)
 
 
