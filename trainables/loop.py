@@ -13,7 +13,15 @@ and checkpoints; a :class:`Task` supplies the model, the data and the metrics.
      "seed": ...}
 
 ``run`` holds what is not a hyperparameter: ``monitor`` and ``mode`` (the
-metric early stopping watches) and ``num_threads``.
+metric early stopping watches), ``num_threads``, and optionally ``device``
+(default: CUDA when this process sees a GPU) and ``precision`` (``fp32``,
+``bf16`` or ``fp16`` autocast; fp16 with loss scaling).
+
+Data-parallel: when a ``torch.distributed`` process group is up (Ray Train's
+TorchTrainer, torchrun), the same loop trains under DistributedDataParallel.
+Each rank takes every world-size-th batch of the epoch's order (the tail that
+does not divide evenly is dropped, so every rank steps alike), rank 0 alone
+writes checkpoints, and every rank reports (rank 0 with the checkpoint).
 """
 
 from __future__ import annotations
@@ -154,6 +162,45 @@ def _improved(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value > best if mode == "max" else value < best)
 
 
+def _to(batch: Mapping, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _dist() -> tuple[int, int]:
+    """(rank, world size) of this process's data-parallel group; (0, 1) when there is none."""
+    import torch.distributed as td
+
+    if td.is_available() and td.is_initialized():
+        return td.get_rank(), td.get_world_size()
+    return 0, 1
+
+
+def _any_rank(flag: bool, device: torch.device) -> bool:
+    """Whether ``flag`` holds on any rank (so every rank stops together)."""
+    import torch.distributed as td
+
+    if _dist()[1] == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    td.all_reduce(t, op=td.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def pick_device(run: Mapping) -> torch.device:
+    if run.get("device"):
+        return torch.device(run["device"])
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def _atomic_save(obj, path: str) -> None:
     tmp = path + ".tmp"
     torch.save(obj, tmp)
@@ -175,17 +222,23 @@ def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
     epochs = int(config["epochs"])
     batch_size = int(config["batch_size"])
 
+    device = pick_device(run)
+    precision = run.get("precision") or "fp32"
+    rank, world = _dist()
     with reporter.latest_checkpoint() as ckpt:
         model = task.build_model(config, os.path.join(ckpt, MODEL_DIR) if ckpt else None)
-        state = torch.load(os.path.join(ckpt, TRAIN_STATE), weights_only=True) if ckpt else None
+        state = torch.load(os.path.join(ckpt, TRAIN_STATE), weights_only=True, map_location="cpu") if ckpt else None
     set_dropout(model, config["dropout"])
+    model.to(device)
+    # fp16 needs loss scaling against underflow; bf16 keeps fp32's range
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
     groups = build_param_groups(model, task.selectors(model))
     if set(groups) != set(group_hp):
         raise ValueError(f"hyperparameters for groups {sorted(group_hp)}, model groups {sorted(groups)}")
     freeze_lowest_layers(model, task.layers(model), int(config["frozen_layers"]))
     groups = {g: [(n, p) for n, p in members if p.requires_grad] for g, members in groups.items()}
-    steps = task.steps_per_epoch(batch_size)
+    steps = task.steps_per_epoch(batch_size) // world if world > 1 else task.steps_per_epoch(batch_size)
     optimizers = {g: make_optimizer(groups[g], group_hp[g]) for g in groups}
     schedulers = {g: make_scheduler(optimizers[g], group_hp[g], steps, epochs) for g in groups}
     penalized = [p for members in groups.values() for n, p in members if p.dim() > 1]
@@ -201,34 +254,47 @@ def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
             restore_optimizer(optimizers[g], schedulers[g], state["optimizers"][g], state["schedulers"][g])
         start, best, stale = state["epoch"] + 1, state["best"], state["stale"]
         _set_rng_state(state["rng"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
 
     metrics: dict = {}
+    trained, wrapped_for = model, None
     for epoch in range(start, epochs + 1):
         t0 = time.perf_counter()
         frozen = {g: group_frozen(group_hp[g], epoch) for g in groups}
         for g, members in groups.items():
             for _, p in members:
                 p.requires_grad_(not frozen[g])
+        if world > 1 and wrapped_for != frozen:  # DDP syncs the parameters that train when it is built
+            trained, wrapped_for = _data_parallel(model, device), dict(frozen)
         model.train()
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         loss_sum, samples = 0.0, 0
         with warnings.catch_warnings():
             # a frozen group's schedule still advances with the global step, before its optimizer ever steps
             warnings.filterwarnings("ignore", message=r".*lr_scheduler\.step\(\)")
-            for batch in task.train_batches(batch_size, generator):
-                loss = task.loss(model, batch)
+            for i, batch in enumerate(task.train_batches(batch_size, generator)):
+                if world > 1 and (i % world != rank or i >= steps * world):
+                    continue
+                batch = _to(batch, device)
+                with torch.autocast(device.type, dtype=_DTYPES.get(precision), enabled=precision != "fp32"):
+                    loss = task.loss(trained, batch)
                 total = loss
                 if l1:
                     total = total + l1 * sum(p.abs().sum() for p in penalized if p.requires_grad)
                 if l2:
                     total = total + l2 * sum(p.pow(2).sum() for p in penalized if p.requires_grad)
-                total.backward()
+                scaler.scale(total).backward()
+                for g, opt in optimizers.items():
+                    if not frozen[g]:
+                        scaler.unscale_(opt)
                 if clip:
                     torch.nn.utils.clip_grad_norm_([p for p in all_params if p.grad is not None], float(clip))
                 for g, opt in optimizers.items():
                     if not frozen[g]:
-                        opt.step()
+                        scaler.step(opt)
                     opt.zero_grad(set_to_none=True)
+                scaler.update()
                 for sched in schedulers.values():
                     sched.step()
                 n = int(batch["labels"].shape[0])
@@ -239,7 +305,7 @@ def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
         metrics.update(
             epoch=epoch,
             train_loss=loss_sum / max(1, samples),
-            train_samples_per_s=samples / train_time if train_time > 0 else 0.0,
+            train_samples_per_s=samples * world / train_time if train_time > 0 else 0.0,  # every rank alike
             epoch_time_s=time.perf_counter() - t0,
         )
         for g in groups:
@@ -250,22 +316,27 @@ def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
             best, stale = metrics[monitor], 0
         else:
             stale += 1
-        stop = patience is not None and stale >= int(patience)
+        stop = _any_rank(patience is not None and stale >= int(patience), device)
         metrics["early_stopped"] = bool(stop)
-        with tempfile.TemporaryDirectory(prefix="tune-ckpt-") as tmp:
-            task.save_model(model, os.path.join(tmp, MODEL_DIR))
-            _atomic_save(
-                {
+        if world > 1:
+            metrics["workers"] = world
+        if rank != 0:  # rank 0 writes the checkpoint; every rank reports (Ray Train waits for all)
+            reporter.report(metrics, None)
+        else:
+            with tempfile.TemporaryDirectory(prefix="tune-ckpt-") as tmp:
+                task.save_model(model, os.path.join(tmp, MODEL_DIR))
+                train_state = {
                     "epoch": epoch,
                     "best": best,
                     "stale": stale,
                     "optimizers": {g: o.state_dict() for g, o in optimizers.items()},
                     "schedulers": {g: s.state_dict() for g, s in schedulers.items()},
                     "rng": _rng_state(),
-                },
-                os.path.join(tmp, TRAIN_STATE),
-            )
-            reporter.report(metrics, tmp)
+                }
+                if scaler.is_enabled():
+                    train_state["scaler"] = scaler.state_dict()
+                _atomic_save(train_state, os.path.join(tmp, TRAIN_STATE))
+                reporter.report(metrics, tmp)
         if stop:
             log.info("early stop at epoch %d: %s did not improve for %d epochs", epoch, monitor, stale)
             break
@@ -281,4 +352,5 @@ __all__ = [
     "group_frozen",
     "resolve_derived",
     "restore_optimizer",
+    "pick_device",
 ]

@@ -21,10 +21,11 @@ class Reporter(Protocol):
     def latest_checkpoint(self) -> contextlib.AbstractContextManager[str | None]:
         """A context yielding the folder of the checkpoint to resume from, or None."""
 
-    def report(self, metrics: dict, checkpoint_dir: str) -> None:
+    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
         """Report one epoch's metrics with the folder of its checkpoint.
 
         The folder may be deleted once this returns: keep a copy if needed.
+        ``checkpoint_dir`` is None on the ranks of a data-parallel trial other than 0.
         """
 
 
@@ -42,10 +43,10 @@ class TuneReporter:
         with checkpoint.as_directory() as path:
             yield path
 
-    def report(self, metrics: dict, checkpoint_dir: str) -> None:
+    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
         from ray import tune
 
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None)
 
 
 class LocalReporter:
@@ -66,11 +67,11 @@ class LocalReporter:
     def latest_checkpoint(self) -> Iterator[str | None]:
         yield self.resume_from
 
-    def report(self, metrics: dict, checkpoint_dir: str) -> None:
+    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
         self.history.append(dict(metrics))
         if self.stream is not None:
             print(json.dumps(metrics, sort_keys=True), file=self.stream, flush=True)
-        if self.out_dir is not None:
+        if self.out_dir is not None and checkpoint_dir is not None:
             dest = self.out_dir / f"checkpoint_{int(metrics['epoch']):03d}"
             shutil.copytree(checkpoint_dir, dest, dirs_exist_ok=True)
             self.checkpoints.append(dest)

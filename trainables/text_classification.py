@@ -154,11 +154,13 @@ class TextClassification:
         loss_sum, n = 0.0, 0
         confusion = torch.zeros((k, k), dtype=torch.long)
         started = time.perf_counter()
+        device = next(model.parameters()).device
         for batch in self.val_batches:
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            batch = {k: v.to(device) for k, v in batch.items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
             loss_sum += float(nn.functional.cross_entropy(logits, batch["labels"], reduction="sum"))
             n += len(batch["labels"])
-            confusion += torch.bincount(batch["labels"] * k + logits.argmax(-1), minlength=k * k).view(k, k)
+            confusion += torch.bincount(batch["labels"] * k + logits.argmax(-1), minlength=k * k).view(k, k).cpu()
         tp = confusion.diag().double()
         precision = tp / confusion.sum(0).clamp(min=1)
         recall = tp / confusion.sum(1).clamp(min=1)

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, Union
 
 from ray.tune.stopper import Stopper
+from trainables.distributed import CHECKPOINT_PATH
 
-from . import preflight, report, streaming, tracking, trial
+from . import preflight, report, resources, streaming, tracking, trial
 from ._distributions import Distribution
 from .result import SweepResult, TrialResult, pareto_front
 from .spec import SweepSpec, iter_hyperparameters, load_spec, smoke_spec
@@ -26,6 +27,8 @@ from .spec import SweepSpec, iter_hyperparameters, load_spec, smoke_spec
 log = logging.getLogger(__name__)
 #: Tune's storage when none is passed: a cluster sets it once on every node (cluster/README.md)
 STORAGE_ENV = "TUNE_SERVICE_STORAGE_PATH"
+#: set on a cluster whose autoscaler adds nodes on demand: trials are not checked against today's nodes
+AUTOSCALING_ENV = "TUNE_SERVICE_AUTOSCALING"
 
 
 def searched_params(spec: SweepSpec) -> list[str]:
@@ -59,7 +62,8 @@ def _start_ray(address: str | None, num_cpus: int | None) -> bool:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=True)
+        # "local": a new in-process Ray, even when a cluster started with `ray start` runs on this machine
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=True)
     return True
 
 
@@ -109,6 +113,8 @@ def run_sweep(
     started_ray = _start_ray(address, num_cpus)
     tracker = None
     try:
+        if not os.environ.get(AUTOSCALING_ENV):  # nodes that do not exist yet cannot be checked
+            resources.check_fits(spec.resources, resources.cluster_nodes())
         _check_reach(uri)
         tracker = tracking.SweepTracker(uri, spec.mlflow.experiment or spec.name)
         tracker.start_sweep(
@@ -141,10 +147,16 @@ def run_sweep(
             trial.trainable,
             task_type=spec.task.type,
             task=preflight.task_config(spec),
-            run={"monitor": search.metric, "mode": search.mode, "num_threads": max(1, int(spec.resources.cpu))},
+            run={
+                "monitor": search.metric,
+                "mode": search.mode,
+                "num_threads": max(1, int(spec.resources.cpu)),
+                "precision": spec.resources.precision,
+            },
             tracking=trial_tracking,
+            parallel=_parallel(spec, storage, sweep_id),
         )
-        trainable = tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+        trainable = tune.with_resources(trainable, resources.trial_resources(spec.resources))
         callbacks = [tracking.TrialStatusCallback(sweep_id)]
         if verbose:
             callbacks.append(report.Progress(search.metric, search.mode, _trial_count(plan, search), searched))
@@ -204,6 +216,19 @@ def run_sweep(
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def _parallel(spec: SweepSpec, storage: str, sweep_id: str) -> dict | None:
+    """How a multi-worker trial runs under Ray Train; None for one worker."""
+    res = spec.resources
+    if res.workers == 1:
+        return None
+    return {
+        "workers": res.workers,
+        "resources_per_worker": resources.worker_bundle(res),
+        "storage_path": f"{storage.rstrip('/')}/{sweep_id}",
+        "keep_checkpoints": spec.mlflow.keep_checkpoints,
+    }
 
 
 def _storage(storage_path: str | None) -> str:
@@ -317,6 +342,9 @@ def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage:
             idx = df[metric].idxmax() if mode == "max" else df[metric].idxmin()
             best_row = tracking.numeric_metrics(df.loc[idx].to_dict())
         ckpt = r.get_best_checkpoint(metric, mode) if r.best_checkpoints else None
+        ckpt_path = ckpt.path if ckpt else None
+        if ckpt_path is None and best_row and CHECKPOINT_PATH in df:  # a multi-worker trial: Ray Train's
+            ckpt_path = df.loc[idx, CHECKPOINT_PATH]
         trials.append(
             TrialResult(
                 trial_id=trial_id,
@@ -324,7 +352,7 @@ def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage:
                 config=r.config,
                 metrics={k: v for k, v in best_row.items() if not k.startswith("config/")},
                 epochs=0 if df is None else len(df),
-                checkpoint=ckpt.path if ckpt else None,
+                checkpoint=ckpt_path,
                 mlflow_run_id=runs[trial_id].info.run_id if trial_id in runs else None,
                 error=None if r.error is None else f"{type(r.error).__name__}: {r.error}",
             )

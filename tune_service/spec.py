@@ -415,9 +415,60 @@ class SearchSpec(_Strict):
         return [(self.metric, self.mode)] + [(o.metric, o.mode) for o in self.objectives]
 
 
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_memory(value: Union[int, float, str]) -> int:
+    """Bytes from an int or a string such as ``"8GiB"``, ``"512MB"`` or ``"1e9"``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value)
+    match = _MEMORY.match(str(value))
+    if not match:
+        raise ValueError(f"got {value!r}: write bytes or a size such as 8GiB, 512MiB, 2GB")
+    return int(float(match.group(1)) * _UNITS[(match.group(2) or "b").lower()])
+
+
 class Resources(_Strict):
-    cpu: float = Field(1, gt=0, description="CPUs per trial (also the trial's torch threads)")
-    gpu: float = Field(0, ge=0, description="GPUs per trial; fractions share a GPU")
+    """What each trial asks Ray for; with ``workers`` > 1, what each of its training workers asks for.
+
+    The driver checks these against the cluster's nodes before the first trial.
+    """
+
+    cpu: float = Field(1, gt=0, description="CPUs per trial or worker (also its torch threads)")
+    gpu: float = Field(
+        0, ge=0, description="GPUs per trial or worker; a fraction below 1 lets several trials share one GPU"
+    )
+    memory: Optional[Union[int, str]] = Field(
+        None, description="memory per trial or worker, reserved by Ray's scheduler: bytes or a size (8GiB, 512MB)"
+    )
+    workers: int = Field(
+        1, ge=1, le=1024, description="training workers per trial: more than 1 trains data-parallel (DDP, Ray Train)"
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="mixed precision on GPU: bf16 or fp16 autocast (fp16 with loss scaling); fp32: none"
+    )
+
+    @field_validator("gpu")
+    @classmethod
+    def _whole_gpus(cls, v: float) -> float:
+        if v > 1 and v != int(v):
+            raise ValueError(f"got {v}: more than one GPU must be a whole number (a fraction shares one GPU)")
+        return v
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v):
+        if v is None:
+            return v
+        if parse_memory(v) <= 0:
+            raise ValueError(f"got {v!r}: memory must be more than 0 bytes")
+        return v
+
+    @property
+    def memory_bytes(self) -> Optional[int]:
+        return None if self.memory is None else parse_memory(self.memory)
 
 
 class MlflowSpec(_Strict):
@@ -602,6 +653,15 @@ def _cross_checks(spec: SweepSpec) -> list[tuple[str, str]]:
                 "search.warm_start",
                 f"strategy '{strategy}' does not learn from earlier results: warm start needs strategy 'bayesian' "
                 "(or use points_to_evaluate to try given configurations first)",
+            )
+        )
+    if spec.resources.workers > 1 and spec.search.scheduler == "pbt":
+        problems.append(
+            (
+                "resources.workers",
+                f"got {spec.resources.workers}, but scheduler 'pbt' continues trials from each other's Tune "
+                "checkpoints, which a multi-worker trial keeps in Ray Train instead: use workers: 1 with pbt, "
+                "or another scheduler",
             )
         )
     problems += _derived_checks(spec.hyperparameters)

@@ -407,12 +407,12 @@ class TrackingError(RuntimeError):
 class MlflowReporter:
     """Wraps a trial's reporter: hands each epoch and checkpoint to this node's writer, then reports on."""
 
-    def __init__(self, tracking: TrialTracking, inner, config: Mapping, label: str):
+    def __init__(self, tracking: TrialTracking, inner, config: Mapping, label: str, trial_id: str | None = None):
         import ray
         from ray import tune
 
         self.t, self.inner = tracking, inner
-        self.trial_id = tune.get_context().get_trial_id()
+        self.trial_id = trial_id or tune.get_context().get_trial_id()
         node_id = ray.get_runtime_context().get_node_id()
         self.writer = get_writer(tracking, node_id)
         self.staging = Path(tempfile.gettempdir()) / "tune-service-staging" / tracking.sweep_id / self.trial_id
@@ -423,12 +423,12 @@ class MlflowReporter:
     def latest_checkpoint(self):
         return self.inner.latest_checkpoint()
 
-    def report(self, metrics: dict, checkpoint_dir: str) -> None:
+    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
         import ray
 
         step = int(metrics["epoch"])
         logged = self.writer.log_epoch.remote(self.trial_id, step, dict(metrics), int(time.time() * 1000))
-        if self.t.log_checkpoints:
+        if self.t.log_checkpoints and checkpoint_dir is not None:
             staged = self.staging / f"epoch-{step:03d}"
             _stage(os.path.join(checkpoint_dir, _model_dir()), staged)
             score = metrics.get(self.t.monitor)

@@ -2,19 +2,61 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 from .streaming import MlflowReporter, TrialTracking
 
 
-def trainable(config: dict, *, task_type: str, task: Mapping, run: Mapping, tracking: TrialTracking | None) -> None:
-    """Train one trial; with ``tracking``, each epoch and checkpoint also goes to the trial's MLflow run."""
+def trainable(
+    config: dict,
+    *,
+    task_type: str,
+    task: Mapping,
+    run: Mapping,
+    tracking: TrialTracking | None,
+    parallel: Mapping | None = None,
+) -> None:
+    """Train one trial; with ``tracking``, each epoch and checkpoint also goes to the trial's MLflow run.
+
+    ``parallel`` (``workers`` > 1, ``resources_per_worker``, ``storage_path``,
+    ``keep_checkpoints``) trains the trial data-parallel under Ray Train, rank 0
+    streaming to MLflow.
+    """
+    from ray import tune
     from trainables.reporting import TuneReporter
 
     from .preflight import task_module
     from .report import trial_label
 
+    module = task_module(task_type)
+    label = "" if tracking is None else trial_label(config, tracking.searched)
+    if parallel is not None and parallel["workers"] > 1:
+        from trainables.distributed import fit_data_parallel
+
+        trial_id = tune.get_context().get_trial_id()
+        make = None
+        if tracking is not None:
+            make = functools.partial(_streaming, tracking, dict(config), label, trial_id)
+        fit_data_parallel(
+            module.tune_trainable,
+            config,
+            task,
+            run,
+            workers=int(parallel["workers"]),
+            resources_per_worker=parallel["resources_per_worker"],
+            storage_path=parallel["storage_path"],
+            name=f"{trial_id}-train",
+            make_reporter=make,
+            keep_checkpoints=int(parallel["keep_checkpoints"]),
+        )
+        return
     reporter = TuneReporter()
     if tracking is not None:
-        reporter = MlflowReporter(tracking, reporter, config, trial_label(config, tracking.searched))
-    task_module(task_type).tune_trainable(config, task, run, reporter)
+        reporter = MlflowReporter(tracking, reporter, config, label)
+    module.tune_trainable(config, task, run, reporter)
+
+
+def _streaming(tracking: TrialTracking, config: dict, label: str, trial_id: str, inner) -> MlflowReporter:
+    """Rank 0's reporter in a data-parallel trial: MLflow first, then Ray Train."""
+    return MlflowReporter(tracking, inner, config, label, trial_id=trial_id)
