@@ -59,7 +59,7 @@ def _client(address: str | None):
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = address or "$RAY_API_SERVER_ADDRESS / $RAY_ADDRESS"
         raise ClusterUnreachable(
-            f"cannot reach the Ray job API at {where}: {exc}. Pass the head's dashboard address "
+            f"cannot reach the Ray job API at {where}: {str(exc).rstrip('.')}. Pass the head's dashboard address "
             "(e.g. http://HEAD:8265, --address or RAY_ADDRESS); see cluster/README.md"
         ) from None
 
@@ -177,8 +177,9 @@ class SweepJob:
 
     def info(self) -> dict[str, Any]:
         """The job's details as plain data (status, message, start/end times, metadata, entrypoint)."""
+        client = self.client
         try:
-            details = self.client.get_job_info(self.job_id)
+            details = client.get_job_info(self.job_id)
         except RuntimeError as exc:
             raise SweepJobError(f"no sweep job {self.job_id!r} on the cluster: {exc}") from None
         return _plain(details)
@@ -200,8 +201,9 @@ class SweepJob:
 
     def logs(self) -> str:
         """Everything the sweep's driver printed so far."""
+        client = self.client
         try:
-            return self.client.get_job_logs(self.job_id)
+            return client.get_job_logs(self.job_id)
         except RuntimeError as exc:
             raise SweepJobError(f"no logs for sweep {self.job_id!r}: {exc}") from None
 
