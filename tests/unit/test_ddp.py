@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_loop import RUN, config
 
 from trainables.reporting import LocalReporter
 from trainables.text_classification import train
-
-from test_loop import RUN, config, task  # noqa: F401 (task: the fixture)
 
 RANK_SCRIPT = """
 import json, os, sys
 import torch.distributed as dist
 from trainables.reporting import LocalReporter
+from test_loop import RUN, config
 from trainables.text_classification import train
 
 cfg, task, run, out = json.loads(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]

@@ -26,19 +26,6 @@ CONFIG = {
 RUN = {"monitor": "val_accuracy", "mode": "max", "num_threads": 1}
 
 
-@pytest.fixture
-def task(tiny_bert, sentiment_csv):
-    return {
-        "model": tiny_bert,
-        "dataset": {
-            "source": sentiment_csv, "config_name": None, "text_column": "review", "label_column": "sentiment",
-            "train_split": "train", "validation_split": 0.25, "train_size": 120, "validation_size": 60, "seed": 0,
-        },
-        "max_length": 16,
-        "groups": None,
-    }  # fmt: skip
-
-
 def config(**changes) -> dict:
     cfg = copy.deepcopy(CONFIG)
     for dotted, value in changes.items():
