@@ -21,7 +21,6 @@ RANK_SCRIPT = """
 import json, os, sys
 import torch.distributed as dist
 from trainables.reporting import LocalReporter
-from test_loop import RUN, config
 from trainables.text_classification import train
 
 cfg, task, run, out = json.loads(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
