@@ -15,6 +15,7 @@
 #   RAY_PORT DASHBOARD_PORT MLFLOW_PORT   (6390, 8265, 5000)
 #   MLFLOW=0         no tracking server
 #   RAY_AUTH_MODE    token (default) or disabled
+#   RAY_TEMP_ROOT    the nodes' Ray temp dirs, one each (/tmp/ray-local-RAY_PORT); their session logs
 #
 # Every node is a `ray start --block` process whose PID is kept in CLUSTER_DIR; `down`
 # sends those PIDs SIGTERM, which stops each node's Ray processes, and nothing else.
@@ -25,6 +26,7 @@ RAY_PORT="${RAY_PORT:-6390}"
 DASHBOARD_PORT="${DASHBOARD_PORT:-8265}"
 MLFLOW_PORT="${MLFLOW_PORT:-5000}"
 CPUS="${CPUS_PER_NODE:-1}"
+TEMP_ROOT="${RAY_TEMP_ROOT:-/tmp/ray-local-$RAY_PORT}"
 HERE=$(cd "$(dirname "$0")" && pwd)
 export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"
 if [[ "$RAY_AUTH_MODE" == token ]]; then export RAY_AUTH_TOKEN_PATH="$DIR/auth_token"; fi
@@ -59,8 +61,11 @@ PY
 }
 
 start_node() {  # start_node NAME ARGS...
+  # each node its own temp dir, as on separate machines: nodes sharing one would unpack a job's
+  # runtime env (code, working dir) over each other's. Short, for Ray's socket paths.
   local name=$1; shift
-  ray start --block --node-ip-address 127.0.0.1 --disable-usage-stats "$@" >"$DIR/logs/$name.log" 2>&1 &
+  ray start --block --node-ip-address 127.0.0.1 --disable-usage-stats --temp-dir "$TEMP_ROOT/$name" "$@" \
+    >"$DIR/logs/$name.log" 2>&1 &
   echo $! >"$DIR/$name.pid"
 }
 

@@ -51,11 +51,31 @@ class ClusterUnreachable(SweepJobError):
     """The Ray cluster's job API did not answer."""
 
 
+def _auth_headers() -> dict[str, str]:
+    """Ray's token (``$RAY_AUTH_TOKEN``, ``$RAY_AUTH_TOKEN_PATH``, or ``~/.ray/auth_token`` under
+    ``RAY_AUTH_MODE=token``) as a bearer header: read at each call, so an environment set after Ray
+    was imported still counts. Never logged."""
+    token = os.environ.get("RAY_AUTH_TOKEN")
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if not token and not path and os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        path = str(Path.home() / ".ray" / "auth_token")
+    if not token and path and Path(path).is_file():
+        token = Path(path).read_text(encoding="utf-8").strip()
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def _client(address: str | None):
+    from ray.exceptions import AuthenticationError
     from ray.job_submission import JobSubmissionClient
 
     try:
-        return JobSubmissionClient(address)
+        return JobSubmissionClient(address, headers=_auth_headers())
+    except AuthenticationError as exc:
+        raise ClusterUnreachable(
+            f"the Ray cluster at {address or 'RAY_ADDRESS'} refused this client: "
+            f"{str(exc).splitlines()[0]}. Set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH to the cluster's token "
+            "(cluster/README.md)"
+        ) from None
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = address or "$RAY_API_SERVER_ADDRESS / $RAY_ADDRESS"
         raise ClusterUnreachable(
