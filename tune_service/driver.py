@@ -211,7 +211,8 @@ def run_sweep(
                 streaming.flush_writers(sweep_id, 30)
             except Exception as flush_exc:  # the sweep's own error matters more
                 log.warning("MLflow writers not flushed: %s", flush_exc)
-            tracker.fail_open_runs("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            # Ctrl-C, or SIGTERM (a stopped Ray Job: Ray's handler exits the driver): the user ended it
+            tracker.fail_open_runs("KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED")
         raise
     finally:
         if started_ray:

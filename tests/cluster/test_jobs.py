@@ -51,7 +51,9 @@ def api(local_cluster, monkeypatch):
 
 
 def test_two_sweeps_submitted_at_once_complete_apart_spread_over_nodes(api, make_spec, tmp_path):
-    specs = [write_spec(make_spec, tmp_path / f"{n}.yaml", n) for n in ("alpha", "beta")]
+    specs = [
+        write_spec(make_spec, tmp_path / f"{n}.yaml", n, **{"hyperparameters.epochs": 1}) for n in ("alpha", "beta")
+    ]
     ids = []
     for spec in specs:
         done = cli(api, "submit", spec)
