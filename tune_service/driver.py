@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from ray.tune.stopper import Stopper
+
 from trainables.distributed import CHECKPOINT_PATH
 
 from . import preflight, report, resources, streaming, tracking, trial

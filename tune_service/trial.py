@@ -24,6 +24,7 @@ def trainable(
     streaming to MLflow.
     """
     from ray import tune
+
     from trainables.reporting import TuneReporter
 
     from .preflight import task_module
