@@ -103,7 +103,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
         server, uri = start_server(Path(tmp))
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         try:
             client = MlflowClient(uri)
             experiment = client.create_experiment("bench-tracking-overhead")
