@@ -178,3 +178,17 @@ def test_derived_rates_resolve_against_their_group():
     resolved = resolve_derived(groups)
     assert resolved["head"]["lr"] == pytest.approx(1e-3) and resolved["encoder"]["lr"] == 2e-5
     assert groups["head"]["lr"] == {"relative_to": "encoder", "ratio": 50}  # the config is left alone
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_and_resumes_its_loss_scale(task, tmp_path, precision):
+    run = {**RUN, "precision": precision}
+    reporter = LocalReporter(tmp_path / "ckpt", stream=None)
+    train(config(epochs=1), task, run, reporter)
+    losses = [h["train_loss"] for h in reporter.history]
+    assert all(loss == loss and loss < 10 for loss in losses)  # finite: autocast did not blow up
+    state = torch.load(tmp_path / "ckpt" / "checkpoint_001" / TRAIN_STATE, weights_only=True)
+    assert ("scaler" in state) == (precision == "fp16")  # fp16's loss scale is part of the exact resume
+    fp32 = LocalReporter(None, stream=None)
+    train(config(epochs=1), task, RUN, fp32)
+    assert reporter.history[0]["train_loss"] != fp32.history[0]["train_loss"]  # autocast really ran
