@@ -19,8 +19,10 @@ Ray is imported only here, inside the call, never by the loop.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from .reporting import checkpoint_dir
 
 #: the metric Ray Train's Tune callback adds: the epoch's checkpoint in Ray Train's storage
 CHECKPOINT_PATH = "checkpoint_path"
@@ -29,16 +31,10 @@ CHECKPOINT_PATH = "checkpoint_path"
 class TrainReporter:
     """A Ray Train worker's reporter: ``ray.train.report`` on every rank, the checkpoint from rank 0."""
 
-    @contextlib.contextmanager
-    def latest_checkpoint(self) -> Iterator[str | None]:
+    def latest_checkpoint(self) -> contextlib.AbstractContextManager[str | None]:
         import ray.train
 
-        checkpoint = ray.train.get_checkpoint()
-        if checkpoint is None:
-            yield None
-            return
-        with checkpoint.as_directory() as path:
-            yield path
+        return checkpoint_dir(ray.train.get_checkpoint())
 
     def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
         import ray.train

@@ -29,19 +29,23 @@ class Reporter(Protocol):
         """
 
 
+@contextlib.contextmanager
+def checkpoint_dir(checkpoint) -> Iterator[str | None]:
+    """A Ray ``Checkpoint`` (or None) as a local folder for the ``with`` block."""
+    if checkpoint is None:
+        yield None
+        return
+    with checkpoint.as_directory() as path:
+        yield path
+
+
 class TuneReporter:
     """Reports to Ray Tune (``tune.report`` / ``tune.get_checkpoint``)."""
 
-    @contextlib.contextmanager
-    def latest_checkpoint(self) -> Iterator[str | None]:
+    def latest_checkpoint(self) -> contextlib.AbstractContextManager[str | None]:
         from ray import tune
 
-        checkpoint = tune.get_checkpoint()
-        if checkpoint is None:
-            yield None
-            return
-        with checkpoint.as_directory() as path:
-            yield path
+        return checkpoint_dir(tune.get_checkpoint())
 
     def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
         from ray import tune

@@ -189,7 +189,7 @@ def run_sweep(
         )
         grid = tuner.fit()
         writes = streaming.flush_writers(sweep_id, spec.mlflow.flush_timeout_s)
-        tracker.log_metrics({f"tracking/{k}": v for k, v in writes.items() if k != "runs"})
+        tracker.log_metrics({f"tracking/{k}": v for k, v in writes.items()})
         if writes["failed"]:
             log.warning("MLflow refused %d trial writes (see the writers' Ray worker logs)", writes["failed"])
         result, histories = _summarize(grid, spec, sweep_id, uri, tracker, storage, time.time() - started)

@@ -244,7 +244,7 @@ class TrialWriter:
 
     def flush(self) -> dict:
         """Returns once every call that arrived before it has landed: the writer's counters."""
-        return dict(self.stats, runs={t: s.run_id for t, s in self.runs.items()})
+        return dict(self.stats)
 
     # -- inside ------------------------------------------------------------------
 
@@ -331,9 +331,10 @@ class _RunState:
 
 def get_writer(tracking: TrialTracking, node_id: str):
     """The writer for the sweep on node ``node_id``, started on first use (pinned to the node)."""
+    import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    actor = ray_remote(TrialWriter)
+    actor = ray.remote(num_cpus=0, max_restarts=0)(TrialWriter)
     return actor.options(
         name=writer_name(tracking.sweep_id, node_id),
         namespace=NAMESPACE,
@@ -351,12 +352,6 @@ def start_writers(tracking: TrialTracking) -> list:
     return [get_writer(tracking, n["NodeID"]) for n in ray.nodes() if n.get("Alive")]
 
 
-def ray_remote(cls):
-    import ray
-
-    return ray.remote(num_cpus=0, max_restarts=0)(cls)
-
-
 def sweep_writers(sweep_id: str) -> list:
     """Handles of the sweep's writers, on every node."""
     import ray
@@ -371,7 +366,7 @@ def flush_writers(sweep_id: str, timeout_s: float) -> dict:
     import ray
 
     writers = sweep_writers(sweep_id)
-    stats: dict = {"retries": 0, "metric_batches": 0, "skipped_steps": 0, "checkpoints": 0, "failed": 0, "runs": {}}
+    stats: dict = {"retries": 0, "metric_batches": 0, "skipped_steps": 0, "checkpoints": 0, "failed": 0}
     pending = {w.flush.remote(): w for w in writers}
     deadline = time.time() + timeout_s
     try:
@@ -381,7 +376,7 @@ def flush_writers(sweep_id: str, timeout_s: float) -> dict:
                 pending.pop(ref)
                 try:
                     for k, v in ray.get(ref).items():
-                        stats[k] = {**stats[k], **v} if k == "runs" else stats[k] + v
+                        stats[k] += v
                 except ray.exceptions.RayActorError as exc:
                     log.error("an MLflow writer died before it flushed: %s", exc)
                     stats["failed"] += 1

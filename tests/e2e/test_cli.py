@@ -1,4 +1,4 @@
-"""The CLI as a user types it: every example in smoke mode (real MiniLM, real data), bad input, schema."""
+"""The CLI as a user types it: the quickstart in smoke mode (real MiniLM, real data), bad input, schema."""
 
 from __future__ import annotations
 
@@ -15,9 +15,7 @@ from tune_service import load_spec, smoke_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [str(Path(sys.executable).parent / "tune-service")]  # the installed console script
-# the warm-start example reads the bayesian-asha sweep back: both run in one test
-WARM = ("bayesian_asha", "warm_start")
-EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if p.stem not in WARM)
+QUICKSTART = ROOT / "examples" / "quickstart.yaml"  # the other examples: tests/integration/test_examples.py
 
 
 def cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -53,19 +51,8 @@ def run_example(example: Path, where: Path) -> dict:
     return result
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_example_runs_in_smoke_mode(example, tmp_path):
-    run_example(example, tmp_path)
-
-
-def test_warm_start_example_reads_the_earlier_sweep_back_from_mlflow(tmp_path):
-    earlier = run_example(ROOT / "examples" / "bayesian_asha.yaml", tmp_path)
-    result = run_example(ROOT / "examples" / "warm_start.yaml", tmp_path)
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert client.get_run(result["parent_run_id"]).data.params["warm_start_trials"] == str(len(earlier["trials"]))
-    # points_to_evaluate: the given point is tried
-    tried = [t["config"]["groups"] for t in result["trials"]]
-    assert (1e-4, 1e-2, "sgd") in [(g["encoder"]["lr"], g["head"]["lr"], g["head"]["optimizer"]) for g in tried]
+def test_quickstart_runs_as_typed(tmp_path):
+    run_example(QUICKSTART, tmp_path)
 
 
 BAD_INPUT = [
@@ -96,10 +83,10 @@ def test_bad_input_exits_2_before_ray_or_mlflow(tmp_path, name, body, message):
 
 
 def test_validate_accepts_examples_and_refuses_typos(tmp_path):
-    ok = cli("validate", str(EXAMPLES[0]), cwd=tmp_path)
+    ok = cli("validate", str(QUICKSTART), cwd=tmp_path)
     assert ok.returncode == 0 and "valid sweep spec" in ok.stdout
     typo = tmp_path / "typo.yaml"
-    typo.write_text(EXAMPLES[0].read_text().replace("num_samples:", "num_sample:"))
+    typo.write_text(QUICKSTART.read_text().replace("num_samples:", "num_sample:"))
     bad = cli("validate", str(typo), "--spec-only", cwd=tmp_path)
     assert bad.returncode == 2
     assert "search.num_sample: unknown key 'num_sample' (did you mean 'num_samples'?)" in bad.stderr

@@ -1,4 +1,4 @@
-"""Integration tier: one in-process Ray per module, a fresh MLflow store and Tune storage per test."""
+"""Integration tier: one in-process Ray for the tier, a fresh MLflow store and Tune storage per test."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import pytest
 import ray
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def ray_session():
+    # one Ray for every integration module: each sweep starts and ends its own writers, and
+    # run_sweep leaves a Ray it did not start running
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()

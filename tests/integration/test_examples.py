@@ -1,0 +1,60 @@
+"""Every example spec runs as it is, in smoke mode (real MiniLM, real data), through the Python API.
+
+The quickstart runs through the CLI as typed (tests/e2e/test_cli.py); the rest share this
+tier's Ray instead of each starting its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tune_service import load_spec, run_sweep, smoke_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+# the warm-start example reads the bayesian-asha sweep back: both run in one test
+WARM = ("bayesian_asha", "warm_start")
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if p.stem not in WARM + ("quickstart",))
+
+
+def run_example(example: Path, where: Path):
+    """Run ``example`` in smoke mode; check its trials, its runs and its result."""
+    result = run_sweep(
+        example,
+        smoke_test=True,
+        tracking_uri=f"sqlite:///{where / 'mlflow.db'}",
+        storage_path=str(where / "ray"),
+        verbose=0,
+    )
+    epochs = smoke_spec(load_spec(example)).hyperparameters.epochs
+    seen = [(t.trial_id, t.status, t.epochs, t.error) for t in result.trials]
+    assert len(result.trials) == 2 and all(t.status == "TERMINATED" for t in result.trials), seen
+    assert max(t.epochs for t in result.trials) == epochs, seen  # one trial at least trained to the end
+    assert result.best_trial_id in {t.trial_id for t in result.trials}
+
+    client = MlflowClient(result.tracking_uri)
+    runs = client.search_runs(
+        [result.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'"
+    )
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"], [
+        (r.info.run_name, r.info.status) for r in runs
+    ]
+    assert client.get_run(result.parent_run_id).info.status == "FINISHED"
+    return result
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_runs_in_smoke_mode(example, tmp_path):
+    run_example(example, tmp_path)
+
+
+def test_warm_start_example_reads_the_earlier_sweep_back_from_mlflow(tmp_path):
+    earlier = run_example(ROOT / "examples" / "bayesian_asha.yaml", tmp_path)
+    result = run_example(ROOT / "examples" / "warm_start.yaml", tmp_path)
+    client = MlflowClient(result.tracking_uri)
+    assert client.get_run(result.parent_run_id).data.params["warm_start_trials"] == str(len(earlier.trials))
+    # points_to_evaluate: the given point is tried
+    tried = [t.config["groups"] for t in result.trials]
+    assert (1e-4, 1e-2, "sgd") in [(g["encoder"]["lr"], g["head"]["lr"], g["head"]["optimizer"]) for g in tried]
