@@ -1,4 +1,4 @@
-"""The CLI as a user types it: the quickstart in smoke mode (real MiniLM, real data), bad input, schema."""
+"""The CLI as a user types it: the quickstart and PBT examples in smoke mode (real MiniLM), bad input, schema."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ from tune_service import load_spec, smoke_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [str(Path(sys.executable).parent / "tune-service")]  # the installed console script
-QUICKSTART = ROOT / "examples" / "quickstart.yaml"  # the other examples: tests/integration/test_examples.py
+QUICKSTART = ROOT / "examples" / "quickstart.yaml"
+# Through the CLI, each in a fresh process with its own Ray: the quickstart as a user first types it, and PBT,
+# whose exploit step moves checkpoints between trials. The other examples: tests/integration/test_examples.py
+AS_TYPED = [QUICKSTART, ROOT / "examples" / "pbt.yaml"]
 
 
 def cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -51,8 +54,9 @@ def run_example(example: Path, where: Path) -> dict:
     return result
 
 
-def test_quickstart_runs_as_typed(tmp_path):
-    run_example(QUICKSTART, tmp_path)
+@pytest.mark.parametrize("example", AS_TYPED, ids=[p.stem for p in AS_TYPED])
+def test_example_runs_as_typed(example, tmp_path):
+    run_example(example, tmp_path)
 
 
 BAD_INPUT = [
