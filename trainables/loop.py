@@ -238,7 +238,7 @@ def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
         raise ValueError(f"hyperparameters for groups {sorted(group_hp)}, model groups {sorted(groups)}")
     freeze_lowest_layers(model, task.layers(model), int(config["frozen_layers"]))
     groups = {g: [(n, p) for n, p in members if p.requires_grad] for g, members in groups.items()}
-    steps = task.steps_per_epoch(batch_size) // world if world > 1 else task.steps_per_epoch(batch_size)
+    steps = task.steps_per_epoch(batch_size) // world  # each rank's share
     optimizers = {g: make_optimizer(groups[g], group_hp[g]) for g in groups}
     schedulers = {g: make_scheduler(optimizers[g], group_hp[g], steps, epochs) for g in groups}
     penalized = [p for members in groups.values() for n, p in members if p.dim() > 1]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -141,7 +142,7 @@ def submit_sweep(
         env["py_modules"] = list(env.get("py_modules", [])) + _package_dirs()
         env.setdefault("excludes", ["__pycache__", "*.pyc"])
         client.submit_job(
-            entrypoint=" ".join(_quote(c) for c in command),
+            entrypoint=shlex.join(command),
             submission_id=job_id,
             runtime_env=env,
             metadata={META_SWEEP: spec.name, "tune_service.version": _version()},
@@ -160,12 +161,6 @@ def _is_local_store(uri: str) -> bool:
     from .tracking import is_local_store
 
     return is_local_store(uri)
-
-
-def _quote(arg: str) -> str:
-    import shlex
-
-    return shlex.quote(arg)
 
 
 def _version() -> str:
