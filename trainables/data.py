@@ -1,8 +1,10 @@
-"""Text classification data: built-in offline sets, local files, or hub datasets.
+"""Task data: built-in offline sets, local files and folders, or hub datasets.
 
 Everything goes through Hugging Face ``datasets``. Problems with the data
 (missing columns, too few classes, negative labels, a split that does not
 exist) raise :class:`DataError` naming the column, value and what is there.
+The text classification data is here; the image+text data builds on the same
+loading and splitting (:mod:`trainables.image_data`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,19 @@ BUILTIN_PREFIX = "builtin:"
 LOCAL_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
-class DataError(ValueError):
+class TaskError(ValueError):
+    """The task section cannot be served as configured; ``field`` names the spec field at fault."""
+
+    def __init__(self, message: str, field: str = "task"):
+        super().__init__(message)
+        self.field = field
+
+
+class DataError(TaskError):
     """The dataset cannot serve the task as configured."""
+
+    def __init__(self, message: str, field: str = "task.dataset"):
+        super().__init__(message, field)
 
 
 def package_dir(package: str, install_hint: str) -> Path:
@@ -49,15 +62,19 @@ def _rotten_tomatoes():
 BUILTIN_DATASETS = {"rotten_tomatoes": _rotten_tomatoes}
 
 
-def _load_raw(source: str, config_name: str | None):
+def load_raw(source: str, config_name: str | None, builtins: Mapping | None = None):
+    """A ``DatasetDict`` from ``builtin:NAME`` (of ``builtins``), a local file or image folder, or a hub id."""
     import datasets
 
+    builtins = BUILTIN_DATASETS if builtins is None else builtins
     if source.startswith(BUILTIN_PREFIX):
         name = source[len(BUILTIN_PREFIX) :]
-        if name not in BUILTIN_DATASETS:
-            known = ", ".join(BUILTIN_PREFIX + n for n in BUILTIN_DATASETS)
+        if name not in builtins:
+            known = ", ".join(BUILTIN_PREFIX + n for n in builtins)
             raise DataError(f"dataset {source!r} is not built in; built-in: {known}")
-        return BUILTIN_DATASETS[name]()
+        return builtins[name]()
+    if os.path.isdir(source):  # class subfolders, optionally a metadata.csv/jsonl with captions
+        return datasets.load_dataset("imagefolder", data_dir=source)
     suffix = Path(source).suffix.lower()
     if suffix in LOCAL_FORMATS or os.path.exists(source):
         if not os.path.isfile(source):
@@ -98,7 +115,16 @@ def load_text_data(cfg: Mapping, seed: int) -> TextData:
     as ints in ``[0, num_labels)``: class-label features keep their order,
     integer labels are taken as they are, other labels are sorted by name.
     """
-    raw = _load_raw(cfg["source"], cfg.get("config_name"))
+    raw = load_raw(cfg["source"], cfg.get("config_name"))
+    train, validation = split_train_validation(raw, cfg, seed, ("text_column", "label_column"))
+    label_names = class_names(train, cfg["label_column"])
+    train = _prepare(train, cfg, cfg.get("train_size"), seed, label_names)
+    validation = _prepare(validation, cfg, cfg.get("validation_size"), seed + 1, label_names)
+    return TextData(train, validation, label_names)
+
+
+def split_train_validation(raw, cfg: Mapping, seed: int, roles: tuple[str, ...]):
+    """The train and validation ``Dataset``s, each checked to hold the columns named by ``cfg[role]``."""
     split = cfg["train_split"]
     if split not in raw:
         raise DataError(f"train_split={split!r} not in the dataset; splits: {', '.join(raw)}")
@@ -114,18 +140,27 @@ def load_text_data(cfg: Mapping, seed: int) -> TextData:
         parts = train.train_test_split(test_size=float(val_split), seed=seed)
         train, validation = parts["train"], parts["test"]
     for name, ds in (("train", train), ("validation", validation)):
-        for role in ("text_column", "label_column"):
-            if cfg[role] not in ds.column_names:
+        for role in roles:
+            if cfg.get(role) is not None and cfg[role] not in ds.column_names:
                 raise DataError(f"{role}={cfg[role]!r} not in the {name} data; columns: {', '.join(ds.column_names)}")
         if len(ds) == 0:
             raise DataError(f"the {name} data is empty")
-    label_names = _label_names(train, cfg["label_column"])
-    train = _prepare(train, cfg, cfg.get("train_size"), seed, label_names)
-    validation = _prepare(validation, cfg, cfg.get("validation_size"), seed + 1, label_names)
-    return TextData(train, validation, label_names)
+    return train, validation
 
 
-def _label_names(ds, column: str) -> list[str]:
+def values(ds, column: str) -> list:
+    """One column as a list, read in one batch (iterating a column formats every row, images included)."""
+    return ds.select_columns([column])[0 : len(ds)][column]
+
+
+def subset(ds, size: int | None, seed: int):
+    """A seeded shuffle of ``ds``, cut to ``size`` rows (all when None)."""
+    ds = ds.shuffle(seed=seed)
+    return ds.select(range(min(size, len(ds)))) if size is not None else ds
+
+
+def class_names(ds, column: str) -> list[str]:
+    """The class names of ``column``, index = label id (see :func:`load_text_data`)."""
     feature = ds.features[column]
     if hasattr(feature, "names"):
         return list(feature.names)
@@ -144,12 +179,14 @@ def _label_names(ds, column: str) -> list[str]:
 
 
 def _prepare(ds, cfg: Mapping, size: int | None, seed: int, label_names: list[str]) -> Examples:
-    ds = ds.shuffle(seed=seed)
-    if size is not None:
-        ds = ds.select(range(min(size, len(ds))))
-    texts = ["" if t is None else str(t) for t in ds[cfg["text_column"]]]
-    column = cfg["label_column"]
-    raw = list(ds[column])
+    ds = subset(ds, size, seed)
+    texts = ["" if t is None else str(t) for t in values(ds, cfg["text_column"])]
+    return Examples(texts, encode_labels(ds, cfg["label_column"], label_names))
+
+
+def encode_labels(ds, column: str, label_names: list[str]) -> list[int]:
+    """``column``'s labels as ints in ``[0, len(label_names))``."""
+    raw = values(ds, column)
     if hasattr(ds.features[column], "names") or label_names == [str(i) for i in range(len(label_names))]:
         labels = [int(v) for v in raw]
     else:
@@ -161,4 +198,4 @@ def _prepare(ds, cfg: Mapping, size: int | None, seed: int, label_names: list[st
     bad = sorted({v for v in labels if not 0 <= v < len(label_names)})
     if bad:
         raise DataError(f"labels {bad[:5]} in {column!r} are out of range 0..{len(label_names) - 1}")
-    return Examples(texts, labels)
+    return labels

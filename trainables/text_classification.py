@@ -26,14 +26,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .data import BUILTIN_PREFIX, DataError, load_text_data, package_dir
+from .data import BUILTIN_PREFIX, TaskError, load_text_data, package_dir
 from .loop import fit
 from .param_groups import Selector, default_selectors
 from .reporting import LocalReporter, Reporter, TuneReporter
 
 METRICS = ("val_accuracy", "val_f1", "val_loss", "train_loss")
 EVAL_BATCH_SIZE = 64
-_LAYER = re.compile(r"\.layers?\.(\d+)\.")
+LAYER = re.compile(r"\.layers?\.(\d+)\.")
 
 
 def _minilm() -> Path:
@@ -43,19 +43,20 @@ def _minilm() -> Path:
 BUILTIN_MODELS = {"minilm": _minilm}
 
 
-def resolve_model(source: str) -> str:
+def resolve_model(source: str, field: str = "task.model") -> str:
     """A loadable model location: ``builtin:NAME``, a local folder, or a hub id."""
     if source.startswith(BUILTIN_PREFIX):
         name = source[len(BUILTIN_PREFIX) :]
         if name not in BUILTIN_MODELS:
-            raise DataError(
-                f"model {source!r} is not built in; built-in: {', '.join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS)}"
+            raise TaskError(
+                f"model {source!r} is not built in; built-in: {', '.join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS)}",
+                field,
             )
         return str(BUILTIN_MODELS[name]())
     return source
 
 
-def _pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -89,7 +90,7 @@ class TextClassification:
         self.val_batches = []
         for start in range(0, len(order), EVAL_BATCH_SIZE):
             idx = order[start : start + EVAL_BATCH_SIZE]
-            ids, mask = _pad([val_ids[i] for i in idx], self.pad_id)
+            ids, mask = pad([val_ids[i] for i in idx], self.pad_id)
             labels = torch.tensor([val_labels[i] for i in idx], dtype=torch.long)
             self.val_batches.append({"input_ids": ids, "attention_mask": mask, "labels": labels})
 
@@ -129,7 +130,7 @@ class TextClassification:
         embeddings = [n for n in names if ".embeddings." in n or n.startswith(base + "embeddings.")]
         by_layer: dict[int, list[str]] = {}
         for n in names:
-            m = _LAYER.search(n)
+            m = LAYER.search(n)
             if m:
                 by_layer.setdefault(int(m.group(1)), []).append(n)
         return [embeddings] + [by_layer[i] for i in sorted(by_layer)]
@@ -141,7 +142,7 @@ class TextClassification:
         perm = torch.randperm(len(self.train_ids), generator=generator).tolist()
         for start in range(0, len(perm), batch_size):
             idx = perm[start : start + batch_size]
-            ids, mask = _pad([self.train_ids[i] for i in idx], self.pad_id)
+            ids, mask = pad([self.train_ids[i] for i in idx], self.pad_id)
             yield {"input_ids": ids, "attention_mask": mask, "labels": self.train_labels[idx]}
 
     def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:

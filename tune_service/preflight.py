@@ -15,7 +15,10 @@ from ._distributions import upper
 from .spec import SpecError, SweepSpec
 
 # task type -> module exposing `Adapter` (a trainables.loop.Task) and `tune_trainable`
-TASK_MODULES = {"text_classification": "trainables.text_classification"}
+TASK_MODULES = {
+    "text_classification": "trainables.text_classification",
+    "image_text": "trainables.image_text",
+}
 
 
 def task_module(task_type: str):
@@ -32,21 +35,30 @@ def check(spec: SweepSpec) -> Any:
 
     Returns the task adapter (data loaded), for callers that want to inspect it.
     """
-    from trainables.data import DataError
+    from trainables.data import TaskError
     from trainables.loop import freeze_lowest_layers
     from trainables.param_groups import ParamGroupError, build_param_groups
 
     module = task_module(spec.task.type)
     try:
         adapter = module.Adapter(task_config(spec))
-    except DataError as exc:
-        raise SpecError([("task.dataset", str(exc))]) from None
+    except TaskError as exc:
+        raise SpecError([(exc.field, str(exc))]) from None
     except OSError as exc:  # transformers: no such model folder or hub id
         raise SpecError([("task.model", f"cannot load {spec.task.model!r}: {exc}")]) from None
     try:
         model = adapter.model_skeleton()
+    except TaskError as exc:
+        raise SpecError([(exc.field, str(exc))]) from None
     except (OSError, ValueError) as exc:
-        raise SpecError([("task.model", f"cannot load {spec.task.model!r}: {exc}")]) from None
+        raise SpecError(
+            [("task.model", f"cannot load {getattr(spec.task, 'model', spec.task.type)!r}: {exc}")]
+        ) from None
+    unavailable = getattr(adapter, "unavailable_metrics", ())  # a task's metrics that this data cannot give
+    for i, (metric, _) in enumerate(spec.search.all_objectives):
+        if metric in unavailable:
+            where = "search.metric" if i == 0 else f"search.objectives[{i - 1}].metric"
+            raise SpecError([(where, f"got '{metric}', which this dataset cannot give: {unavailable[metric]}")])
     try:
         build_param_groups(model, adapter.selectors(model))
     except ParamGroupError as exc:

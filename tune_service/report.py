@@ -28,7 +28,8 @@ def trial_label(config: dict, searched: Sequence[str]) -> str:
 def trials_table(result: SweepResult, searched: Sequence[str]) -> str:
     """One row per trial, best first by the sweep's metric; searched hyperparameters as columns."""
     metric = result.metric
-    extra = [m for m in ("val_accuracy", "val_f1", "val_loss") if m != metric]
+    shown = ("val_accuracy", "val_f1", "val_zero_shot_accuracy", "val_recall_at_1", "val_loss")
+    extra = [m for m in shown if m != metric and any(m in t.metrics for t in result.trials)]
     header = ["trial", "status", "epochs", metric, *extra, *searched]
     sign = -1 if result.mode == "max" else 1
 

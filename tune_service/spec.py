@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -83,6 +84,15 @@ TASK_METRICS = {
         "trainable_params",
         "val_latency_ms",
     ),
+    "image_text": (
+        "val_zero_shot_accuracy",
+        "val_recall_at_1",
+        "val_recall_at_5",
+        "val_loss",
+        "train_loss",
+        "trainable_params",
+        "val_latency_ms",
+    ),
 }
 # Group fields that only apply under some values of another field (a conditional space):
 # field -> (the field it depends on, the values under which it applies).
@@ -94,9 +104,21 @@ CONDITIONS = {
     "step_epochs": ("scheduler", ("step",)),
     "decay": ("scheduler", ("inverse_time",)),
 }
-# Parameter groups a task gets when the spec names none (resolved against the model:
-# `encoder` is the pretrained base model, `head` everything else).
-DEFAULT_GROUPS = {"text_classification": ("encoder", "head")}
+# Parameter groups a task gets when the spec names none (resolved against the model).
+# text_classification: `encoder` is the pretrained base model, `head` everything else;
+# image_text: `vision` and `text` are the towers, `head` the projections and the logit scale.
+DEFAULT_GROUPS = {"text_classification": ("encoder", "head"), "image_text": ("vision", "text", "head")}
+# The offline default vision tower: a small ViT for 28x28 grayscale images, random init.
+DEFAULT_VISION_TOWER = {
+    "model_type": "vit",
+    "image_size": 28,
+    "patch_size": 7,
+    "num_channels": 1,
+    "hidden_size": 128,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "intermediate_size": 256,
+}
 
 # Strategies that fit a model to the results so far (they sample; they cannot enumerate a grid).
 MODEL_BASED = ("bayesian", "bohb")
@@ -270,6 +292,15 @@ class GroupSelector(_Strict):
         return self
 
 
+def _held_out(v: Union[float, str]) -> Union[float, str]:
+    if isinstance(v, float) and not 0 < v < 1:
+        raise ValueError(f"got {v}; a held-out fraction must be > 0 and < 1 (or give a split name)")
+    return v
+
+
+ValidationSplit = Annotated[Union[float, str], AfterValidator(_held_out)]
+
+
 class DatasetSpec(_Strict):
     """A dataset: ``builtin:NAME``, a local CSV/JSON/JSONL/parquet file, or a hub id."""
 
@@ -278,19 +309,12 @@ class DatasetSpec(_Strict):
     text_column: str = "text"
     label_column: str = "label"
     train_split: str = "train"
-    validation_split: Union[float, str] = Field(
+    validation_split: ValidationSplit = Field(
         0.2, description="a split name, or the fraction of train held out for validation"
     )
     train_size: Optional[int] = Field(None, ge=1, description="train subset size (null: all)")
     validation_size: Optional[int] = Field(None, ge=1, description="validation subset size")
     seed: int = Field(0, ge=0, description="seed of the split and subsets (the same for every trial)")
-
-    @field_validator("validation_split")
-    @classmethod
-    def _fraction(cls, v: Union[float, str]) -> Union[float, str]:
-        if isinstance(v, float) and not 0 < v < 1:
-            raise ValueError(f"got {v}; a held-out fraction must be > 0 and < 1 (or give a split name)")
-        return v
 
 
 class TextClassificationTask(_Strict):
@@ -307,6 +331,100 @@ class TextClassificationTask(_Strict):
     @property
     def group_names(self) -> tuple[str, ...]:
         return tuple(self.groups) if self.groups else DEFAULT_GROUPS[self.type]
+
+
+def _check_tower(value: Any) -> Any:
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("got an empty string; accepted: builtin:NAME, a hub id, a local folder, or a config")
+        return value
+    if isinstance(value, dict):
+        if not isinstance(value.get("model_type"), str):
+            raise ValueError(
+                "a tower built from a config needs model_type (vit, clip_vision_model, bert, ...), "
+                f"got keys {sorted(value)}"
+            )
+        return value
+    raise ValueError(
+        f"got {value!r}; accepted: builtin:NAME, a hub id or a local folder (pretrained), "
+        "or a config mapping with model_type (random init)"
+    )
+
+
+Tower = Annotated[
+    Any,
+    BeforeValidator(_check_tower),
+    WithJsonSchema(
+        {
+            "description": "builtin:NAME, a hub id or a local folder (pretrained weights), "
+            "or a transformers config with model_type (random init)",
+            "anyOf": [{"type": "string"}, {"type": "object", "required": ["model_type"]}],
+        }
+    ),
+]
+
+
+class ImageTextDatasetSpec(_Strict):
+    """Images with captions and/or labels: ``builtin:fashion_mnist``, an image folder, a CSV/JSON/parquet
+    file with image paths, or a hub id."""
+
+    source: str = "builtin:fashion_mnist"
+    config_name: Optional[str] = Field(None, description="hub dataset configuration")
+    image_column: str = "image"
+    caption_column: Optional[str] = Field(None, description="each image's caption; null: captions from labels")
+    label_column: Optional[str] = Field(
+        "label", description="class labels (zero-shot accuracy; captions when there is no caption_column)"
+    )
+    caption_template: str = Field(
+        "a photo of a {label}", description="a class's caption, {label} standing for its name"
+    )
+    train_split: str = "train"
+    validation_split: ValidationSplit = Field(
+        "test", description="a split name, or the fraction of train held out for validation"
+    )
+    train_size: Optional[int] = Field(None, ge=1, description="train subset size (null: all)")
+    validation_size: Optional[int] = Field(None, ge=1, description="validation subset size")
+    seed: int = Field(0, ge=0, description="seed of the split and subsets (the same for every trial)")
+
+    @field_validator("caption_template")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        try:
+            filled = v.format(label="\0")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"got {v!r}: only {{label}} may be filled in ({exc})") from None
+        if "\0" not in filled:
+            raise ValueError(f"got {v!r}; the template must contain {{label}}")
+        return v
+
+    @model_validator(mode="after")
+    def _captions(self) -> ImageTextDatasetSpec:
+        if self.caption_column is None and self.label_column is None:
+            raise ValueError("give caption_column, label_column or both: every image needs a caption")
+        return self
+
+
+class ImageTextTask(_Strict):
+    """A vision-text dual encoder (CLIP-style): a vision tower, a text tower and projections."""
+
+    type: Literal["image_text"]
+    vision_model: Tower = Field(default_factory=lambda: dict(DEFAULT_VISION_TOWER))
+    text_model: Tower = "builtin:minilm"
+    tokenizer: Optional[str] = Field(None, description="default: the text tower's; required for a config text tower")
+    projection_dim: int = Field(128, ge=1, le=8192, description="size of the shared embedding space")
+    dataset: ImageTextDatasetSpec = ImageTextDatasetSpec()
+    max_length: int = Field(32, ge=4, le=8192, description="tokens per caption")
+    groups: Optional[dict[str, GroupSelector]] = Field(
+        None, description="parameter groups by name; default: vision, text (the towers) and head"
+    )
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        return tuple(self.groups) if self.groups else DEFAULT_GROUPS[self.type]
+
+
+TASKS = {"text_classification": TextClassificationTask, "image_text": ImageTextTask}
+Task = Annotated[Union[TextClassificationTask, ImageTextTask], Field(discriminator="type")]
 
 
 class Objective(_Strict):
@@ -351,7 +469,7 @@ class SearchSpec(_Strict):
         2, gt=1, description="asha, hyperband: 1/reduction_factor of trials go on at each rung"
     )
     perturbation_interval: int = Field(1, ge=1, description="pbt: epochs between exploit/explore steps")
-    metric: str = "val_accuracy"
+    metric: str = Field("val_accuracy", description="default: the task's first metric (val_accuracy for text)")
     mode: Literal["max", "min"] = "max"
     objectives: list[Objective] = Field(
         default_factory=list,
@@ -498,11 +616,21 @@ class SweepSpec(_Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
     description: str = ""
-    task: TextClassificationTask
+    task: Task
     hyperparameters: Hyperparameters
     search: SearchSpec = SearchSpec()
     resources: Resources = Resources()
     mlflow: MlflowSpec = MlflowSpec()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_metric(cls, data: Any) -> Any:
+        """Without ``search.metric``, the sweep optimizes the task's first metric (its accuracy)."""
+        if isinstance(data, dict) and isinstance(data.get("task"), dict) and data["task"].get("type") in TASK_METRICS:
+            search = data.get("search")
+            if search is None or (isinstance(search, dict) and "metric" not in search):
+                data = {**data, "search": {**(search or {}), "metric": TASK_METRICS[data["task"]["type"]][0]}}
+        return data
 
     def to_dict(self) -> dict:
         """The spec as plain data (distributions in their ``{kind: args}`` form)."""
@@ -544,9 +672,9 @@ def _unwrap(annotation: Any) -> list:
     return [annotation]
 
 
-def _fields_at(loc: tuple) -> list[str]:
-    """Field names of the model found by walking ``loc`` from :class:`SweepSpec`."""
-    node: Any = SweepSpec
+def _fields_at(loc: tuple, root: Any = None) -> list[str]:
+    """Field names of the model found by walking ``loc`` from ``root`` (default :class:`SweepSpec`)."""
+    node: Any = root or SweepSpec
     i = 0
     while i < len(loc):
         if not (isinstance(node, type) and issubclass(node, BaseModel)):
@@ -579,9 +707,18 @@ def _problems_from(exc: ValidationError) -> list[tuple[str, str]]:
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if p != "function-after")
         msg = err["msg"].removeprefix("Value error, ")
+        root = None
+        if loc[:1] == ("task",) and len(loc) > 1 and loc[1] in TASKS:  # the union's tag, not a field
+            root, loc = TASKS[loc[1]], loc[:1] + loc[2:]
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            got = err["input"].get("type") if isinstance(err["input"], dict) else None
+            accepted = ", ".join(f"'{t}'" for t in TASKS)
+            msg = "required field is missing" if got is None else f"got {got!r}"
+            problems.append((_path(loc + ("type",)), f"{msg}; accepted task types: {accepted}"))
+            continue
         if err["type"] == "extra_forbidden":
             key = str(loc[-1])
-            known = _fields_at(loc[:-1])
+            known = _fields_at(loc[1:-1], root) if root else _fields_at(loc[:-1])
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
             msg = f"unknown key '{key}'" + (f" (did you mean '{close[0]}'?)" if close else "")
             if known:
@@ -614,6 +751,10 @@ def _cross_checks(spec: SweepSpec) -> list[tuple[str, str]]:
                 f"{'; '.join(detail)}: every parameter group needs its own settings; "
                 f"groups are {list(expected)} (from {source})",
             )
+        )
+    if isinstance(task, ImageTextTask) and isinstance(task.text_model, dict) and task.tokenizer is None:
+        problems.append(
+            ("task.tokenizer", "a text tower built from a config needs a tokenizer: builtin:NAME, a hub id or a folder")
         )
     metrics = TASK_METRICS[task.type]
     for i, (metric, _) in enumerate(spec.search.all_objectives):
