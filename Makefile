@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser demo test test-unit lint format smoke clean
+.PHONY: setup browser data demo test test-unit lint format smoke clean
 
 setup: $(STAMP)
 
@@ -28,13 +28,21 @@ browser:
 	    $$SUDO apt-get install -y -qq chromium >/dev/null 2>&1 || \
 	    { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }; }
 
-test: setup browser
+# Fashion-MNIST (Debian's dataset-fashion-mnist, MIT) for the image+text task's offline default.
+data:
+	@test -d "$${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}" || \
+	  { command -v apt-get >/dev/null || { echo "no apt-get: set FASHION_MNIST_DIR to a folder of Fashion-MNIST's *-idx*-ubyte.gz files" >&2; exit 1; }; \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	    { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null; }; }
+
+test: setup browser data
 	$(VENV)/bin/pytest tests
 
 test-unit: setup
 	$(VENV)/bin/pytest tests/unit
 
-smoke: setup
+smoke: setup data
 	for spec in examples/*.yaml; do $(VENV)/bin/tune-service run $$spec --smoke-test || exit 1; done
 
 lint: setup

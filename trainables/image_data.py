@@ -4,8 +4,9 @@ Loaded through Hugging Face ``datasets`` from
 
 - ``builtin:fashion_mnist``: Fashion-MNIST (Debian's ``dataset-fashion-mnist``
   package: ``/usr/share/datasets/fashion-mnist``), 10 named classes;
-- an image folder: class subfolders (the label), optionally a ``metadata.csv``
-  or ``metadata.jsonl`` with a caption column (``datasets``' ``imagefolder``);
+- an image folder (``datasets``' ``imagefolder``): class subfolders give the
+  label; or a ``metadata.csv``/``metadata.jsonl`` gives each image's columns
+  (``file_name``, a caption, a label);
 - a CSV/JSON/parquet file whose image column holds paths (relative to the file's
   folder), or image bytes;
 - a hub id whose image column is an ``Image`` feature.

@@ -23,6 +23,7 @@ Without Ray, on Fashion-MNIST::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -36,7 +37,7 @@ from .image_data import ImageTextData, load_image_text_data
 from .loop import fit
 from .param_groups import Selector
 from .reporting import LocalReporter, Reporter, TuneReporter
-from .text_classification import LAYER, pad, resolve_model
+from .text_classification import LAYER, pad, resolve_model, set_dropout_config
 
 METRICS = ("val_zero_shot_accuracy", "val_recall_at_1", "val_recall_at_5", "val_loss", "train_loss")
 LABELLED_ONLY = ("val_zero_shot_accuracy",)
@@ -153,21 +154,31 @@ class ImageText:
 
     # ---------------------------------------------------------------- model
 
-    def _dual_config(self):
+    def _dual_config(self, vision_config, text_config):
         from transformers import VisionTextDualEncoderConfig
 
         return VisionTextDualEncoderConfig.from_vision_text_configs(
-            self.vision_config, self.text_config, projection_dim=int(self.task["projection_dim"])
+            vision_config, text_config, projection_dim=int(self.task["projection_dim"])
         )
 
     def build_model(self, config: Mapping, model_dir: str | None) -> nn.Module:
-        from transformers import VisionTextDualEncoderModel
+        from transformers import VisionTextDualEncoderConfig, VisionTextDualEncoderModel
 
+        p = config.get("dropout")
         if model_dir:
-            return VisionTextDualEncoderModel.from_pretrained(model_dir)
-        vision = _tower("vision", self.task["vision_model"], self.vision_config)
-        text = _tower("text", self.task["text_model"], self.text_config)
-        return VisionTextDualEncoderModel(config=self._dual_config(), vision_model=vision, text_model=text)
+            cfg = VisionTextDualEncoderConfig.from_pretrained(model_dir)
+            set_dropout_config(cfg.vision_config, p)
+            set_dropout_config(cfg.text_config, p)
+            return VisionTextDualEncoderModel.from_pretrained(model_dir, config=cfg)
+        vision_config, text_config = copy.deepcopy(self.vision_config), copy.deepcopy(self.text_config)
+        # attention dropout is a config value, not always an nn.Dropout module: set it where the towers read it
+        set_dropout_config(vision_config, p)
+        set_dropout_config(text_config, p)
+        vision = _tower("vision", self.task["vision_model"], vision_config)
+        text = _tower("text", self.task["text_model"], text_config)
+        return VisionTextDualEncoderModel(
+            config=self._dual_config(vision_config, text_config), vision_model=vision, text_model=text
+        )
 
     def model_skeleton(self) -> nn.Module:
         from transformers import AutoModel, VisionTextDualEncoderModel
@@ -175,7 +186,9 @@ class ImageText:
         with torch.device("meta"):
             vision = AutoModel.from_config(self.vision_config)
             text = AutoModel.from_config(self.text_config)
-            return VisionTextDualEncoderModel(config=self._dual_config(), vision_model=vision, text_model=text)
+            return VisionTextDualEncoderModel(
+                config=self._dual_config(self.vision_config, self.text_config), vision_model=vision, text_model=text
+            )
 
     def selectors(self, model: nn.Module) -> dict[str, Selector]:
         if self.groups:
@@ -257,7 +270,8 @@ class ImageText:
             idx = torch.arange(start, min(start + EVAL_BATCH_SIZE, len(val)), device=device)
             used, local = torch.unique(targets[idx], return_inverse=True)
             loss_sum += float(contrastive_loss(logits[idx][:, used], local)) * len(idx)
-        rank = (logits > logits.gather(1, targets[:, None])).sum(1)  # captions scored above the true one
+        # captions scored at or above the true one, itself aside: a tie counts against (collapsed embeddings score 0)
+        rank = (logits >= logits.gather(1, targets[:, None])).sum(1) - 1
         metrics = {
             "val_loss": loss_sum / len(val),
             "val_recall_at_1": float((rank < 1).float().mean()),

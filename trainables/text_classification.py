@@ -56,6 +56,15 @@ def resolve_model(source: str, field: str = "task.model") -> str:
     return source
 
 
+def set_dropout_config(cfg, p: float | None) -> None:
+    """Every dropout probability of a transformers config (hidden, attention, classifier) set to ``p``."""
+    if p is None:
+        return
+    for key, value in list(vars(cfg).items()):
+        if "dropout" in key and isinstance(value, float):
+            setattr(cfg, key, float(p))
+
+
 def pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
@@ -105,10 +114,7 @@ class TextClassification:
             id2label=dict(enumerate(names)),
             label2id={n: i for i, n in enumerate(names)},
         )
-        if config.get("dropout") is not None:
-            for key, value in list(vars(cfg).items()):
-                if "dropout" in key and isinstance(value, float):
-                    setattr(cfg, key, float(config["dropout"]))
+        set_dropout_config(cfg, config.get("dropout"))
         return AutoModelForSequenceClassification.from_pretrained(src, config=cfg)
 
     def model_skeleton(self) -> nn.Module:

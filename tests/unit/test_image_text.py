@@ -1,0 +1,241 @@
+"""The image+text task without Ray: tiny random-init towers on generated shapes.
+
+Groups, freezing, learning, exact resume, the data sources, the loss, and the
+saved model as a user loads it.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from trainables.data import DataError, TaskError
+from trainables.image_text import METRICS, ImageText, contrastive_loss, load_pretrained, train
+from trainables.param_groups import build_param_groups
+from trainables.reporting import LocalReporter
+
+SHAPES = ["bad", "film", "good", "plot"]  # the shapes' class names, sorted (tests/conftest.py)
+
+GROUP = {
+    "lr": 3e-3, "optimizer": "adamw", "weight_decay": 0.0, "momentum": 0.9, "beta1": 0.9, "beta2": 0.999,
+    "scheduler": "constant", "warmup_ratio": 0.0, "gamma": 0.5, "step_epochs": 1, "decay": 1.0,
+    "frozen": False, "unfreeze_epoch": None,
+}  # fmt: skip
+CONFIG = {
+    "groups": {"vision": dict(GROUP), "text": dict(GROUP), "head": {**GROUP, "lr": 1e-2}},
+    "batch_size": 16, "epochs": 3, "dropout": 0.0, "l1": 0.0, "l2": 0.0, "max_grad_norm": 1.0,
+    "frozen_layers": 0, "early_stopping_patience": None, "seed": 0,
+}  # fmt: skip
+RUN = {"monitor": "val_zero_shot_accuracy", "mode": "max", "num_threads": 1}
+
+
+@pytest.fixture
+def task(make_image_task, image_folder):
+    return make_image_task(image_folder)
+
+
+def config(**changes) -> dict:
+    cfg = copy.deepcopy(CONFIG)
+    for dotted, value in changes.items():
+        node = cfg
+        *parents, last = dotted.split("__")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return cfg
+
+
+def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return load_file(checkpoint / "model" / "model.safetensors")
+
+
+def test_default_groups_cover_every_parameter_exactly_once(task):
+    adapter = ImageText(task)
+    model = adapter.build_model(CONFIG, None)
+    groups = build_param_groups(model, adapter.selectors(model))  # raises on a stray or an overlap
+    names = {g: {n for n, _ in members} for g, members in groups.items()}
+    everything = {n for n, _ in model.named_parameters()}
+    assert set(names) == {"vision", "text", "head"}
+    assert names["vision"] == {n for n in everything if n.startswith("vision_model.")}
+    assert names["text"] == {n for n in everything if n.startswith("text_model.")}
+    assert names["head"] == {"logit_scale", "visual_projection.weight", "text_projection.weight"}
+    assert sum(len(v) for v in names.values()) == len(everything)
+    # the skeleton checked before a sweep has the same layout, without weights
+    skeleton = adapter.model_skeleton()
+    assert [n for n, _ in skeleton.named_parameters()] == [n for n, _ in model.named_parameters()]
+    assert all(p.is_meta for p in skeleton.parameters())
+
+
+def test_reports_every_metric_and_learns_the_shapes(task, tmp_path):
+    rep = LocalReporter(tmp_path, stream=None)
+    last = train(config(epochs=5), task, RUN, rep)
+    assert [m["epoch"] for m in rep.history] == [1, 2, 3, 4, 5]
+    for m in rep.history:
+        assert set(METRICS) <= set(m)
+        assert 0 <= m["val_zero_shot_accuracy"] <= 1 and m["val_recall_at_1"] <= m["val_recall_at_5"] <= 1
+        assert {"lr/vision", "lr/text", "lr/head"} <= set(m)
+    assert last["val_zero_shot_accuracy"] >= 0.75, [m["val_zero_shot_accuracy"] for m in rep.history]  # chance: 0.25
+    assert rep.history[-1]["train_loss"] < rep.history[0]["train_loss"]
+    assert rep.history[0]["lr/head"] == 1e-2 and rep.history[0]["lr/vision"] == 3e-3
+
+
+def test_frozen_text_tower_is_unchanged_until_it_unfreezes(task, tmp_path):
+    rep = LocalReporter(tmp_path, stream=None)
+    cfg = config(epochs=2, groups__text__frozen=True, groups__text__unfreeze_epoch=2)
+    train(cfg, task, RUN, rep)
+    # the initial weights: the same seed builds the same towers
+    torch.manual_seed(cfg["seed"])
+    initial = {k: v.detach().clone() for k, v in ImageText(task).build_model(cfg, None).state_dict().items()}
+    after1, after2 = weights(rep.checkpoints[0]), weights(rep.checkpoints[1])
+    text = [k for k in after1 if k.startswith("text_model.") and "position_ids" not in k]
+    vision = [k for k in after1 if k.startswith("vision_model.")]
+    assert text and vision
+    assert all(torch.equal(after1[k], initial[k]) for k in text)
+    assert any(not torch.equal(after2[k], after1[k]) for k in text)
+    assert any(not torch.equal(after1[k], initial[k]) for k in vision)
+    assert rep.history[0]["trainable_params/text"] == 0 and rep.history[1]["trainable_params/text"] > 0
+
+
+def test_frozen_layers_freeze_the_lowest_layers_of_both_towers(task, tmp_path):
+    rep = LocalReporter(tmp_path, stream=None)
+    train(config(epochs=1, frozen_layers=1), task, RUN, rep)
+    torch.manual_seed(CONFIG["seed"])
+    initial = ImageText(task).build_model(CONFIG, None).state_dict()
+    final = weights(rep.checkpoints[-1])
+    frozen = [k for k in final if k.startswith(("vision_model.embeddings.", "text_model.embeddings."))]
+    trained = [k for k in final if ".layers.0." in k or ".layer.0." in k]
+    assert any(k.startswith("vision_model.") for k in frozen) and any(k.startswith("text_model.") for k in frozen)
+    assert all(torch.equal(final[k], initial[k]) for k in frozen)
+    assert any(not torch.equal(final[k], initial[k]) for k in trained)
+
+
+class Interrupt(Exception):
+    pass
+
+
+class InterruptingReporter(LocalReporter):
+    def __init__(self, out_dir, after: int):
+        super().__init__(out_dir, stream=None)
+        self.after = after
+
+    def report(self, metrics, checkpoint_dir):
+        super().report(metrics, checkpoint_dir)
+        if metrics["epoch"] == self.after:
+            raise Interrupt
+
+
+def test_resume_from_checkpoint_continues_exactly(task, tmp_path):
+    cfg = config(groups__vision__scheduler="cosine", groups__vision__warmup_ratio=0.2, dropout=0.1)
+    whole = LocalReporter(tmp_path / "whole", stream=None)
+    train(cfg, task, RUN, whole)
+    broken = InterruptingReporter(tmp_path / "broken", after=1)
+    with pytest.raises(Interrupt):
+        train(cfg, task, RUN, broken)
+    resumed = LocalReporter(tmp_path / "resumed", resume_from=broken.checkpoints[0], stream=None)
+    train(cfg, task, RUN, resumed)
+
+    assert [m["epoch"] for m in resumed.history] == [2, 3]
+    for a, b in zip(whole.history[1:], resumed.history):
+        for key in ("val_loss", "val_zero_shot_accuracy", "val_recall_at_1", "train_loss", "lr/vision", "lr/text"):
+            assert a[key] == b[key], key
+    final_whole, final_resumed = weights(whole.checkpoints[-1]), weights(resumed.checkpoints[-1])
+    assert all(torch.equal(final_whole[k], final_resumed[k]) for k in final_whole)
+
+
+def test_saved_checkpoint_loads_as_model_and_processor(task, tmp_path):
+    from PIL import Image
+
+    rep = LocalReporter(tmp_path, stream=None)
+    train(config(epochs=1), task, RUN, rep)
+    model, processor = load_pretrained(str(rep.checkpoints[-1] / "model"))
+    image = Image.open(next(Path(task["dataset"]["source"]).glob("good/*.png")))
+    inputs = processor(text=[f"the {c}" for c in SHAPES], images=[image], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        out = model(**inputs)
+    assert out.logits_per_image.shape == (1, len(SHAPES))
+    assert not model.training
+
+
+def test_captions_from_a_caption_column_and_image_paths_from_a_csv(make_image_task, image_folder, tmp_path):
+    import csv
+
+    # a CSV next to the images, with paths relative to itself
+    rows = list(csv.DictReader(open(Path(image_folder) / "metadata.csv")))
+    data = Path(image_folder) / "pairs.csv"
+    with open(data, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["path", "text", "kind"])
+        w.writeheader()
+        for r in rows:
+            w.writerow({"path": r["file_name"], "text": r["caption"], "kind": r["label"]})
+    task = make_image_task(str(data), image_column="path", caption_column="text", label_column="kind")
+    adapter = ImageText(task)
+    assert len(adapter.data.train) + len(adapter.data.validation) == len(rows)
+    assert set(adapter.data.captions) == {
+        r["caption"] for r in rows
+    }  # the captions are the column's, not the template's
+    assert adapter.data.class_captions == [f"the {c}" for c in SHAPES]
+    assert adapter.data.train.pixels.shape[1:] == (1, 8, 8)
+    metrics = train(config(epochs=1), task, RUN, LocalReporter(stream=None))
+    assert set(METRICS) <= set(metrics)
+
+    # captions alone: retrieval metrics, no zero-shot accuracy
+    captions_only = make_image_task(str(data), image_column="path", caption_column="text", label_column=None)
+    adapter = ImageText(captions_only)
+    assert adapter.data.class_captions is None and "val_zero_shot_accuracy" in adapter.unavailable_metrics
+    metrics = train(config(epochs=1), captions_only, {**RUN, "monitor": "val_recall_at_1"}, LocalReporter(stream=None))
+    assert "val_zero_shot_accuracy" not in metrics and "val_recall_at_5" in metrics
+
+
+@pytest.mark.parametrize(
+    "dataset, field, words",
+    [
+        ({"image_column": "picture"}, "task.dataset", ["image_column='picture'", "image, caption, label"]),
+        ({"label_column": "kind"}, "task.dataset", ["label_column='kind'"]),
+        ({"source": "builtin:cifar"}, "task.dataset", ["builtin:fashion_mnist"]),
+    ],
+)
+def test_data_problems_name_the_field(make_image_task, image_folder, dataset, field, words):
+    dataset = dict(dataset)
+    with pytest.raises(DataError) as err:
+        ImageText(make_image_task(dataset.pop("source", image_folder), **dataset))
+    assert err.value.field == field
+    assert all(w in str(err.value) for w in words), str(err.value)
+
+
+def test_missing_image_files_and_bad_towers_are_named(make_image_task, image_folder, tmp_path):
+    data = tmp_path / "pairs.csv"
+    data.write_text("path,label\n" + "".join(f"nowhere-{i}.png,{('good', 'bad')[i % 2]}\n" for i in range(8)))
+    with pytest.raises(DataError, match="4 image files do not exist, e.g. '.*/nowhere-.*.png'"):
+        ImageText(make_image_task(str(data), image_column="path", validation_split=0.5))
+    task = make_image_task(image_folder)
+    task["vision_model"] = {"model_type": "no-such-model"}
+    with pytest.raises(TaskError) as err:
+        ImageText(task)
+    assert err.value.field == "task.vision_model" and "no-such-model" in str(err.value)
+    task = make_image_task(image_folder)
+    task["text_model"] = {**task["text_model"], "vocab_size": 10}
+    with pytest.raises(TaskError, match="30 tokens but the text tower's vocab_size is 10"):
+        ImageText(task)
+
+
+def test_contrastive_loss_is_clips_with_distinct_captions_and_keeps_duplicates_positive():
+    from transformers.models.vision_text_dual_encoder.modeling_vision_text_dual_encoder import (
+        image_text_contrastive_loss as clip_loss,  # what the model computes with return_loss=True
+    )
+
+    torch.manual_seed(0)
+    logits = torch.randn(6, 6)
+    # distinct captions: image i's caption is caption i -> CLIP's symmetric loss exactly
+    assert torch.allclose(contrastive_loss(logits, torch.arange(6)), clip_loss(logits.T))
+    # two images sharing a caption: both are its positives, neither is the other's negative
+    images = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    captions = images[[0, 2]]  # images 0,1 share caption 0; images 2,3 share caption 1
+    images = torch.stack([images[0], images[0], images[2], images[2]])
+    shared = contrastive_loss(10 * images @ captions.T, torch.tensor([0, 0, 1, 1]))
+    duplicated = torch.cat([captions[:1], captions[:1], captions[1:], captions[1:]])
+    naive = clip_loss((10 * images @ duplicated.T).T)  # each image's copy of its caption a negative of the other
+    assert shared < naive
