@@ -181,6 +181,36 @@ def make_image_task(tiny_bert):
     return make
 
 
+@pytest.fixture
+def make_image_spec(tiny_bert, image_folder):
+    """``make(**overrides)``: a valid image_text spec dict on the tiny towers and the shapes."""
+
+    def make(**overrides) -> dict:
+        task = image_task(tiny_bert, image_folder)
+        task["dataset"] = {k: v for k, v in task["dataset"].items() if v is not None}
+        group = {"lr": 3e-3, "optimizer": "adamw"}
+        spec = {
+            "name": "tiny-image-text",
+            "task": {"type": "image_text", **{k: v for k, v in task.items() if v is not None}},
+            "hyperparameters": {
+                "groups": {"vision": dict(group), "text": dict(group), "head": {**group, "lr": 1e-2}},
+                "batch_size": 16,
+                "epochs": 2,
+                "dropout": 0.0,
+            },
+            "search": {"strategy": "random", "num_samples": 1},
+        }
+        for dotted, value in overrides.items():
+            node = spec
+            *parents, last = dotted.split(".")
+            for key in parents:
+                node = node.setdefault(key, {})
+            node[last] = value
+        return spec
+
+    return make
+
+
 class MlflowServer:
     """A real ``mlflow server`` process started with the project's recipe (cluster/mlflow-server.sh).
 

@@ -120,7 +120,11 @@ def run_sweep(
         tracker = tracking.SweepTracker(uri, spec.mlflow.experiment or spec.name)
         tracker.start_sweep(
             name=sweep_id,
-            tags={tracking.TAG_SWEEP_ID: sweep_id, tracking.TAG_STRATEGY: search.strategy}
+            tags={
+                tracking.TAG_SWEEP_ID: sweep_id,
+                tracking.TAG_STRATEGY: search.strategy,
+                "tune_service.task": spec.task.type,
+            }
             | code
             | tracking.ray_job_tags(),
             spec_yaml=spec.to_yaml(),

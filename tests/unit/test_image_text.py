@@ -239,3 +239,34 @@ def test_contrastive_loss_is_clips_with_distinct_captions_and_keeps_duplicates_p
     duplicated = torch.cat([captions[:1], captions[:1], captions[1:], captions[1:]])
     naive = clip_loss((10 * images @ duplicated.T).T)  # each image's copy of its caption a negative of the other
     assert shared < naive
+
+
+def test_spec_problems_are_refused_before_any_training(make_image_spec):
+    from tune_service import load_spec
+    from tune_service.preflight import check
+    from tune_service.spec import SpecError
+
+    adapter = check(load_spec(make_image_spec()))  # a good spec passes, and the data is loaded
+    assert len(adapter.data.train) == 90
+    problems = {
+        "search.metric": make_image_spec(
+            **{"task.dataset.caption_column": "caption", "task.dataset.label_column": None}
+        ),
+        "task.tokenizer": make_image_spec(**{"task.tokenizer": "/no/such/tokenizer"}),
+        "task.groups": make_image_spec(
+            **{
+                "task.groups": {
+                    "vision": {"prefix": ["vision_model."]},
+                    "text": {"prefix": ["text_"]},
+                    "head": {"prefix": ["nothing."]},
+                }
+            }
+        ),  # fmt: skip
+        "hyperparameters.frozen_layers": make_image_spec(**{"hyperparameters.frozen_layers": 9}),
+    }
+    for field, spec in problems.items():
+        with pytest.raises(SpecError) as err:
+            check(load_spec(spec))
+        assert [p for p, _ in err.value.problems] == [field], str(err.value)
+    with pytest.raises(SpecError, match="search.metric: got 'val_zero_shot_accuracy', which this dataset cannot give"):
+        check(load_spec(problems["search.metric"]))
