@@ -86,15 +86,20 @@ def seed_everything(seed: int) -> None:
 
 def _rng_state() -> dict:
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {
+    state = {
         "torch": torch.get_rng_state(),
         "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
         "python": random.getstate(),
     }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # dropout on a GPU draws from its own generator
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
 
 
 def _set_rng_state(state: Mapping) -> None:
     torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
     kind, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
     random.setstate(_as_tuple(state["python"]))
@@ -193,9 +198,16 @@ def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
 
 
 def pick_device(run: Mapping) -> torch.device:
+    """``run["device"]``, else this process's GPU when it sees one, else the CPU.
+
+    With several GPUs visible, a data-parallel rank takes the one of its local rank
+    (``LOCAL_RANK``, set by torchrun and Ray Train), so DDP gets a device index.
+    """
     if run.get("device"):
         return torch.device(run["device"])
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
 
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -269,7 +281,7 @@ def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
             trained, wrapped_for = _data_parallel(model, device), dict(frozen)
         model.train()
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        loss_sum, samples = 0.0, 0
+        loss_sum, samples = torch.zeros((), device=device), 0  # summed on the device: no sync per step
         with warnings.catch_warnings():
             # a frozen group's schedule still advances with the global step, before its optimizer ever steps
             warnings.filterwarnings("ignore", message=r".*lr_scheduler\.step\(\)")
@@ -298,13 +310,14 @@ def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
                 for sched in schedulers.values():
                     sched.step()
                 n = int(batch["labels"].shape[0])
-                loss_sum += float(loss.detach()) * n
+                loss_sum += loss.detach().float() * n
                 samples += n
+        train_loss = float(loss_sum) / max(1, samples)  # waits for the device: the epoch's work is done
         train_time = time.perf_counter() - t0
         metrics = dict(task.evaluate(model))
         metrics.update(
             epoch=epoch,
-            train_loss=loss_sum / max(1, samples),
+            train_loss=train_loss,
             train_samples_per_s=samples * world / train_time if train_time > 0 else 0.0,  # every rank alike
             epoch_time_s=time.perf_counter() - t0,
         )
