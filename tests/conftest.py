@@ -97,6 +97,11 @@ def tiny_spec(model: str, data: str, **overrides) -> dict:
         },
         "search": {"strategy": "random", "num_samples": 1},
     }
+    return with_overrides(spec, overrides)
+
+
+def with_overrides(spec: dict, overrides: dict) -> dict:
+    """``spec`` with each ``{"dotted.path": value}`` of ``overrides`` set (missing sections made)."""
     for dotted, value in overrides.items():
         node = spec
         *parents, last = dotted.split(".")
@@ -200,13 +205,7 @@ def make_image_spec(tiny_bert, image_folder):
             },
             "search": {"strategy": "random", "num_samples": 1},
         }
-        for dotted, value in overrides.items():
-            node = spec
-            *parents, last = dotted.split(".")
-            for key in parents:
-                node = node.setdefault(key, {})
-            node[last] = value
-        return spec
+        return with_overrides(spec, overrides)
 
     return make
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from test_loop import Interrupt, InterruptingReporter, weights
 
 from trainables.data import DataError, TaskError
 from trainables.image_text import METRICS, ImageText, contrastive_loss, load_pretrained, train
@@ -47,10 +47,6 @@ def config(**changes) -> dict:
             node = node[key]
         node[last] = value
     return cfg
-
-
-def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
-    return load_file(checkpoint / "model" / "model.safetensors")
 
 
 def test_default_groups_cover_every_parameter_exactly_once(task):
@@ -111,21 +107,6 @@ def test_frozen_layers_freeze_the_lowest_layers_of_both_towers(task, tmp_path):
     assert any(k.startswith("vision_model.") for k in frozen) and any(k.startswith("text_model.") for k in frozen)
     assert all(torch.equal(final[k], initial[k]) for k in frozen)
     assert any(not torch.equal(final[k], initial[k]) for k in trained)
-
-
-class Interrupt(Exception):
-    pass
-
-
-class InterruptingReporter(LocalReporter):
-    def __init__(self, out_dir, after: int):
-        super().__init__(out_dir, stream=None)
-        self.after = after
-
-    def report(self, metrics, checkpoint_dir):
-        super().report(metrics, checkpoint_dir)
-        if metrics["epoch"] == self.after:
-            raise Interrupt
 
 
 def test_resume_from_checkpoint_continues_exactly(task, tmp_path):
