@@ -183,6 +183,8 @@ def run_sweep(
                 callbacks=callbacks,
                 verbose=0,  # report.Progress prints instead
                 stop=EpochBudget(search.max_total_epochs) if search.max_total_epochs else None,
+                # a trial that fails (an exception, its process or node lost) restarts from its last checkpoint
+                failure_config=tune.FailureConfig(max_failures=search.max_failures),
                 checkpoint_config=tune.CheckpointConfig(
                     # PBT continues trials from others' checkpoints: keep a few, as Ray advises
                     num_to_keep=max(spec.mlflow.keep_checkpoints, 4 if search.scheduler == "pbt" else 1),

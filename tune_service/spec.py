@@ -481,6 +481,9 @@ class SearchSpec(_Strict):
     max_concurrent_trials: Optional[int] = Field(None, ge=1)
     time_budget_s: Optional[float] = Field(None, gt=0, description="stop the sweep after this long")
     max_total_epochs: Optional[int] = Field(None, ge=1, description="stop the sweep after this many epochs in all")
+    max_failures: int = Field(
+        2, ge=0, le=100, description="times a failed trial is retried, each time from its last checkpoint"
+    )
     points_to_evaluate: list[dict[str, Any]] = Field(
         default_factory=list,
         description="configurations tried first: {dotted.name: value} over searched hyperparameters",

@@ -50,6 +50,8 @@ TAG_NODE = "tune_service.node"
 TAG_NODE_ID = "tune_service.node_id"
 TAG_CHECKPOINTS = "tune_service.checkpoints"
 TAG_BEST_CHECKPOINT = "tune_service.best_checkpoint"
+TAG_FAILED_ATTEMPTS = "tune_service.failed_attempts"
+FAILED_ATTEMPTS = "failed_attempts"  # a metric: one step per failed attempt of a retried trial
 PARENT_RUN = "mlflow.parentRunId"
 # what MLflow reads from the environment to reach a secured server
 CREDENTIAL_VARS = (
@@ -241,6 +243,18 @@ class TrialWriter:
         state = self.runs.get(trial_id)
         if state is not None:
             self._retry(f"end run of {trial_id}", self.client.set_terminated, state.run_id, status, end_time_ms)
+
+    def note_failure(self, trial_id: str, attempt: int, error: str, timestamp_ms: int) -> None:
+        """Record a failed attempt of a trial Tune retries: a ``failed_attempts`` step, a tag, the error text."""
+        from mlflow.entities import Metric
+
+        state = self.runs.get(trial_id)
+        if state is None:  # the trial's run lives on another node's writer
+            return
+        metric = Metric(FAILED_ATTEMPTS, float(attempt), timestamp_ms, attempt)
+        self._retry(f"failure of {trial_id}", self.client.log_batch, state.run_id, [metric])
+        self._retry(f"failure tag of {trial_id}", self.client.set_tag, state.run_id, TAG_FAILED_ATTEMPTS, str(attempt))
+        self._retry(f"error of {trial_id}", self.client.log_text, state.run_id, error, f"errors/attempt-{attempt}.txt")
 
     def flush(self) -> dict:
         """Returns once every call that arrived before it has landed: the writer's counters."""

@@ -218,6 +218,16 @@ class TrialStatusCallback(Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         self._finish(trial, "FAILED")
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        """A failed attempt that Tune retries: its error goes on the trial's run, which stays open."""
+        error = ""
+        if trial.error_file and os.path.isfile(trial.error_file):
+            with open(trial.error_file, encoding="utf-8", errors="replace") as fh:
+                error = fh.read()[-20_000:]
+        now = int(time.time() * 1000)
+        for writer in sweep_writers(self.sweep_id):
+            writer.note_failure.remote(trial.trial_id, int(trial.num_failures), error, now)
+
 
 class WarmStartError(ValueError):
     """An earlier sweep to warm-start from cannot be read."""
