@@ -53,6 +53,12 @@ def _trial_count(plan, search) -> int | None:
     return search.num_samples * grid_size(plan.param_space)
 
 
+def _ray_running() -> bool:
+    import ray
+
+    return ray.is_initialized()
+
+
 def _start_ray(address: str | None, num_cpus: int | None) -> bool:
     """Connect to ``address`` or start Ray in-process; True when this call started it."""
     import ray
@@ -95,8 +101,9 @@ def run_sweep(
     spec = load_spec(spec)
     if smoke_test:
         spec = smoke_spec(spec)
-    preflight.check(spec)
     uri = tracking.resolve_tracking_uri(tracking_uri, spec.mlflow.tracking_uri)
+    tracking.check_server(uri)  # a server that does not answer is known before the data is loaded
+    preflight.check(spec)
     warm_trials = _warm_start(spec, uri)
 
     import ray
@@ -110,7 +117,10 @@ def run_sweep(
     storage = _storage(storage_path)
     search = spec.search
     code = tracking.code_tags()
-    # Ray first: whether the store can take writes from every node is known once connected
+    # a trial larger than the in-process Ray this call would start is refused before it starts
+    if not (address or os.environ.get("RAY_ADDRESS") or _ray_running()):
+        resources.check_fits(spec.resources, [resources.local_node(num_cpus)])
+    # then Ray: whether the store can take writes from every node is known once connected
     started_ray = _start_ray(address, num_cpus)
     tracker = None
     try:

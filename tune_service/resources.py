@@ -89,3 +89,16 @@ def cluster_nodes() -> list[dict[str, float]]:
     import ray
 
     return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+
+
+def local_node(num_cpus: int | None) -> dict[str, float]:
+    """The node an in-process Ray would start here, for a check before starting it.
+
+    Memory is left open (Ray sets its share when it starts; that is checked once it runs).
+    """
+    import os
+
+    import torch
+
+    return {"CPU": float(num_cpus or os.cpu_count() or 1), "GPU": float(torch.cuda.device_count()),
+            "memory": float("inf")}  # fmt: skip

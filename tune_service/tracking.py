@@ -328,3 +328,32 @@ def ray_job_tags() -> dict[str, str]:
 def is_local_store(uri: str) -> bool:
     """A store only this machine can write (SQLite, a folder), as opposed to a tracking server."""
     return uri.split(":", 1)[0] in ("sqlite", "file", "") or "://" not in uri
+
+
+def check_server(uri: str, timeout_s: float = 5.0, attempts: int = 2) -> None:
+    """Raise :class:`TrackingError` when ``uri`` names a tracking server that does not answer.
+
+    Any HTTP answer (even 401 or 404) means a server is there; only a refused or
+    timed-out connection, or a name that does not resolve, counts as unreachable.
+    Stores on this machine's disk are not checked.
+    """
+    import urllib.error
+    import urllib.request
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    reason = None
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s):
+                return
+        except urllib.error.HTTPError:
+            return
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            if attempt + 1 < attempts:
+                time.sleep(1.0)
+    raise TrackingError(
+        f"cannot reach the MLflow tracking server at {uri} ({reason}): start it (cluster/mlflow-server.sh), "
+        "or pass another --tracking-uri (or MLFLOW_TRACKING_URI, or mlflow.tracking_uri in the spec)"
+    )
