@@ -59,6 +59,29 @@ def _ray_running() -> bool:
     return ray.is_initialized()
 
 
+def _check_address(address: str, timeout_s: float = 5.0) -> None:
+    """Raise ``ClusterUnreachable`` when nothing listens at a Ray address (``HOST:PORT`` or ``ray://HOST:PORT``).
+
+    ``ray.init`` would otherwise retry for minutes. ``auto`` and ``local`` are Ray's to resolve.
+    """
+    import socket
+
+    from .jobs import ClusterUnreachable
+
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or "://" in target:
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return
+    except OSError as exc:
+        raise ClusterUnreachable(
+            f"no Ray cluster answers at {address} ({exc.strerror or exc}): check the head node's address and port "
+            "(the GCS port, 6379 by default, or ray://HOST:10001 for Ray Client)"
+        ) from None
+
+
 def _start_ray(address: str | None, num_cpus: int | None) -> bool:
     """Connect to ``address`` or start Ray in-process; True when this call started it."""
     import ray
@@ -102,7 +125,10 @@ def run_sweep(
     if smoke_test:
         spec = smoke_spec(spec)
     uri = tracking.resolve_tracking_uri(tracking_uri, spec.mlflow.tracking_uri)
-    tracking.check_server(uri)  # a server that does not answer is known before the data is loaded
+    # what does not answer is known before the data is loaded: the tracking server, the cluster
+    tracking.check_server(uri)
+    if (address or os.environ.get("RAY_ADDRESS")) and not _ray_running():
+        _check_address(address or os.environ["RAY_ADDRESS"])
     preflight.check(spec)
     warm_trials = _warm_start(spec, uri)
 
