@@ -124,6 +124,8 @@ DEFAULT_VISION_TOWER = {
 MODEL_BASED = ("bayesian", "bohb")
 
 SMOKE_TRIALS = 2
+# More trials than this from enumerated values is a mistake (an axis too many), not a sweep.
+MAX_GRID_TRIALS = 10_000
 SMOKE_TRAIN_SIZE = 64
 SMOKE_VALIDATION_SIZE = 64
 
@@ -808,6 +810,7 @@ def _cross_checks(spec: SweepSpec) -> list[tuple[str, str]]:
                 "or another scheduler",
             )
         )
+    problems += _grid_size_checks(spec)
     problems += _derived_checks(spec.hyperparameters)
     problems += _conditional_checks(spec.hyperparameters)
     problems += _points_checks(spec)
@@ -828,6 +831,29 @@ def _cross_checks(spec: SweepSpec) -> list[tuple[str, str]]:
 
         problems += search_spaces.problems(spec)
     return problems
+
+
+def _grid_size_checks(spec: SweepSpec) -> list[tuple[str, str]]:
+    """Tune runs every point of a grid (times num_samples): refuse a grid that explodes."""
+    enumerated = ("grid", "choice") if spec.search.strategy == "grid" else ("grid",)
+    axes = [
+        (".".join(path), len(value.values))
+        for path, value in iter_hyperparameters(spec.hyperparameters)
+        if isinstance(value, Distribution) and value.kind in enumerated
+    ]
+    total = spec.search.num_samples
+    for _, n in axes:
+        total *= n
+    if total <= MAX_GRID_TRIALS:
+        return []
+    shape = " x ".join(f"{n} ({name})" for name, n in axes)
+    return [
+        (
+            "hyperparameters",
+            f"the grid makes {total:,} trials ({shape} x num_samples {spec.search.num_samples}); "
+            f"at most {MAX_GRID_TRIALS:,}: fewer values, or search the widest axes with strategy random or bayesian",
+        )
+    ]
 
 
 def _derived_checks(hp: Hyperparameters) -> list[tuple[str, str]]:
