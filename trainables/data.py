@@ -81,7 +81,12 @@ def load_raw(source: str, config_name: str | None, builtins: Mapping | None = No
             raise DataError(f"dataset file {source!r} does not exist")
         if suffix not in LOCAL_FORMATS:
             raise DataError(f"dataset file {source!r}: accepted formats are {', '.join(LOCAL_FORMATS)}")
-        return datasets.load_dataset(LOCAL_FORMATS[suffix], data_files=source)
+        try:
+            return datasets.load_dataset(LOCAL_FORMATS[suffix], data_files=source)
+        except Exception as exc:  # pyarrow and pandas parse errors come in many types; name the file either way
+            if "corresponds to no data" in str(exc):
+                raise DataError(f"dataset file {source!r} has no rows") from None
+            raise DataError(f"cannot read dataset file {source!r} as {LOCAL_FORMATS[suffix]}: {exc}") from None
     try:
         return datasets.load_dataset(source, config_name)
     except Exception as exc:  # hub errors come in many types; name the source either way

@@ -34,7 +34,20 @@ def check(spec: SweepSpec) -> Any:
     """Load the data and the model skeleton; raise :class:`SpecError` on a problem.
 
     Returns the task adapter (data loaded), for callers that want to inspect it.
+    ``datasets``' progress bars stay off meanwhile: a problem reads as one message.
     """
+    import datasets
+
+    shown = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        return _check(spec)
+    finally:
+        if shown:
+            datasets.enable_progress_bars()
+
+
+def _check(spec: SweepSpec) -> Any:
     from trainables.data import TaskError
     from trainables.loop import freeze_lowest_layers
     from trainables.param_groups import ParamGroupError, build_param_groups

@@ -1,0 +1,191 @@
+"""A catalogue of malformed input, each refused the same way through the CLI and the Python API.
+
+CLI: exit 2 and one ``error:`` message naming the problem. API: a typed exception
+(SpecError, TrackingError, ClusterUnreachable). Either way: no Ray started, no MLflow
+store or run created, nothing written to Tune's storage. The CLI runs in this process
+(``tune_service.cli.main``, the console script's entry point) to keep 45 cases fast.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+
+from tune_service import SpecError, run_sweep
+from tune_service.cli import main
+from tune_service.jobs import ClusterUnreachable
+from tune_service.streaming import TrackingError
+
+G = "hyperparameters.groups"
+WIDE_GRID = {"grid": list(range(1, 23))}
+
+
+def raw(text: bytes):
+    return ("raw", text)
+
+
+# (id, the spec: overrides of the tiny spec or raw file bytes, extra CLI arguments, message fragments)
+CASES = [
+    # the file itself
+    ("empty-file", raw(b""), [], ["the spec file is empty"]),
+    ("whitespace-file", raw(b"  \n\n"), [], ["the spec file is empty"]),
+    ("not-utf8", raw(b"name: caf\xe9\n"), [], ["not UTF-8", "0xe9"]),
+    ("yaml-syntax", raw(b"name: x\ntask: {type: text_classification\n"), [], ["YAML syntax error at line"]),
+    ("yaml-tabs", raw(b"name: x\n\ttask: 1\n"), [], ["YAML syntax error"]),
+    ("top-level-list", raw(b"- name: x\n"), [], ["a spec is a mapping of sections", "got list"]),
+    ("top-level-scalar", raw(b"just words\n"), [], ["a spec is a mapping", "got str"]),
+    # types and ranges
+    ("missing-name", {"name": None}, [], ["name"]),
+    ("name-with-space", {"name": "my sweep"}, [], ["name", "my sweep"]),
+    ("unknown-section", {"serach": {}}, [], ["serach", "did you mean 'search'"]),
+    ("unknown-group-key", {f"{G}.encoder.lrate": 1e-3}, [], ["lrate", "did you mean 'lr'"]),
+    ("lr-string", {f"{G}.encoder.lr": "fast"}, [], [f"{G}.encoder.lr", "'fast'"]),
+    ("lr-zero", {f"{G}.encoder.lr": 0}, [], [f"{G}.encoder.lr", "got 0"]),
+    ("lr-negative", {f"{G}.head.lr": -0.01}, [], [f"{G}.head.lr", "-0.01"]),
+    ("loguniform-from-zero", {f"{G}.encoder.lr": {"loguniform": [0, 1e-3]}}, [], ["loguniform needs low > 0"]),
+    ("loguniform-reversed", {f"{G}.encoder.lr": {"loguniform": [1e-2, 1e-4]}}, [], ["low < high"]),
+    ("unknown-distribution", {f"{G}.encoder.lr": {"logunifrom": [1e-5, 1e-3]}}, [], ["did you mean 'loguniform'"]),
+    ("dropout-one", {"hyperparameters.dropout": 1.0}, [], ["hyperparameters.dropout", "1.0"]),
+    ("dropout-negative", {"hyperparameters.dropout": -0.1}, [], ["hyperparameters.dropout", "-0.1"]),
+    ("dropout-range", {"hyperparameters.dropout": {"uniform": [0.1, 1.5]}}, [], ["hyperparameters.dropout"]),
+    ("batch-size-zero", {"hyperparameters.batch_size": 0}, [], ["hyperparameters.batch_size", "got 0"]),
+    ("epochs-string", {"hyperparameters.epochs": "three"}, [], ["hyperparameters.epochs", "'three'"]),
+    ("unknown-optimizer", {f"{G}.head.optimizer": "adagrad"}, [], ["'adagrad'", "sgd, adam, adamw, rmsprop"]),
+    ("unknown-lr-schedule", {f"{G}.head.scheduler": "onecycle"}, [], ["'onecycle'", "cosine"]),
+    ("unknown-strategy", {"search.strategy": "evolution"}, [], ["search.strategy", "'evolution'"]),
+    ("mode-word", {"search.mode": "maximize"}, [], ["search.mode", "'maximize'"]),
+    ("num-samples-zero", {"search.num_samples": 0}, [], ["search.num_samples"]),
+    ("concurrency-zero", {"search.max_concurrent_trials": 0}, [], ["search.max_concurrent_trials"]),
+    ("negative-retries", {"search.max_failures": -1}, [], ["search.max_failures"]),
+    # the parts against each other
+    ("metric-never-reported", {"search.metric": "val_acc"}, [], ["search.metric", "did you mean 'val_accuracy'"]),
+    ("group-missing", {f"{G}.head": None}, [], ["hyperparameters.groups", "missing ['head']"]),
+    ("group-unknown", {f"{G}.decoder": {"lr": 1e-3}}, [], ["unknown ['decoder']"]),
+    (
+        "grid-with-sampling",
+        {"search.strategy": "grid", f"{G}.head.lr": {"loguniform": [1e-4, 1e-2]}},
+        [],
+        ["strategy 'grid' enumerates finite values"],
+    ),
+    (
+        "bayesian-with-grid",
+        {"search.strategy": "bayesian", f"{G}.head.lr": {"grid": [1e-3, 1e-2]}},
+        [],
+        ["cannot enumerate a grid"],
+    ),
+    ("momentum-for-adamw", {f"{G}.encoder.momentum": {"uniform": [0.8, 0.99]}}, [], ["momentum applies only when"]),
+    ("relative-to-nothing", {f"{G}.head.lr": {"relative_to": "decoder", "ratio": 10}}, [], ["'decoder'"]),
+    ("unfreeze-not-frozen", {f"{G}.encoder.unfreeze_epoch": 2}, [], ["the group is not frozen"]),
+    (
+        "grid-explosion",
+        {
+            "search.strategy": "grid",
+            **{f"{G}.{g}.{f}": WIDE_GRID for g in ("encoder", "head") for f in ("step_epochs",)},
+            "hyperparameters.epochs": WIDE_GRID,
+        },
+        [],
+        ["the grid makes 10,648 trials", "at most 10,000"],
+    ),  # fmt: skip
+    ("warm-start-random", {"search.warm_start": {"experiment": "earlier"}}, [], ["does not learn from earlier"]),
+    ("fractional-gpus", {"resources.gpu": 1.5}, [], ["resources.gpu", "whole number"]),
+    ("memory-word", {"resources.memory": "lots"}, [], ["resources.memory", "'lots'"]),
+    ("pbt-multi-worker", {"search.strategy": "pbt", "resources.workers": 2}, [], ["resources.workers", "pbt"]),
+    # the data and the model (checked before Ray starts)
+    ("missing-column", {"task.dataset.text_column": "body"}, [], ["text_column='body' not in the train data"]),
+    ("missing-data-file", {"task.dataset.source": "{tmp}/nowhere.csv"}, [], ["nowhere.csv", "does not exist"]),
+    ("empty-dataset", {"task.dataset.source": "{empty_csv}"}, [], ["task.dataset", "empty.csv' has no rows"]),
+    ("negative-labels", {"task.dataset.source": "{negative_csv}"}, [], ["negative label -1"]),
+    ("one-class", {"task.dataset.source": "{one_class_csv}"}, [], ["has 1 class"]),
+    ("no-model", {"task.model": "{tmp}/no-model"}, [], ["task.model", "no-model"]),
+    (
+        "groups-match-nothing",
+        {"task.groups": {"encoder": {"prefix": ["bert."]}, "head": {"prefix": ["decoder."]}}},
+        [],
+        ["task.groups", "groups matching no parameter: head"],
+    ),
+    (
+        "groups-overlap",
+        {"task.groups": {"encoder": {"prefix": ["bert."]}, "head": {"regex": "."}}},
+        [],
+        ["task.groups", "in several groups"],
+    ),
+    ("too-many-frozen-layers", {"hyperparameters.frozen_layers": 9}, [], ["frozen_layers=9"]),
+    # where it would run
+    ("impossible-cpu", {"resources.cpu": 64}, [], ["resources.cpu", "got 64"]),
+    ("impossible-workers", {"resources.workers": 9}, [], ["resources.workers"]),
+    ("unreachable-tracking", {}, ["--tracking-uri", "http://127.0.0.1:9"], ["cannot reach the MLflow tracking server"]),
+    ("unreachable-cluster", {}, ["--address", "127.0.0.1:9"], ["no Ray cluster answers at 127.0.0.1:9"]),
+]
+
+
+@pytest.fixture(scope="module")
+def data_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad-data")
+    (d / "empty.csv").write_text("review,sentiment\n")
+    (d / "negative.csv").write_text(
+        "review,sentiment\n" + "".join(f"good film {i},{-1 if i % 2 else 1}\n" for i in range(20))
+    )
+    (d / "one_class.csv").write_text("review,sentiment\n" + "".join(f"good film {i},pos\n" for i in range(20)))
+    return {"empty_csv": str(d / "empty.csv"), "negative_csv": str(d / "negative.csv"),
+            "one_class_csv": str(d / "one_class.csv")}  # fmt: skip
+
+
+def build(case, make_spec, data_files, tmp: Path) -> Path:
+    body = case[1]
+    path = tmp / "spec.yaml"
+    if isinstance(body, tuple):
+        path.write_bytes(body[1])
+        return path
+    spec = make_spec()
+    for dotted, value in body.items():
+        if isinstance(value, str):
+            value = value.format(tmp=tmp, **data_files)
+        node = spec
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        if value is None:
+            node.pop(last, None)
+        else:
+            node[last] = copy.deepcopy(value)
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def nothing_left(where: Path, before: set) -> None:
+    assert not ray.is_initialized()
+    assert set(Path("/tmp/ray").glob("session_2*")) == before, "a Ray session was started"
+    left = sorted(p.name for p in where.iterdir() if p.name != "spec.yaml")
+    assert left == [], f"files left behind: {left}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_before_anything_runs(case, make_spec, data_files, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)  # the default tracking store would be ./mlflow.db
+    _, _, args, fragments = case
+    spec = build(case, make_spec, data_files, tmp_path)
+    sessions = set(Path("/tmp/ray").glob("session_2*"))
+
+    # the CLI: exit 2, one message
+    code = main(["run", str(spec), "--storage-path", str(tmp_path / "ray"), *args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("error: ") == 1 and "Traceback" not in err, err
+    assert all(f in err for f in fragments), err
+    nothing_left(tmp_path, sessions)
+
+    # the API: a typed exception with the same message
+    kwargs = {"storage_path": str(tmp_path / "ray"), "verbose": 0}
+    if "--tracking-uri" in args:
+        kwargs["tracking_uri"] = args[args.index("--tracking-uri") + 1]
+    if "--address" in args:
+        kwargs["address"] = args[args.index("--address") + 1]
+    with pytest.raises((SpecError, TrackingError, ClusterUnreachable)) as exc:
+        run_sweep(str(spec), **kwargs)
+    assert all(f in str(exc.value) for f in fragments), str(exc.value)
+    nothing_left(tmp_path, sessions)
