@@ -59,18 +59,13 @@ def test_example_runs_as_typed(example, tmp_path):
     run_example(example, tmp_path)
 
 
+# the console script as typed; the whole catalogue of bad input runs in tests/e2e/test_bad_input.py
 BAD_INPUT = [
     (
         "bad-lr",
         "task: {type: text_classification}\n"
         "hyperparameters:\n  groups:\n    encoder: {lr: {loguniform: [0, 1.0e-3]}}\n    head: {lr: 1.0e-3}\n",
         "hyperparameters.groups.encoder.lr: loguniform needs low > 0",
-    ),
-    (
-        "bad-column",
-        "task: {type: text_classification, dataset: {text_column: review}}\n"
-        "hyperparameters:\n  groups:\n    encoder: {lr: 1.0e-5}\n    head: {lr: 1.0e-3}\n",
-        "task.dataset: text_column='review' not in the train data; columns: text, label",
     ),
 ]
 

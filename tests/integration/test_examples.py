@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # the warm-start example reads the bayesian-asha sweep back: both run in one test
 WARM = ("bayesian_asha", "warm_start")
 AS_TYPED = ("quickstart", "pbt")  # through the CLI, in tests/e2e/test_cli.py
-EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if p.stem not in WARM + AS_TYPED)
+# the shared-rate baseline is the dual-rate example but for its rates: checked for that below, not run again
+TWIN = "image_text_shared_lr"
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if p.stem not in WARM + AS_TYPED + (TWIN,))
 
 
 def run_example(example: Path, where: Path):
@@ -59,3 +61,21 @@ def test_warm_start_example_reads_the_earlier_sweep_back_from_mlflow(tmp_path):
     # points_to_evaluate: the given point is tried
     tried = [t.config["groups"] for t in result.trials]
     assert (1e-4, 1e-2, "sgd") in [(g["encoder"]["lr"], g["head"]["lr"], g["head"]["optimizer"]) for g in tried]
+
+
+def test_shared_rate_example_differs_from_the_dual_rate_one_only_in_its_rates():
+    """The README compares the two side by side: same data, model, budget and seed, one rate against two."""
+    dual = load_spec(ROOT / "examples" / "image_text_dual_lr.yaml").to_dict()
+    shared = load_spec(ROOT / "examples" / f"{TWIN}.yaml").to_dict()
+    for spec in (dual, shared):
+        spec.pop("name"), spec.pop("description")
+        for group in spec["hyperparameters"]["groups"].values():
+            group.pop("lr")
+    assert dual == shared
+    rates = {
+        g: load_spec(ROOT / "examples" / f"{TWIN}.yaml").hyperparameters.groups[g].lr
+        for g in ("vision", "text", "head")
+    }
+    assert rates["text"].relative_to == rates["head"].relative_to == "vision" and rates["text"].ratio == 1.0
+    dual_rates = load_spec(ROOT / "examples" / "image_text_dual_lr.yaml").hyperparameters.groups
+    assert dual_rates["vision"].lr.args == dual_rates["text"].lr.args == rates["vision"].args  # the same range
