@@ -26,6 +26,7 @@ writes checkpoints, and every rank reports (rank 0 with the checkpoint).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
@@ -213,6 +214,19 @@ def pick_device(run: Mapping) -> torch.device:
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+class CheckpointError(OSError):
+    """An epoch's checkpoint could not be written; the previous one is untouched."""
+
+    def __init__(self, epoch: int, where: str, cause: OSError):
+        full = " (the disk is full)" if cause.errno == errno.ENOSPC else ""
+        kept = f"the checkpoint of epoch {epoch - 1} is intact" if epoch > 1 else "no earlier checkpoint exists"
+        super().__init__(
+            cause.errno,
+            f"cannot write the checkpoint of epoch {epoch} under {os.path.dirname(where)}: "
+            f"{cause.strerror or cause}{full}; {kept}. Free space there (or point TMPDIR elsewhere)",
+        )
+
+
 def _atomic_save(obj, path: str) -> None:
     tmp = path + ".tmp"
     torch.save(obj, tmp)
@@ -337,18 +351,22 @@ def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
             reporter.report(metrics, None)
         else:
             with tempfile.TemporaryDirectory(prefix="tune-ckpt-") as tmp:
-                task.save_model(model, os.path.join(tmp, MODEL_DIR))
-                train_state = {
-                    "epoch": epoch,
-                    "best": best,
-                    "stale": stale,
-                    "optimizers": {g: o.state_dict() for g, o in optimizers.items()},
-                    "schedulers": {g: s.state_dict() for g, s in schedulers.items()},
-                    "rng": _rng_state(),
-                }
-                if scaler.is_enabled():
-                    train_state["scaler"] = scaler.state_dict()
-                _atomic_save(train_state, os.path.join(tmp, TRAIN_STATE))
+                # written whole into a fresh folder, then handed over: a failed write never touches the last one
+                try:
+                    task.save_model(model, os.path.join(tmp, MODEL_DIR))
+                    train_state = {
+                        "epoch": epoch,
+                        "best": best,
+                        "stale": stale,
+                        "optimizers": {g: o.state_dict() for g, o in optimizers.items()},
+                        "schedulers": {g: s.state_dict() for g, s in schedulers.items()},
+                        "rng": _rng_state(),
+                    }
+                    if scaler.is_enabled():
+                        train_state["scaler"] = scaler.state_dict()
+                    _atomic_save(train_state, os.path.join(tmp, TRAIN_STATE))
+                except OSError as exc:
+                    raise CheckpointError(epoch, tmp, exc) from exc
                 reporter.report(metrics, tmp)
         if stop:
             log.info("early stop at epoch %d: %s did not improve for %d epochs", epoch, monitor, stale)

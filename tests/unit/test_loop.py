@@ -192,3 +192,32 @@ def test_mixed_precision_trains_and_resumes_its_loss_scale(task, tmp_path, preci
     fp32 = LocalReporter(None, stream=None)
     train(config(epochs=1), task, RUN, fp32)
     assert reporter.history[0]["train_loss"] != fp32.history[0]["train_loss"]  # autocast really ran
+
+
+def test_a_failed_checkpoint_write_keeps_the_last_one_and_says_why(task, tmp_path, monkeypatch):
+    import errno
+
+    from trainables import loop
+
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def save(obj, path, *args, **kwargs):  # the disk fills up while epoch 2's checkpoint is written
+        if TRAIN_STATE in str(path):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(loop.torch, "save", save)
+    rep = LocalReporter(tmp_path / "ckpt", stream=None)
+    with pytest.raises(loop.CheckpointError) as err:
+        train(config(), task, RUN, rep)
+    message = str(err.value)
+    assert "epoch 2" in message and "the disk is full" in message and "epoch 1 is intact" in message
+    assert [m["epoch"] for m in rep.history] == [1] and len(rep.checkpoints) == 1
+    monkeypatch.undo()
+    # the kept checkpoint is whole: the run continues from it to the end
+    resumed = LocalReporter(tmp_path / "resumed", resume_from=rep.checkpoints[0], stream=None)
+    train(config(), task, RUN, resumed)
+    assert [m["epoch"] for m in resumed.history] == [2, 3]
