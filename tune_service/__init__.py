@@ -4,6 +4,7 @@ Python API (for scripts and orchestration jobs)::
 
     from tune_service import load_best, load_spec, run_sweep, submit_sweep, SweepJob
     result = run_sweep("examples/quickstart.yaml")
+    result = resume_sweep(sweep_id)  # a sweep whose driver died, finished where it stopped
     print(result.best_config, result.best_value)
     result.to_json()
     model, tokenizer = load_best(result)  # the best checkpoint, from MLflow
@@ -24,21 +25,21 @@ from .result import SweepResult, TrialResult
 from .spec import SpecError, SweepSpec, load_spec, smoke_spec
 
 if TYPE_CHECKING:
-    from .driver import run_sweep
+    from .driver import resume_sweep, run_sweep
     from .models import load_best
 
 __all__ = [
     "ClusterUnreachable", "SpecError", "SweepJob", "SweepJobError", "SweepResult", "SweepSpec", "TrialResult",
-    "list_sweeps", "load_best", "load_spec", "run_sweep", "smoke_spec", "submit_sweep",
+    "list_sweeps", "load_best", "load_spec", "resume_sweep", "run_sweep", "smoke_spec", "submit_sweep",
 ]  # fmt: skip
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    if name == "run_sweep":
-        from .driver import run_sweep
+    if name in ("run_sweep", "resume_sweep"):
+        from . import driver
 
-        return run_sweep
+        return getattr(driver, name)
     if name == "load_best":
         from .models import load_best
 

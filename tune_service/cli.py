@@ -44,6 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--sweep-id", help=argparse.SUPPRESS)  # set by `submit`: the job's submission id
     run.add_argument("--emit-result", action="store_true", help=argparse.SUPPRESS)  # a submitted job's last line
 
+    resume = sub.add_parser("resume", help="finish a sweep whose driver died or was interrupted, where it stopped")
+    resume.add_argument("sweep_id", help="the sweep's id (printed by run; its parent run's tune_service.sweep_id)")
+    resume.add_argument("--tracking-uri", help="the MLflow store the sweep ran with")
+    resume.add_argument("--storage-path", help="Tune's storage the sweep ran with")
+    resume.add_argument("--address", help="a running Ray cluster (default: Ray in-process)")
+    resume.add_argument("--num-cpus", type=int, help="CPUs of the in-process Ray (default: all)")
+    resume.add_argument("--json", metavar="PATH", help="also write the result as JSON to PATH ('-' for stdout)")
+
     submit = sub.add_parser("submit", help="submit a sweep to a Ray cluster as a Ray Job; prints its id")
     sweep_options(submit)
     _address(submit)
@@ -88,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from .jobs import ClusterUnreachable, SweepJobError
     from .streaming import TrackingError
+    from .tracking import SweepNotFound
 
     try:
         if args.command == "schema":
@@ -103,10 +112,13 @@ def main(argv: list[str] | None = None) -> int:
             goal = ", ".join(f"{o} {m}" for m, o in search.all_objectives)
             print(f"{args.spec}: valid sweep spec '{spec.name}' ({search.strategy}+{search.scheduler}; {goal})")
             return 0
-        if args.command == "run":
+        if args.command in ("run", "resume"):
             return _run(args)
         return _jobs(args)
     except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except SweepNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except TrackingError as exc:  # raised before the sweep starts: the tracking target cannot take it
@@ -128,21 +140,32 @@ def _run(args) -> int:
     from .jobs import RESULT_PREFIX
 
     signal.signal(signal.SIGTERM, _terminate)
-    result = run_sweep(
-        args.spec,
-        smoke_test=args.smoke_test,
-        tracking_uri=args.tracking_uri,
-        address=args.address,
-        storage_path=args.storage_path,
-        num_cpus=args.num_cpus,
-        sweep_id=args.sweep_id,
-    )
+    if args.command == "resume":
+        from .driver import resume_sweep
+
+        result = resume_sweep(
+            args.sweep_id,
+            tracking_uri=args.tracking_uri,
+            address=args.address,
+            storage_path=args.storage_path,
+            num_cpus=args.num_cpus,
+        )
+    else:
+        result = run_sweep(
+            args.spec,
+            smoke_test=args.smoke_test,
+            tracking_uri=args.tracking_uri,
+            address=args.address,
+            storage_path=args.storage_path,
+            num_cpus=args.num_cpus,
+            sweep_id=args.sweep_id,
+        )
     if args.json == "-":
         print(result.to_json(indent=2))
     elif args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             fh.write(result.to_json(indent=2))
-    if args.emit_result:
+    if getattr(args, "emit_result", False):
         print(RESULT_PREFIX + result.to_json(), flush=True)
     return 0 if result.best_trial_id is not None else EXIT_FAILED
 

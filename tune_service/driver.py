@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -107,6 +108,7 @@ def run_sweep(
     num_cpus: int | None = None,
     verbose: int = 1,
     sweep_id: str | None = None,
+    _resume_parent: str | None = None,
 ) -> SweepResult:
     """Run a sweep to the end and return its :class:`SweepResult`.
 
@@ -130,7 +132,7 @@ def run_sweep(
     if (address or os.environ.get("RAY_ADDRESS")) and not _ray_running():
         _check_address(address or os.environ["RAY_ADDRESS"])
     preflight.check(spec)
-    warm_trials = _warm_start(spec, uri)
+    warm_trials = None if _resume_parent else _warm_start(spec, uri)  # a resumed searcher has its own state
 
     import ray
     from ray import tune
@@ -154,21 +156,16 @@ def run_sweep(
             resources.check_fits(spec.resources, resources.cluster_nodes())
         _check_reach(uri)
         tracker = tracking.SweepTracker(uri, spec.mlflow.experiment or spec.name)
-        tracker.start_sweep(
-            name=sweep_id,
-            tags={
-                tracking.TAG_SWEEP_ID: sweep_id,
-                tracking.TAG_STRATEGY: search.strategy,
-                "tune_service.task": spec.task.type,
-            }
-            | code
-            | tracking.ray_job_tags(),
-            spec_yaml=spec.to_yaml(),
-            search_space=spec.to_dict()["hyperparameters"],
-            params={f"search.{k}": v for k, v in search.model_dump(mode="json").items()}
-            | {"smoke_test": smoke_test, "warm_start_trials": len(warm_trials or [])},
-            description=spec.description,
-        )
+        if _resume_parent:
+            tracker.reopen_sweep(_resume_parent)
+        else:
+            _start_parent(tracker, spec, sweep_id, code, warm_trials, smoke_test)
+        if verbose:
+            print(
+                f"sweep {sweep_id}{' resumed' if _resume_parent else ''}: MLflow {uri}, storage {storage}. "
+                f"If it stops, finish it with: tune-service resume {sweep_id}",
+                flush=True,
+            )
         started = time.time()
         trial_tracking = streaming.TrialTracking(
             tracking_uri=uri,
@@ -201,34 +198,43 @@ def run_sweep(
         callbacks = [tracking.TrialStatusCallback(sweep_id)]
         if verbose:
             callbacks.append(report.Progress(search.metric, search.mode, _trial_count(plan, search), searched))
-        tuner = tune.Tuner(
-            trainable,
-            param_space=plan.param_space,
-            tune_config=tune.TuneConfig(
-                metric=search.metric,
-                mode=search.mode,
-                num_samples=search.num_samples,
-                time_budget_s=search.time_budget_s,
-                search_alg=plan.search_alg,
-                scheduler=plan.scheduler,
-                trial_dirname_creator=lambda t: t.trial_id,
-            ),
-            run_config=tune.RunConfig(
-                name=sweep_id,
-                storage_path=storage,
-                callbacks=callbacks,
-                verbose=0,  # report.Progress prints instead
-                stop=EpochBudget(search.max_total_epochs) if search.max_total_epochs else None,
-                # a trial that fails (an exception, its process or node lost) restarts from its last checkpoint
-                failure_config=tune.FailureConfig(max_failures=search.max_failures),
-                checkpoint_config=tune.CheckpointConfig(
-                    # PBT continues trials from others' checkpoints: keep a few, as Ray advises
-                    num_to_keep=max(spec.mlflow.keep_checkpoints, 4 if search.scheduler == "pbt" else 1),
-                    checkpoint_score_attribute=search.metric,
-                    checkpoint_score_order=search.mode,
+        if _resume_parent:  # Tune's experiment state: finished trials stay, unfinished ones continue
+            tuner = tune.Tuner.restore(
+                f"{storage.rstrip('/')}/{sweep_id}",
+                trainable,
+                resume_unfinished=True,
+                resume_errored=True,
+                param_space=plan.param_space,
+            )
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                param_space=plan.param_space,
+                tune_config=tune.TuneConfig(
+                    metric=search.metric,
+                    mode=search.mode,
+                    num_samples=search.num_samples,
+                    time_budget_s=search.time_budget_s,
+                    search_alg=plan.search_alg,
+                    scheduler=plan.scheduler,
+                    trial_dirname_creator=lambda t: t.trial_id,
                 ),
-            ),
-        )
+                run_config=tune.RunConfig(
+                    name=sweep_id,
+                    storage_path=storage,
+                    callbacks=callbacks,
+                    verbose=0,  # report.Progress prints instead
+                    stop=EpochBudget(search.max_total_epochs) if search.max_total_epochs else None,
+                    # a trial that fails (an exception, its process or node lost) restarts from its last checkpoint
+                    failure_config=tune.FailureConfig(max_failures=search.max_failures),
+                    checkpoint_config=tune.CheckpointConfig(
+                        # PBT continues trials from others' checkpoints: keep a few, as Ray advises
+                        num_to_keep=max(spec.mlflow.keep_checkpoints, 4 if search.scheduler == "pbt" else 1),
+                        checkpoint_score_attribute=search.metric,
+                        checkpoint_score_order=search.mode,
+                    ),
+                ),
+            )
         grid = tuner.fit()
         writes = streaming.flush_writers(sweep_id, spec.mlflow.flush_timeout_s)
         tracker.log_metrics({f"tracking/{k}": v for k, v in writes.items()})
@@ -260,6 +266,73 @@ def run_sweep(
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def resume_sweep(
+    sweep_id: str,
+    *,
+    tracking_uri: str | None = None,
+    address: str | None = None,
+    storage_path: str | None = None,
+    num_cpus: int | None = None,
+    verbose: int = 1,
+) -> SweepResult:
+    """Finish a sweep whose driver died (killed, its machine lost) or was interrupted.
+
+    The spec comes back from the sweep's parent run in MLflow, Tune's experiment
+    state (trials, checkpoints, the searcher's state) from ``storage_path``.
+    Finished trials stay finished; the others continue from their last
+    checkpoints, in the same MLflow runs (epochs already logged are not logged
+    again). Give the same tracking URI and storage path as the first run.
+    """
+    import yaml
+    from mlflow.tracking import MlflowClient
+    from ray import tune
+
+    from .spec import SpecError
+
+    uri = tracking.resolve_tracking_uri(tracking_uri, None)
+    tracking.check_server(uri)
+    parent = tracking.find_sweep(uri, sweep_id)
+    client = MlflowClient(tracking_uri=uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = load_spec(
+            yaml.safe_load(Path(client.download_artifacts(parent.info.run_id, "spec.yaml", tmp)).read_text())
+        )
+    path = f"{_storage(storage_path).rstrip('/')}/{sweep_id}"
+    if not tune.Tuner.can_restore(path):
+        raise SpecError([("storage_path", f"no Tune experiment state of sweep {sweep_id!r} at {path}: give the "
+                                          "--storage-path the sweep ran with")])  # fmt: skip
+    return run_sweep(
+        spec,
+        tracking_uri=uri,
+        address=address,
+        storage_path=storage_path,
+        num_cpus=num_cpus,
+        verbose=verbose,
+        sweep_id=sweep_id,
+        _resume_parent=parent.info.run_id,
+    )
+
+
+def _start_parent(tracker, spec: SweepSpec, sweep_id: str, code: dict, warm_trials, smoke_test: bool) -> None:
+    """The sweep's parent run: its tags, the spec, the search space and the search settings."""
+    search = spec.search
+    tracker.start_sweep(
+        name=sweep_id,
+        tags={
+            tracking.TAG_SWEEP_ID: sweep_id,
+            tracking.TAG_STRATEGY: search.strategy,
+            "tune_service.task": spec.task.type,
+        }
+        | code
+        | tracking.ray_job_tags(),
+        spec_yaml=spec.to_yaml(),
+        search_space=spec.to_dict()["hyperparameters"],
+        params={f"search.{k}": v for k, v in search.model_dump(mode="json").items()}
+        | {"smoke_test": smoke_test, "warm_start_trials": len(warm_trials or [])},
+        description=spec.description,
+    )
 
 
 def _parallel(spec: SweepSpec, storage: str, sweep_id: str) -> dict | None:

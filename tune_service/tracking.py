@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 TAG_SWEEP_ID = "tune_service.sweep_id"
 TAG_STRATEGY = "tune_service.strategy"
+TAG_RESUMED = "tune_service.resumed"
 TAG_BEST = "tune_service.best"
 TAG_BEST_RUN = "tune_service.best_run_id"
 TAG_PARETO = "tune_service.pareto"
@@ -100,6 +101,15 @@ class SweepTracker:
         self.client.log_text(self.parent_run_id, spec_yaml, "spec.yaml")
         self.client.log_dict(self.parent_run_id, search_space, "search_space.json")
         return self.parent_run_id
+
+    def reopen_sweep(self, parent_run_id: str) -> str:
+        """Continue an earlier sweep's parent run (``tune-service resume``): RUNNING again, resumes counted."""
+        run = self.client.get_run(parent_run_id)
+        self.parent_run_id = parent_run_id
+        self.client.update_run(parent_run_id, status="RUNNING")
+        resumed = int(run.data.tags.get(TAG_RESUMED, "0")) + 1
+        self.client.set_tag(parent_run_id, TAG_RESUMED, str(resumed))
+        return parent_run_id
 
     def child_runs(self) -> dict[str, Any]:
         """The trials' runs by trial id (as the trials created them)."""
@@ -357,3 +367,27 @@ def check_server(uri: str, timeout_s: float = 5.0, attempts: int = 2) -> None:
         f"cannot reach the MLflow tracking server at {uri} ({reason}): start it (cluster/mlflow-server.sh), "
         "or pass another --tracking-uri (or MLFLOW_TRACKING_URI, or mlflow.tracking_uri in the spec)"
     )
+
+
+def find_sweep(tracking_uri: str, sweep_id: str):
+    """The parent run of sweep ``sweep_id`` in any experiment; :class:`SweepNotFound` when there is none."""
+    from mlflow.tracking import MlflowClient
+
+    if tracking_uri.startswith("sqlite:///") and not os.path.exists(tracking_uri.removeprefix("sqlite:///")):
+        raise SweepNotFound(f"no MLflow store at {tracking_uri}: give the --tracking-uri the sweep ran with")
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = []
+    for i in range(0, len(experiments), 100):
+        runs += client.search_runs(experiments[i : i + 100], filter_string=f"tags.`{TAG_SWEEP_ID}` = '{sweep_id}'")
+    parents = [r for r in runs if PARENT_RUN not in r.data.tags]
+    if not parents:
+        raise SweepNotFound(
+            f"no sweep {sweep_id!r} in the MLflow store at {tracking_uri}: give the sweep id a run printed "
+            "(its parent run's tune_service.sweep_id tag) and the same --tracking-uri"
+        )
+    return parents[0]
+
+
+class SweepNotFound(LookupError):
+    """No sweep by that id where tune-service looked (the MLflow store, Tune's storage)."""
