@@ -162,8 +162,8 @@ def run_sweep(
             _start_parent(tracker, spec, sweep_id, code, warm_trials, smoke_test)
         if verbose:
             print(
-                f"sweep {sweep_id}{' resumed' if _resume_parent else ''}: MLflow {uri}, storage {storage}. "
-                f"If it stops, finish it with: tune-service resume {sweep_id}",
+                f"sweep {sweep_id}{' resumed' if _resume_parent else ''}; if it stops, finish it with:\n"
+                f"  tune-service resume {sweep_id} --tracking-uri {uri} --storage-path {storage}",
                 flush=True,
             )
         started = time.time()

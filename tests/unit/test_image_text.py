@@ -251,3 +251,28 @@ def test_spec_problems_are_refused_before_any_training(make_image_spec):
         assert [p for p, _ in err.value.problems] == [field], str(err.value)
     with pytest.raises(SpecError, match="search.metric: got 'val_zero_shot_accuracy', which this dataset cannot give"):
         check(load_spec(problems["search.metric"]))
+
+
+def test_towers_from_local_folders_train_with_their_own_preprocessing(make_image_task, image_folder, tmp_path):
+    """Pretrained towers given as folders (as a hub id would be): weights, config and the vision tower's processor."""
+    from transformers import AutoConfig, AutoModel, ViTImageProcessorPil
+
+    task = make_image_task(image_folder)
+    torch.manual_seed(1)
+    vision_dir = tmp_path / "vision"
+    vision = AutoModel.from_config(AutoConfig.for_model(**{**task["vision_model"], "image_size": 16}))
+    vision.save_pretrained(vision_dir)
+    # its own preprocessing: the 8x8 shapes upscaled to its 16x16, with other normalization constants
+    ViTImageProcessorPil(size={"height": 16, "width": 16}, image_mean=[0.2], image_std=[0.4]).save_pretrained(
+        vision_dir
+    )
+    task["vision_model"] = str(vision_dir)
+    adapter = ImageText(task)
+    assert adapter.data.train.pixels.shape[1:] == (1, 16, 16)
+    assert list(adapter.processor.image_mean) == [0.2]  # its own normalization, not the default 0.5
+    model = adapter.build_model(CONFIG, None)
+    saved = dict(AutoModel.from_pretrained(vision_dir).named_parameters())
+    assert all(torch.equal(p, saved[n.removeprefix("vision_model.")]) for n, p in model.named_parameters()
+               if n.startswith("vision_model.") and n.removeprefix("vision_model.") in saved)  # fmt: skip
+    metrics = train(config(epochs=1), task, RUN, LocalReporter(stream=None))
+    assert set(METRICS) <= set(metrics)
