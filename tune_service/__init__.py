@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .jobs import ClusterUnreachable, SweepJob, SweepJobError, list_sweeps, submit_sweep
-from .result import SweepResult, TrialResult
+from .result import SweepInterrupted, SweepResult, TrialResult
 from .spec import SpecError, SweepSpec, load_spec, smoke_spec
 
 if TYPE_CHECKING:
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from .models import load_best
 
 __all__ = [
-    "ClusterUnreachable", "SpecError", "SweepJob", "SweepJobError", "SweepResult", "SweepSpec", "TrialResult",
-    "list_sweeps", "load_best", "load_spec", "resume_sweep", "run_sweep", "smoke_spec", "submit_sweep",
+    "ClusterUnreachable", "SpecError", "SweepInterrupted", "SweepJob", "SweepJobError", "SweepResult", "SweepSpec",
+    "TrialResult", "list_sweeps", "load_best", "load_spec", "resume_sweep", "run_sweep", "smoke_spec", "submit_sweep",
 ]  # fmt: skip
 __version__ = "0.1.0"
 

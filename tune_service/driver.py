@@ -23,7 +23,7 @@ from trainables.distributed import CHECKPOINT_PATH
 
 from . import preflight, report, resources, streaming, tracking, trial
 from ._distributions import Distribution
-from .result import SweepResult, TrialResult, pareto_front
+from .result import SweepInterrupted, SweepResult, TrialResult, pareto_front
 from .spec import SweepSpec, iter_hyperparameters, load_spec, smoke_spec
 
 log = logging.getLogger(__name__)
@@ -236,6 +236,9 @@ def run_sweep(
                 ),
             )
         grid = tuner.fit()
+        if sweep_id in tracking.INTERRUPTED:  # Tune stopped on Ctrl-C, its state saved: resumable, not finished
+            tracking.INTERRUPTED.discard(sweep_id)
+            raise SweepInterrupted(sweep_id)
         writes = streaming.flush_writers(sweep_id, spec.mlflow.flush_timeout_s)
         tracker.log_metrics({f"tracking/{k}": v for k, v in writes.items()})
         if writes["failed"]:

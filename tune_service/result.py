@@ -7,6 +7,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """A Ctrl-C ended the sweep: its trials stopped with their checkpoints, its MLflow runs KILLED.
+
+    ``resume_sweep(sweep_id)`` (``tune-service resume SWEEP_ID``) finishes it.
+    """
+
+    def __init__(self, sweep_id: str):
+        super().__init__(f"sweep {sweep_id} interrupted; finish it with: tune-service resume {sweep_id}")
+        self.sweep_id = sweep_id
+
+
 @dataclass
 class TrialResult:
     trial_id: str

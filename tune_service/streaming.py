@@ -268,6 +268,8 @@ class TrialWriter:
         flat = flatten(config)
         if found:
             run = found[0]
+            if run.info.status != "RUNNING":  # a resumed trial whose run an interrupt or a failure ended
+                self.client.update_run(run.info.run_id, status="RUNNING")
             state = _RunState(run.info.run_id)
             state.steps = {m.step for m in self.client.get_metric_history(run.info.run_id, "epoch")}
             state.kept = json.loads(run.data.tags.get(TAG_CHECKPOINTS, "{}"))

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -211,11 +213,29 @@ class SweepTracker:
             self.client.log_batch(run_id, params=items[i : i + 100])
 
 
+# Sweeps whose Tune loop a Ctrl-C (SIGINT) ended, in this process. On SIGINT Tune stops its trials,
+# saves its state and returns from ``fit()`` as from a finished run; the driver reads this to know otherwise.
+INTERRUPTED: set[str] = set()
+
+
 class TrialStatusCallback(Callback):
     """Ends each trial's run as Tune ends the trial, through the node writers (never blocking Tune)."""
 
     def __init__(self, sweep_id: str):
         self.sweep_id = sweep_id
+
+    def setup(self, **info):
+        """Wrap the SIGINT handler Tune has just installed (Tune sets it up before its callbacks) to note a Ctrl-C."""
+        tune_handler = signal.getsignal(signal.SIGINT)
+        if threading.current_thread() is not threading.main_thread() or not callable(tune_handler):
+            return
+        sweep_id = self.sweep_id
+
+        def interrupted(signum, frame):
+            INTERRUPTED.add(sweep_id)
+            tune_handler(signum, frame)  # Tune's: end the loop after saving its state; the next Ctrl-C is Python's
+
+        signal.signal(signal.SIGINT, interrupted)
 
     def _finish(self, trial, status: str) -> None:
         now = int(time.time() * 1000)

@@ -67,3 +67,55 @@ def test_resume_finishes_a_sweep_whose_driver_was_killed(make_spec, tmp_path):
         assert run.info.status == "FINISHED"
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
         assert sorted(steps) == [1, 2], (run.data.tags["tune_service.trial_id"], steps)
+
+
+def test_ctrl_c_stops_the_sweep_cleanly_and_it_resumes(make_spec, tmp_path):
+    spec = make_spec(
+        **{
+            "name": "interrupted",
+            "hyperparameters.epochs": 3,
+            "hyperparameters.batch_size": 4,
+            "search": {"strategy": "random", "num_samples": 2, "max_concurrent_trials": 2, "seed": 0},
+            "mlflow": {"reports": False},
+        }
+    )
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    storage, db = tmp_path / "ray", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    where = ["--storage-path", str(storage), "--tracking-uri", db, "--num-cpus", "2"]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    first = subprocess.Popen(
+        [*CLI, "run", str(path), "--sweep-id", "ctrl-c", *where],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.time() + 300
+    while not any(storage.glob("ctrl-c/*/checkpoint_*")) and time.time() < deadline and first.poll() is None:
+        time.sleep(0.1)
+    assert first.poll() is None, "the sweep ended before it could be interrupted"
+    os.killpg(first.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole foreground process group
+    out, _ = first.communicate(timeout=180)
+    assert first.returncode == 130, out[-3000:]
+    assert "interrupted: sweep ctrl-c interrupted; finish it with: tune-service resume ctrl-c" in out, out[-3000:]
+
+    client = MlflowClient(db)
+    (parent,) = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], "tags.`tune_service.sweep_id` = 'ctrl-c'"
+        " and tags.`tune_service.strategy` = 'random'",
+    )  # fmt: skip
+    assert parent.info.status == "KILLED"
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert children and {r.info.status for r in children} == {"KILLED"}  # stopped mid-training, none left RUNNING
+
+    proc = cli("resume", "ctrl-c", *where, "--json", str(tmp_path / "result.json"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["parent_run_id"] == parent.info.run_id
+    assert len(result["trials"]) == 2
+    assert all(t["status"] == "TERMINATED" and t["epochs"] == 3 for t in result["trials"]), result["trials"]
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+    runs = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(runs) == 2
+    for run in runs:  # the KILLED runs reopened and finished, each epoch logged once
+        assert run.info.status == "FINISHED"
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
+        assert sorted(steps) == [1, 2, 3], steps
