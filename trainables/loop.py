@@ -30,6 +30,7 @@ import errno
 import logging
 import os
 import random
+import re
 import tempfile
 import time
 import warnings
@@ -38,6 +39,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from .optim import make_optimizer, make_scheduler
@@ -217,13 +219,20 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 class CheckpointError(OSError):
     """An epoch's checkpoint could not be written; the previous one is untouched."""
 
-    def __init__(self, epoch: int, where: str, cause: OSError):
-        full = " (the disk is full)" if cause.errno == errno.ENOSPC else ""
+    def __init__(self, epoch: int, where: str, cause: Exception):
+        code = getattr(cause, "errno", None)
+        if code is None:  # safetensors' writer reports the OS error in its text: "I/O error: ... (os error 28)"
+            found = re.search(r"os error (\d+)", str(cause))
+            code = int(found.group(1)) if found else None
+        reason = getattr(cause, "strerror", None) or str(cause)
+        why, advice = {
+            errno.ENOSPC: (" (the disk is full)", ". Free space there (or point TMPDIR elsewhere)"),
+            errno.EFBIG: (" (over the process's file-size limit, ulimit -f)", ""),
+        }.get(code, ("", ""))
         kept = f"the checkpoint of epoch {epoch - 1} is intact" if epoch > 1 else "no earlier checkpoint exists"
+        where = os.path.dirname(where)
         super().__init__(
-            cause.errno,
-            f"cannot write the checkpoint of epoch {epoch} under {os.path.dirname(where)}: "
-            f"{cause.strerror or cause}{full}; {kept}. Free space there (or point TMPDIR elsewhere)",
+            code, f"cannot write the checkpoint of epoch {epoch} under {where}: {reason}{why}; {kept}{advice}"
         )
 
 
@@ -365,7 +374,7 @@ def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
                     if scaler.is_enabled():
                         train_state["scaler"] = scaler.state_dict()
                     _atomic_save(train_state, os.path.join(tmp, TRAIN_STATE))
-                except OSError as exc:
+                except (OSError, SafetensorError) as exc:  # safetensors raises its own error for the weights
                     raise CheckpointError(epoch, tmp, exc) from exc
                 reporter.report(metrics, tmp)
         if stop:

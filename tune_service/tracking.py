@@ -246,10 +246,15 @@ class TrialStatusCallback(Callback):
         self._finish(trial, "FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        """The last attempt Tune allows failed: its error goes on the run like the others', and the run FAILED."""
+        self._note_failure(trial)
         self._finish(trial, "FAILED")
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         """A failed attempt that Tune retries: its error goes on the trial's run, which stays open."""
+        self._note_failure(trial)
+
+    def _note_failure(self, trial) -> None:
         error = ""
         if trial.error_file and os.path.isfile(trial.error_file):
             with open(trial.error_file, encoding="utf-8", errors="replace") as fh:

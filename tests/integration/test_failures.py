@@ -1,8 +1,9 @@
-"""Faults survived: a trial whose process is killed mid-sweep is retried from its last checkpoint."""
+"""Faults survived: a trial whose process dies or raises is retried from its last checkpoint, up to the limit."""
 
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import threading
 import time
@@ -14,7 +15,7 @@ from tune_service import run_sweep
 
 
 def trial_processes() -> list[int]:
-    """PIDs of this Ray's workers running a trial: children of its raylet titled ``ray::ImplicitFunc.train``."""
+    """PIDs of this Ray's workers running a trial: children of its raylet titled ``ray::ImplicitFunc...``."""
     from ray._private import ray_constants, worker
 
     raylet = worker._global_node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
@@ -26,7 +27,7 @@ def trial_processes() -> list[int]:
                 parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
             except (OSError, IndexError, ValueError):
                 continue
-            if cmdline.startswith(b"ray::ImplicitFunc.train") and parent == raylet:
+            if cmdline.startswith(b"ray::ImplicitFunc") and parent == raylet:
                 pids.append(int(entry.name))
     return pids
 
@@ -69,3 +70,52 @@ def test_a_killed_trial_process_is_retried_from_its_last_checkpoint(make_spec, w
     # retried from the checkpoint, not from scratch: every epoch once in the run
     history = client.get_metric_history(run.info.run_id, "val_accuracy")
     assert sorted(m.step for m in history) == [1, 2, 3]
+
+
+def test_a_trial_that_keeps_raising_is_retried_up_to_the_limit_then_fails(make_spec, where):
+    """Each attempt of the first trial raises while it writes a checkpoint: its process may write no file over 64 KiB
+    (RLIMIT_FSIZE, which binds root too), so the write fails with EFBIG mid-trial. Tune retries it from its last
+    checkpoint ``max_failures`` times, then marks it ERROR; the second trial and the sweep go on."""
+    spec = make_spec(
+        **{
+            "hyperparameters.epochs": 2,
+            "search": {"strategy": "random", "num_samples": 2, "max_concurrent_trials": 1, "max_failures": 1},
+            "mlflow": {"experiment": "integration-failures", "reports": False},
+        }
+    )
+    storage = Path(where["storage_path"])
+    outcome: dict = {}
+    sweep = threading.Thread(target=lambda: outcome.update(result=run_sweep(spec, **where)))
+    sweep.start()
+    limited: list[int] = []  # the first trial's attempts, in order (one trial at a time)
+    deadline = time.time() + 300
+    while len(limited) < 2 and time.time() < deadline and sweep.is_alive():
+        results = [p for p in storage.glob("*/*/result.json") if p.stat().st_size]
+        # attempt 1 once its epoch-1 checkpoint is stored and reported; attempt 2 as soon as it exists
+        if results or limited:
+            for pid in trial_processes():
+                if pid not in limited:
+                    resource.prlimit(pid, resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+                    limited.append(pid)
+        time.sleep(0.05)
+    sweep.join(timeout=300)
+    assert len(limited) == 2, f"limited {limited}"
+    result = outcome["result"]
+
+    failed, healthy = sorted(result.trials, key=lambda t: t.trial_id)
+    assert failed.status == "ERROR" and "File too large" in failed.error, failed.error
+    assert healthy.status == "TERMINATED" and healthy.epochs == 2
+    assert result.best_trial_id == healthy.trial_id
+    client = MlflowClient(result.tracking_uri)
+    run = client.get_run(failed.mlflow_run_id)
+    assert run.info.status == "FAILED"
+    # both attempts on the run: the retried one and the last, each with Tune's error text
+    assert run.data.tags["tune_service.failed_attempts"] == "2"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "failed_attempts")] == [1, 2]
+    for attempt in (1, 2):
+        error = Path(client.download_artifacts(run.info.run_id, f"errors/attempt-{attempt}.txt")).read_text()
+        assert "cannot write the checkpoint of epoch 2" in error and "File too large" in error, error[-2000:]
+    # attempt 2 started from epoch 1's checkpoint: epoch 1 logged once, epoch 2 never reported
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [1]
+    assert client.get_run(healthy.mlflow_run_id).info.status == "FINISHED"
+    assert client.get_run(result.parent_run_id).info.status == "FINISHED"
