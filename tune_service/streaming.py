@@ -245,16 +245,24 @@ class TrialWriter:
             self._retry(f"end run of {trial_id}", self.client.set_terminated, state.run_id, status, end_time_ms)
 
     def note_failure(self, trial_id: str, attempt: int, error: str, timestamp_ms: int) -> None:
-        """Record a failed attempt of a trial Tune retries: a ``failed_attempts`` step, a tag, the error text."""
-        from mlflow.entities import Metric
+        """Record a failed attempt of a trial: a ``failed_attempts`` step, a tag, the error text."""
+        from mlflow.entities import Metric, ViewType
 
         state = self.runs.get(trial_id)
-        if state is None:  # the trial's run lives on another node's writer
-            return
+        if state is not None:
+            run_id = state.run_id
+        else:  # the trial ran on another node, maybe one lost with its writer: find the run by its tags
+            query = f"tags.`{PARENT_RUN}` = '{self.t.parent_run_id}' and tags.`{TAG_TRIAL_ID}` = '{trial_id}'"
+            found = self._retry(
+                f"run of {trial_id}", self.client.search_runs, [self.t.experiment_id], query, ViewType.ALL, 1
+            )
+            if not found:  # the attempt failed before its run was created: Tune's error file has it
+                return
+            run_id = found[0].info.run_id
         metric = Metric(FAILED_ATTEMPTS, float(attempt), timestamp_ms, attempt)
-        self._retry(f"failure of {trial_id}", self.client.log_batch, state.run_id, [metric])
-        self._retry(f"failure tag of {trial_id}", self.client.set_tag, state.run_id, TAG_FAILED_ATTEMPTS, str(attempt))
-        self._retry(f"error of {trial_id}", self.client.log_text, state.run_id, error, f"errors/attempt-{attempt}.txt")
+        self._retry(f"failure of {trial_id}", self.client.log_batch, run_id, [metric])
+        self._retry(f"failure tag of {trial_id}", self.client.set_tag, run_id, TAG_FAILED_ATTEMPTS, str(attempt))
+        self._retry(f"error of {trial_id}", self.client.log_text, run_id, error, f"errors/attempt-{attempt}.txt")
 
     def flush(self) -> dict:
         """Returns once every call that arrived before it has landed: the writer's counters."""
@@ -375,6 +383,13 @@ def sweep_writers(sweep_id: str) -> list:
     prefix = f"{WRITER_PREFIX}/{sweep_id}/"
     names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == NAMESPACE]
     return [ray.get_actor(n, namespace=NAMESPACE) for n in names if n.startswith(prefix)]
+
+
+def driver_writer(sweep_id: str):
+    """The sweep's writer on the driver's node (started with the sweep; it outlives any worker node's loss)."""
+    import ray
+
+    return ray.get_actor(writer_name(sweep_id, ray.get_runtime_context().get_node_id()), namespace=NAMESPACE)
 
 
 def flush_writers(sweep_id: str, timeout_s: float) -> dict:

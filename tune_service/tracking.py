@@ -28,6 +28,7 @@ from .streaming import (
     TAG_BEST_CHECKPOINT,
     TAG_TRIAL_ID,
     TrackingError,
+    driver_writer,
     numeric_metrics,
     param_from,
     param_value,
@@ -260,8 +261,12 @@ class TrialStatusCallback(Callback):
             with open(trial.error_file, encoding="utf-8", errors="replace") as fh:
                 error = fh.read()[-20_000:]
         now = int(time.time() * 1000)
-        for writer in sweep_writers(self.sweep_id):
-            writer.note_failure.remote(trial.trial_id, int(trial.num_failures), error, now)
+        try:  # the driver node's writer: the trial's own may have gone with its node
+            writer = driver_writer(self.sweep_id)
+        except ValueError:
+            log.warning("no MLflow writer on the driver's node: attempt %d of %s not logged", trial.num_failures, trial)
+            return
+        writer.note_failure.remote(trial.trial_id, int(trial.num_failures), error, now)
 
 
 class WarmStartError(ValueError):
