@@ -218,6 +218,7 @@ def run_sweep(
                     search_alg=plan.search_alg,
                     scheduler=plan.scheduler,
                     trial_dirname_creator=lambda t: t.trial_id,
+                    reuse_actors=search.reuse_actors,
                 ),
                 run_config=tune.RunConfig(
                     name=sweep_id,

@@ -486,6 +486,11 @@ class SearchSpec(_Strict):
     max_failures: int = Field(
         2, ge=0, le=100, description="times a failed trial is retried, each time from its last checkpoint"
     )
+    reuse_actors: bool = Field(
+        True,
+        description="run the next trial in the process that ran the last (no new Python, torch or transformers "
+        "import per trial); false gives each trial a fresh process",
+    )
     points_to_evaluate: list[dict[str, Any]] = Field(
         default_factory=list,
         description="configurations tried first: {dotted.name: value} over searched hyperparameters",

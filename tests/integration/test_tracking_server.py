@@ -170,3 +170,31 @@ def test_tracking_server_outage_mid_sweep_loses_nothing(make_spec, mlflow_server
         for path in kept:
             files = {a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run.info.run_id, path)}
             assert {"model.safetensors", "config.json", "tokenizer.json"} <= files
+
+
+def test_load_200_trials_stream_every_run_and_every_step_to_the_server(make_spec, mlflow_server, tmp_path):
+    server = mlflow_server()
+    spec = make_spec(
+        **{
+            "hyperparameters.epochs": 2,
+            "hyperparameters.groups.head.lr": {"loguniform": [1e-3, 1e-1]},
+            "search": {"strategy": "random", "num_samples": 200, "seed": 0},
+            # checkpoints to MLflow are the other tests' concern: here, runs and metric steps at volume
+            "mlflow": {"experiment": "load", "reports": False, "log_checkpoints": False},
+        }
+    )
+    result = run_sweep(spec, tracking_uri=server.uri, storage_path=str(tmp_path / "ray"), verbose=0)
+
+    assert len(result.trials) == 200 and all(t.status == "TERMINATED" for t in result.trials)
+    client = MlflowClient(server.uri)
+    runs = client.search_runs(
+        [result.experiment_id], f"tags.mlflow.parentRunId = '{result.parent_run_id}'", max_results=1000
+    )
+    assert sorted(r.data.tags["tune_service.trial_id"] for r in runs) == sorted(t.trial_id for t in result.trials)
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    for run in runs:  # every epoch of every trial, once
+        for metric in ("val_accuracy", "train_loss", "lr/head"):
+            steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, metric))
+            assert steps == [1, 2], (run.data.tags["tune_service.trial_id"], metric, steps)
+    parent = client.get_run(result.parent_run_id)
+    assert parent.data.metrics["tracking/failed"] == 0 and parent.data.metrics["tracking/metric_batches"] >= 400
