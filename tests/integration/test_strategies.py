@@ -93,9 +93,10 @@ def test_pbt_continues_poor_trials_from_better_checkpoints_with_perturbed_rates(
                     "points_to_evaluate": [{"groups.encoder.lr": 1e-9}, {"groups.encoder.lr": 3e-3}],
                 },
                 "hyperparameters.groups.encoder.lr": {"loguniform": [1e-9, 3e-3]},
-                # epochs long enough for the two trials to overlap
+                # epochs long enough for the two trials to overlap, though one may start seconds after the
+                # other (its process imports torch while the other's was reused)
                 "hyperparameters.epochs": 4,
-                "hyperparameters.batch_size": 4,
+                "hyperparameters.batch_size": 2,
             }
         ),
         **where,
