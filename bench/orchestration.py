@@ -1,0 +1,150 @@
+"""What tune-service adds around trials: a sweep through it against plain Ray Tune, and against the ideal.
+
+The same trainable (the quickstart task: MiniLM on Rotten Tomatoes, a small train set so
+that each trial is short) runs N trials, 2 at a time on 2 CPUs, two ways, alternating:
+
+- tune-service: ``run_sweep`` on the quickstart spec (preflight, MLflow parent and child
+  runs in a local SQLite store, per-epoch streaming, the trials' best checkpoints to MLflow),
+- plain Ray Tune: ``Tuner`` over the same function trainable (``tune.with_parameters``), the
+  same search space sampled at random, the same concurrency and checkpoint settings, no MLflow.
+
+Both run against one in-process Ray started first, so neither pays for starting it.
+Printed for each: the wall time of the call; the trials' own compute (the sum of Tune's
+``time_total_s``, loading included) divided by the concurrent slots, which is what a
+perfect orchestrator would take; and the ratios service/plain and wall/ideal.
+
+    python bench/orchestration.py [--trials 40] [--rounds 1] [--epochs 1] [--train-size 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import ray
+from ray import tune
+
+import search_spaces
+from trainables.text_classification import tune_trainable
+from tune_service import load_spec, preflight, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+SLOTS = 2
+
+
+def compute_s(trial_dirs: list[Path]) -> float:
+    """The trials' own time: each one's last ``time_total_s`` as Tune recorded it."""
+    total = 0.0
+    for d in trial_dirs:
+        lines = (d / "result.json").read_text().splitlines()
+        total += json.loads(lines[-1])["time_total_s"]
+    return total
+
+
+def through_service(spec: dict, where: Path) -> tuple[float, float, int]:
+    started = time.perf_counter()
+    result = run_sweep(
+        spec, tracking_uri=f"sqlite:///{where / 'mlflow.db'}", storage_path=str(where / "ray"), verbose=0
+    )
+    wall = time.perf_counter() - started
+    dirs = [p.parent for p in (where / "ray").glob("*/*/result.json")]
+    assert len(result.trials) == len(dirs), (len(result.trials), len(dirs))
+    return wall, compute_s(dirs), len(dirs)
+
+
+def through_plain_tune(spec: dict, where: Path) -> tuple[float, float, int]:
+    """What a user writes with Ray Tune alone for the same trials."""
+    loaded = load_spec(spec)  # the same task section and ranges, read the same way
+    # the same Tune param_space the service hands Tune (every default filled in), sampled by Tune's own
+    # random search: what a Ray Tune user would write out for this trainable
+    config = search_spaces.build(loaded, None).param_space
+    trainable = tune.with_parameters(
+        tune_trainable,
+        task=preflight.task_config(loaded),
+        run={"monitor": "val_accuracy", "mode": "max", "num_threads": 1},
+    )
+    started = time.perf_counter()
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": 1}),
+        param_space=config,
+        tune_config=tune.TuneConfig(
+            metric="val_accuracy",
+            mode="max",
+            num_samples=loaded.search.num_samples,
+            max_concurrent_trials=SLOTS,
+            reuse_actors=loaded.search.reuse_actors,
+        ),
+        run_config=tune.RunConfig(
+            name=f"plain-{uuid.uuid4().hex[:6]}",
+            storage_path=str(where / "ray"),
+            verbose=0,
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute="val_accuracy", checkpoint_score_order="max"
+            ),
+        ),
+    )
+    grid = tuner.fit()
+    wall = time.perf_counter() - started
+    assert not grid.errors, grid.errors
+    dirs = [p.parent for p in (where / "ray").glob("*/*/result.json")]
+    return wall, compute_s(dirs), len(dirs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--train-size", type=int, default=64)
+    parser.add_argument("--no-reuse-actors", action="store_true", help="a fresh process per trial, both ways")
+    args = parser.parse_args()
+
+    spec = load_spec(ROOT / "examples" / "quickstart.yaml").model_dump(mode="json", exclude_none=True)
+    spec["task"]["dataset"].update(train_size=args.train_size, validation_size=args.train_size)
+    spec["hyperparameters"]["epochs"] = args.epochs
+    spec["search"].update(num_samples=args.trials, reuse_actors=not args.no_reuse_actors)
+    spec["search"].pop("time_budget_s")  # every trial runs, both ways
+    spec["mlflow"].update(reports=False)
+
+    walls: dict[str, list[float]] = {"service": [], "plain": []}
+    ideal: dict[str, list[float]] = {"service": [], "plain": []}
+    ray.init(address="local", num_cpus=SLOTS, include_dashboard=False, log_to_driver=False)
+    try:
+        for r in range(args.rounds):
+            for mode, run in (("service", through_service), ("plain", through_plain_tune)):
+                with tempfile.TemporaryDirectory(prefix=f"bench-orch-{mode}-") as tmp:
+                    wall, compute, n = run(spec, Path(tmp))
+                walls[mode].append(wall)
+                ideal[mode].append(compute / SLOTS)
+                shown = f"{n} trials, wall {wall:7.1f} s, ideal {compute / SLOTS:7.1f} s"
+                print(f"round {r} {mode:7s}: {shown}", flush=True)
+    finally:
+        ray.shutdown()
+
+    service, plain = statistics.mean(walls["service"]), statistics.mean(walls["plain"])
+    figures = {
+        "bench": "orchestration",
+        "trials": args.trials,
+        "epochs": args.epochs,
+        "reuse_actors": not args.no_reuse_actors,
+        "service_wall_s": round(service, 2),
+        "plain_tune_wall_s": round(plain, 2),
+        "service_over_plain": round(service / plain, 3),
+        "service_over_ideal": round(service / statistics.mean(ideal["service"]), 3),
+        "plain_over_ideal": round(plain / statistics.mean(ideal["plain"]), 3),
+    }
+    print(json.dumps(figures))
+    print(
+        f"{args.trials} trials: tune-service {service:.1f} s, plain Ray Tune {plain:.1f} s "
+        f"(x{figures['service_over_plain']}); against the ideal: service x{figures['service_over_ideal']}, "
+        f"plain x{figures['plain_over_ideal']}"
+    )
+
+
+if __name__ == "__main__":
+    main()
