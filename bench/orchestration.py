@@ -46,6 +46,17 @@ def compute_s(trial_dirs: list[Path]) -> float:
     return total
 
 
+def short_trials(trials: int, epochs: int, train_size: int, reuse_actors: bool) -> dict:
+    """The quickstart spec cut to short trials: ``train_size`` reviews for training and as many for validation."""
+    spec = load_spec(ROOT / "examples" / "quickstart.yaml").model_dump(mode="json", exclude_none=True)
+    spec["task"]["dataset"].update(train_size=train_size, validation_size=train_size)
+    spec["hyperparameters"]["epochs"] = epochs
+    spec["search"].update(num_samples=trials, reuse_actors=reuse_actors)
+    spec["search"].pop("time_budget_s")  # every trial runs
+    spec["mlflow"].update(reports=False)
+    return spec
+
+
 def through_service(spec: dict, where: Path) -> tuple[float, float, int]:
     started = time.perf_counter()
     result = run_sweep(
@@ -104,12 +115,7 @@ def main() -> None:
     parser.add_argument("--no-reuse-actors", action="store_true", help="a fresh process per trial, both ways")
     args = parser.parse_args()
 
-    spec = load_spec(ROOT / "examples" / "quickstart.yaml").model_dump(mode="json", exclude_none=True)
-    spec["task"]["dataset"].update(train_size=args.train_size, validation_size=args.train_size)
-    spec["hyperparameters"]["epochs"] = args.epochs
-    spec["search"].update(num_samples=args.trials, reuse_actors=not args.no_reuse_actors)
-    spec["search"].pop("time_budget_s")  # every trial runs, both ways
-    spec["mlflow"].update(reports=False)
+    spec = short_trials(args.trials, args.epochs, args.train_size, not args.no_reuse_actors)
 
     walls: dict[str, list[float]] = {"service": [], "plain": []}
     ideal: dict[str, list[float]] = {"service": [], "plain": []}

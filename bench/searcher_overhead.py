@@ -18,6 +18,7 @@ runtime is started (searchers run in the Tune driver).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import time
@@ -132,6 +133,8 @@ def main() -> None:
     for name, values in times.items():
         ms = statistics.median(values)
         print(f"{name:48s} {ms:14.2f} {ms / base:15.2f}x")
+    ms = {name: round(statistics.median(v), 2) for name, v in times.items()}
+    print(json.dumps({"bench": "searcher_overhead", "suggestions": args.trials, "ms_per_suggestion": ms}))
 
 
 if __name__ == "__main__":

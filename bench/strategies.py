@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -112,6 +113,27 @@ def main() -> None:
         best = f"{r['best']:.3f}" if r["best"] is not None else "-"
         to_target = f"{r['to_target']:.0f}" if r["to_target"] is not None else "-"
         print(f"{r['strategy']:18s} {r['trials']:6d} {r['epochs']:6d} {best:>8s} {to_target:>13s}")
+    grid = next((r for r in rows if r["strategy"] == "grid"), None)
+    for r in rows:  # time to target as a fraction of grid search's on the same space
+        both = grid is not None and grid["to_target"] and r["to_target"] is not None
+        r["to_target_vs_grid"] = round(r["to_target"] / grid["to_target"], 3) if both else None
+    ranked = sorted(
+        (r for r in rows if r["to_target_vs_grid"] is not None and r["strategy"] != "grid"),
+        key=lambda r: r["to_target_vs_grid"],
+    )
+    figures = {
+        "bench": "strategies",
+        "budget_s": args.budget,
+        "target": args.target,
+        "rows": [{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for r in rows],
+    }
+    print(json.dumps(figures))
+    if ranked:
+        fastest = ranked[0]
+        print(
+            f"fastest to {args.target}: {fastest['strategy']} in {fastest['to_target']:.0f} s, "
+            f"x{fastest['to_target_vs_grid']} of grid's {grid['to_target']:.0f} s"
+        )
 
 
 if __name__ == "__main__":

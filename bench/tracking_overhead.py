@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import signal
 import socket
@@ -143,6 +144,16 @@ def main() -> None:
             f"| {mode} | {len(t)} | {statistics.mean(t):.2f} | {statistics.median(t):.2f} | {statistics.mean(o):.3f} |"
         )
     added = statistics.mean(outside["on"]) - statistics.mean(outside["off"])
+    figures = {
+        "bench": "tracking_overhead",
+        "rounds": args.rounds,
+        "epochs_timed": len(times["on"]),
+        "off_s_per_epoch": round(off, 3),
+        "on_s_per_epoch": round(on, 3),
+        "on_over_off": round(on / off, 3),
+        "added_s_per_epoch": round(added, 3),
+    }
+    print(json.dumps(figures))
     print(f"\nepoch time on/off: {on / off:.3f}x ({100 * (on / off - 1):+.1f}%)")
     print(f"added to the trial's own time per epoch (checkpoint + report): {added:+.3f} s = {100 * added / off:+.2f}%")
 

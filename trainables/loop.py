@@ -235,6 +235,15 @@ class CheckpointError(OSError):
             code, f"cannot write the checkpoint of epoch {epoch} under {where}: {reason}{why}; {kept}{advice}"
         )
 
+    def __reduce__(self):  # Ray pickles a trial's exception to the driver: rebuild it from (errno, message)
+        return _rebuilt_checkpoint_error, self.args
+
+
+def _rebuilt_checkpoint_error(*args) -> CheckpointError:
+    err = OSError.__new__(CheckpointError, *args)
+    OSError.__init__(err, *args)
+    return err
+
 
 def _atomic_save(obj, path: str) -> None:
     tmp = path + ".tmp"

@@ -8,6 +8,7 @@ resources, checkpoint config and the MLflow callback -> ``Tuner.fit()`` ->
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -17,6 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Union
 
+from ray.tune.logger import JsonLoggerCallback
 from ray.tune.stopper import Stopper
 
 from trainables.distributed import CHECKPOINT_PATH
@@ -81,6 +83,23 @@ def _check_address(address: str, timeout_s: float = 5.0) -> None:
             f"no Ray cluster answers at {address} ({exc.strerror or exc}): check the head node's address and port "
             "(the GCS port, 6379 by default, or ray://HOST:10001 for Ray Client)"
         ) from None
+
+
+@contextlib.contextmanager
+def _no_default_loggers():
+    """Tune adds its CSV, JSON and TensorBoard loggers unless told not to; the sweep passes the JSON one itself."""
+    before = os.environ.get(_NO_AUTO_LOGGERS)
+    os.environ[_NO_AUTO_LOGGERS] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(_NO_AUTO_LOGGERS, None)
+        else:
+            os.environ[_NO_AUTO_LOGGERS] = before
+
+
+_NO_AUTO_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
 
 
 def _start_ray(address: str | None, num_cpus: int | None) -> bool:
@@ -195,7 +214,10 @@ def run_sweep(
             parallel=_parallel(spec, storage, sweep_id),
         )
         trainable = tune.with_resources(trainable, resources.trial_resources(spec.resources))
-        callbacks = [tracking.TrialStatusCallback(sweep_id)]
+        # Tune's loggers write each trial's files on the driver, and Tune copies them all to storage at each
+        # experiment snapshot: a cost that grows with the trial count. result.json alone (what
+        # Result.metrics_dataframe reads); no progress.csv, no TensorBoard files: MLflow has the curves.
+        callbacks = [tracking.TrialStatusCallback(sweep_id), JsonLoggerCallback()]
         if verbose:
             callbacks.append(report.Progress(search.metric, search.mode, _trial_count(plan, search), searched))
         if _resume_parent:  # Tune's experiment state: finished trials stay, unfinished ones continue
@@ -229,14 +251,18 @@ def run_sweep(
                     # a trial that fails (an exception, its process or node lost) restarts from its last checkpoint
                     failure_config=tune.FailureConfig(max_failures=search.max_failures),
                     checkpoint_config=tune.CheckpointConfig(
-                        # PBT continues trials from others' checkpoints: keep a few, as Ray advises
+                        # Tune snapshots the experiment (and copies the trials' result files to storage) each
+                        # time a trial has written num_to_keep checkpoints. Keep 1: a trial retried from its
+                        # checkpoint gets its result.json back from storage, which must hold that epoch.
+                        # PBT continues trials from others' checkpoints: keep a few, as Ray advises.
                         num_to_keep=max(spec.mlflow.keep_checkpoints, 4 if search.scheduler == "pbt" else 1),
                         checkpoint_score_attribute=search.metric,
                         checkpoint_score_order=search.mode,
                     ),
                 ),
             )
-        grid = tuner.fit()
+        with _no_default_loggers():
+            grid = tuner.fit()
         if sweep_id in tracking.INTERRUPTED:  # Tune stopped on Ctrl-C, its state saved: resumable, not finished
             tracking.INTERRUPTED.discard(sweep_id)
             raise SweepInterrupted(sweep_id)

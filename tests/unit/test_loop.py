@@ -196,6 +196,7 @@ def test_mixed_precision_trains_and_resumes_its_loss_scale(task, tmp_path, preci
 
 def test_a_failed_checkpoint_write_keeps_the_last_one_and_says_why(task, tmp_path, monkeypatch):
     import errno
+    import pickle
 
     from trainables import loop
 
@@ -215,6 +216,9 @@ def test_a_failed_checkpoint_write_keeps_the_last_one_and_says_why(task, tmp_pat
         train(config(), task, RUN, rep)
     message = str(err.value)
     assert "epoch 2" in message and "the disk is full" in message and "epoch 1 is intact" in message
+    # Ray pickles it to the driver: it comes back whole
+    back = pickle.loads(pickle.dumps(err.value))
+    assert type(back) is loop.CheckpointError and str(back) == message and back.errno == errno.ENOSPC
     assert [m["epoch"] for m in rep.history] == [1] and len(rep.checkpoints) == 1
     monkeypatch.undo()
     # the kept checkpoint is whole: the run continues from it to the end

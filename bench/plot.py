@@ -1,0 +1,97 @@
+"""BENCHMARKS.md's figure: each benchmark's ratio against its goal, and the driver's memory by sweep size.
+
+Reads the JSON lines the bench scripts print (``bench/results.jsonl``, one line per script, the
+latest run of each) and draws ``bench/benchmarks.png``.
+
+    python bench/plot.py [--results bench/results.jsonl] [--out bench/benchmarks.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def latest(path: Path) -> dict[str, dict]:
+    """The last line of each bench in the file."""
+    out: dict[str, dict] = {}
+    for line in path.read_text().splitlines():
+        if line.strip().startswith("{"):
+            row = json.loads(line)
+            out[row["bench"]] = row
+    return out
+
+
+def ratios(runs: dict[str, dict]) -> list[tuple[str, float, float, bool]]:
+    """(label, measured, goal, higher is better) for each figure the benches give as a ratio."""
+    rows = []
+    if "loop_efficiency" in runs:
+        rows.append(("loop / bare PyTorch\n(samples/s)", runs["loop_efficiency"]["efficiency"], 0.97, True))
+    if "orchestration" in runs:
+        o = runs["orchestration"]
+        rows.append((f"service / plain Tune\n({o['trials']} trials)", o["service_over_plain"], 1.03, False))
+    if "ideal" in runs:
+        o = runs["ideal"]
+        rows.append((f"service / ideal\n({o['trials']} short trials)", o["service_over_ideal"], 1.10, False))
+    if "tracking_overhead" in runs:
+        rows.append(("epoch, tracking on / off", runs["tracking_overhead"]["on_over_off"], 1.02, False))
+    if "strategies" in runs:
+        best = min(
+            (r for r in runs["strategies"]["rows"] if r["strategy"] != "grid" and r.get("to_target_vs_grid")),
+            key=lambda r: r["to_target_vs_grid"],
+            default=None,
+        )
+        if best:
+            rows.append((f"time to target\n{best['strategy']} / grid", best["to_target_vs_grid"], 0.2, False))
+    if "vs_hf_trainer" in runs and runs["vs_hf_trainer"].get("to_target_ratio"):
+        rows.append(("time to target\nours / HF Trainer", runs["vs_hf_trainer"]["to_target_ratio"], 0.5, False))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=HERE / "results.jsonl")
+    parser.add_argument("--out", type=Path, default=HERE / "benchmarks.png")
+    args = parser.parse_args()
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = latest(args.results)
+    rows = ratios(runs)
+    memory = runs.get("memory")
+    fig, axes = plt.subplots(1, 2 if memory else 1, figsize=(13 if memory else 8, 4.8), squeeze=False)
+    ax = axes[0][0]
+    ys = range(len(rows))
+    colors = ["tab:green" if (m >= g if up else m <= g) else "tab:red" for _, m, g, up in rows]
+    ax.barh(list(ys), [m for _, m, _, _ in rows], color=colors, height=0.55)
+    ax.scatter([g for _, _, g, _ in rows], list(ys), marker="|", s=900, color="black", zorder=3, label="goal")
+    for y, (_, m, _, _) in zip(ys, rows):
+        ax.text(m, y, f" {m:.3g}", va="center")
+    ax.set_yticks(list(ys), [label for label, *_ in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("ratio (green: meets the goal)")
+    ax.set_title("Ratios, each measured side by side in one run")
+    ax.legend(loc="lower right")
+    if memory:
+        mx = axes[0][1]
+        trials = [r["trials"] for r in memory["rows"]]
+        mx.plot(trials, [r["driver_peak_mb"] for r in memory["rows"]], "o-", label="driver, peak RSS")
+        mx.plot(trials, [r["trial_peak_mb"] for r in memory["rows"]], "s--", label="one trial, peak RSS")
+        mx.set_xlabel("trials in the sweep")
+        mx.set_ylabel("MB")
+        mx.set_ylim(bottom=0)
+        mx.set_title(f"Memory ({memory['driver_growth_mb_per_100_trials']} MB per 100 trials)")
+        mx.legend()
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=110)
+    print(json.dumps({"bench": "plot", "figures": len(rows) + (1 if memory else 0), "out": str(args.out)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""tune-service against Hugging Face's ``Trainer.hyperparameter_search(backend="optuna")``, same budget.
+
+The quickstart task both ways: the pretrained MiniLM, the same Rotten Tomatoes train and
+validation reviews (read and tokenized by the task's own loader), 3 epochs, validation
+accuracy after each epoch, the same wall-clock budget, one after the other on this machine.
+
+- tune-service: ``run_sweep`` on the quickstart spec, the strategy given (default
+  ``bayesian+asha``: Optuna's TPE with ASHA), 2 trials at a time, 1 thread each. The space:
+  the encoder's and the head's learning rates apart, the head's optimizer, the batch size.
+- Trainer: ``hyperparameter_search`` with Optuna (TPE, and Optuna's default MedianPruner fed by
+  each epoch's evaluation), one trial at a time on both threads, as Trainer runs them. Trainer
+  has one learning rate for the whole model, so the space is that rate (over the encoder's
+  range), the optimizer (``adamw_torch`` or ``sgd``) and the batch size; the same linear
+  schedule, 10% warmup and weight decay 0.01. Optuna's ``timeout`` ends the search.
+
+Both clocks start at the call. Printed for each: the best validation accuracy among the
+epochs that ended within the budget, the seconds to the first epoch at or above the target,
+trials started, and the call's whole wall time (a trial running when the budget ends finishes).
+
+    python bench/vs_hf_trainer.py [--budget 300] [--target 0.75] [--epochs 3] \\
+        [--train-size 320] [--validation-size 200] [--strategy bayesian+asha]
+
+Needs ``accelerate`` (Trainer's): ``pip install -e ".[bench]"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from mlflow.tracking import MlflowClient
+
+from trainables.text_classification import TextClassification
+from tune_service import load_spec, preflight, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def quickstart(args) -> dict:
+    data = load_spec(ROOT / "examples" / "quickstart.yaml").to_dict()
+    data["name"] = "bench-vs-trainer"
+    data["task"]["dataset"].update(train_size=args.train_size, validation_size=args.validation_size)
+    data["hyperparameters"]["epochs"] = args.epochs
+    data["search"] = {
+        "strategy": args.strategy,
+        "metric": "val_accuracy",
+        "mode": "max",
+        "num_samples": 64,
+        "max_concurrent_trials": 2,
+        "time_budget_s": args.budget,
+        "reduction_factor": 3,
+        "seed": args.seed,
+    }
+    return data
+
+
+def summarize(evals: list[tuple[float, float]], args, trials: int, wall: float) -> dict:
+    """``evals``: (seconds since the call, validation accuracy) for every epoch."""
+    within = [acc for at, acc in evals if at <= args.budget]
+    reached = [at for at, acc in evals if acc >= args.target]
+    return {
+        "best_within_budget": max(within) if within else None,
+        "to_target_s": round(min(reached), 1) if reached else None,
+        "trials": trials,
+        "epochs": len(evals),
+        "wall_s": round(wall, 1),
+    }
+
+
+def through_service(spec: dict, args, where: Path) -> dict:
+    uri = f"sqlite:///{where / 'mlflow.db'}"
+    started = time.time()
+    result = run_sweep(spec, tracking_uri=uri, storage_path=str(where / "ray"), verbose=0, num_cpus=2)
+    wall = time.time() - started
+    client = MlflowClient(uri)
+    evals = [
+        (m.timestamp / 1000 - started, m.value)
+        for t in result.trials
+        if t.mlflow_run_id
+        for m in client.get_metric_history(t.mlflow_run_id, "val_accuracy")
+    ]
+    return summarize(evals, args, len(result.trials), wall)
+
+
+def through_trainer(spec: dict, args, where: Path) -> dict:
+    """What a Hugging Face user writes: Trainer, ``model_init``, an Optuna ``hp_space``."""
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForSequenceClassification,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
+
+    task = TextClassification(preflight.task_config(load_spec(spec)))
+    data = task.data
+    val_ids = task.tokenizer(data.validation.texts, truncation=True, max_length=spec["task"]["max_length"])
+    train = Dataset.from_dict({"input_ids": task.train_ids, "labels": data.train.labels})
+    validation = Dataset.from_dict({"input_ids": val_ids["input_ids"], "labels": data.validation.labels})
+
+    def model_init(trial=None):
+        return AutoModelForSequenceClassification.from_pretrained(task.source, num_labels=data.num_labels)
+
+    def hp_space(trial):
+        return {
+            "learning_rate": trial.suggest_float("learning_rate", 3e-5, 3e-4, log=True),
+            "optim": trial.suggest_categorical("optim", ["adamw_torch", "sgd"]),
+            "per_device_train_batch_size": trial.suggest_categorical("per_device_train_batch_size", [16, 32]),
+        }
+
+    def accuracy(pred):
+        return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
+
+    evals: list[tuple[float, float]] = []
+    trials = [0]
+
+    class Clock(TrainerCallback):
+        def on_train_begin(self, *a, **kw):
+            trials[0] += 1
+
+        def on_evaluate(self, args_, state, control, metrics=None, **kw):
+            evals.append((time.time() - started, metrics["eval_accuracy"]))
+
+    torch.set_num_threads(2)
+    trainer = Trainer(
+        model_init=model_init,
+        args=TrainingArguments(
+            output_dir=str(where / "trainer"),
+            num_train_epochs=args.epochs,
+            eval_strategy="epoch",
+            save_strategy="no",
+            logging_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            per_device_eval_batch_size=64,
+            lr_scheduler_type="linear",
+            warmup_steps=0.1,
+            weight_decay=0.01,
+            use_cpu=True,
+            seed=args.seed,
+        ),
+        train_dataset=train,
+        eval_dataset=validation,
+        data_collator=DataCollatorWithPadding(task.tokenizer),
+        compute_metrics=accuracy,
+        callbacks=[Clock()],
+    )
+    started = time.time()
+    trainer.hyperparameter_search(
+        hp_space=hp_space,
+        compute_objective=lambda metrics: metrics["eval_accuracy"],
+        direction="maximize",
+        backend="optuna",
+        n_trials=1000,
+        timeout=args.budget,
+    )
+    return summarize(evals, args, trials[0], time.time() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=300, help="seconds, each way")
+    parser.add_argument("--target", type=float, default=0.75)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--train-size", type=int, default=320)
+    parser.add_argument("--validation-size", type=int, default=200)
+    parser.add_argument("--strategy", default="bayesian+asha")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    spec = quickstart(args)
+    rows = {}
+    for name, run in (("tune_service", through_service), ("hf_trainer", through_trainer)):
+        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+            rows[name] = run(spec, args, Path(tmp))
+        print(f"done {name}: {rows[name]}", flush=True)
+
+    ours, theirs = rows["tune_service"], rows["hf_trainer"]
+    time_ratio = (
+        round(ours["to_target_s"] / theirs["to_target_s"], 3) if ours["to_target_s"] and theirs["to_target_s"] else None
+    )
+    figures = {
+        "bench": "vs_hf_trainer",
+        "budget_s": args.budget,
+        "target": args.target,
+        "strategy": args.strategy,
+        **{f"{side}_{k}": v for side, row in rows.items() for k, v in row.items()},
+        "to_target_ratio": time_ratio,
+    }
+    print(json.dumps(figures))
+    print(
+        f"{args.budget:.0f} s each: tune-service ({args.strategy}) best {ours['best_within_budget']}, "
+        f"target {args.target} at {ours['to_target_s']} s; Trainer+Optuna best {theirs['best_within_budget']}, "
+        f"target at {theirs['to_target_s']} s; time to target x{time_ratio}"
+    )
+
+
+if __name__ == "__main__":
+    main()
