@@ -1,13 +1,15 @@
 """Overhead against the ideal: many short trials through tune-service, wall time over their compute per slot.
 
-N short trials of the quickstart task (MiniLM, 64 Rotten Tomatoes reviews, one epoch) run
+N short trials of the quickstart task (64 Rotten Tomatoes reviews, one epoch; by default on
+bench/memory.py's 2-layer BERT with MiniLM's tokenizer, about a second of compute and a 4 MB
+checkpoint each; ``--model builtin:minilm`` for MiniLM, about 260 MB of checkpoints per trial) run
 through ``run_sweep``, 2 at a time on 2 CPUs, with everything on: preflight, the MLflow
 parent and child runs (a local SQLite store), per-epoch streaming, each trial's best
 checkpoint to MLflow. The ideal is what a perfect orchestrator would take: the trials' own
 compute (the sum of Tune's ``time_total_s``, model loading included) divided by the slots.
 Ray's own figure for Tune is 1.14 on 10,000 one-second trials.
 
-    python bench/ideal.py [--trials 200] [--epochs 1] [--train-size 64]
+    python bench/ideal.py [--trials 200] [--epochs 1] [--train-size 64] [--model tiny|builtin:minilm]
 
 Ray is started by the sweep itself, as a user's ``tune-service run`` does, so its start is
 counted; ``wall_in_fit_s`` is the part from building the Tuner to the end of its ``fit``.
@@ -21,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import local_store
+from memory import tiny_model
 from orchestration import SLOTS, compute_s, short_trials
 
 from tune_service import run_sweep
@@ -31,19 +35,16 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--train-size", type=int, default=64)
+    parser.add_argument("--model", default="tiny", help="tiny, or a model source (builtin:minilm)")
     args = parser.parse_args()
 
     spec = short_trials(args.trials, args.epochs, args.train_size, reuse_actors=True)
     with tempfile.TemporaryDirectory(prefix="bench-ideal-") as tmp:
         where = Path(tmp)
+        spec["task"]["model"] = tiny_model(where / "model") if args.model == "tiny" else args.model
         started = time.perf_counter()
-        result = run_sweep(
-            spec,
-            tracking_uri=f"sqlite:///{where / 'mlflow.db'}",
-            storage_path=str(where / "ray"),
-            verbose=0,
-            num_cpus=SLOTS,
-        )
+        with local_store(where) as uri:
+            result = run_sweep(spec, tracking_uri=uri, storage_path=str(where / "ray"), verbose=0, num_cpus=SLOTS)
         wall = time.perf_counter() - started
         dirs = [p.parent for p in (where / "ray").glob("*/*/result.json")]
         assert len(dirs) == len(result.trials) == args.trials, (len(dirs), len(result.trials))
@@ -51,6 +52,7 @@ def main() -> None:
     ideal = compute / SLOTS
     figures = {
         "bench": "ideal",
+        "model": args.model,
         "trials": args.trials,
         "epochs": args.epochs,
         "slots": SLOTS,

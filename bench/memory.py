@@ -69,6 +69,7 @@ def sweep_spec(trials: int, model: str) -> dict:
 def one(trials: int, model: str) -> dict:
     """Runs in the child: one sweep, sampled."""
     import psutil
+    from _common import local_store
 
     from tune_service import run_sweep
 
@@ -93,13 +94,10 @@ def one(trials: int, model: str) -> dict:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         started = time.time()
-        result = run_sweep(
-            sweep_spec(trials, model),
-            tracking_uri=f"sqlite:///{where / 'mlflow.db'}",
-            storage_path=str(where / "ray"),
-            verbose=0,
-            num_cpus=2,
-        )
+        with local_store(where) as uri:
+            result = run_sweep(
+                sweep_spec(trials, model), tracking_uri=uri, storage_path=str(where / "ray"), verbose=0, num_cpus=2
+            )
         wall = time.time() - started
         stop.set()
         sampler.join()
@@ -142,21 +140,26 @@ def main() -> None:
             flush=True,
         )
 
-    xs, ys = [r["trials"] for r in rows], [r["driver_peak_mb"] for r in rows]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    var = sum((x - mx) ** 2 for x in xs)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else 0.0
+    def growth(key: str) -> float:
+        """MB per 100 trials: the least-squares slope of ``key`` over the sweep sizes."""
+        xs, ys = [r["trials"] for r in rows], [r[key] for r in rows]
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        var = sum((x - mx) ** 2 for x in xs)
+        return round(100 * sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var, 1) if var else 0.0
+
     figures = {
         "bench": "memory",
         "model": args.model,
         "rows": rows,
-        "driver_growth_mb_per_100_trials": round(100 * slope, 1),
+        "driver_growth_mb_per_100_trials": growth("driver_peak_mb"),
+        "driver_end_growth_mb_per_100_trials": growth("driver_end_mb"),
         "trial_peak_mb": max(r["trial_peak_mb"] for r in rows),
     }
     print(json.dumps(figures))
     print(
         f"driver peak {rows[0]['driver_peak_mb']} MB at {rows[0]['trials']} trials, {rows[-1]['driver_peak_mb']} MB "
-        f"at {rows[-1]['trials']}: {figures['driver_growth_mb_per_100_trials']} MB per 100 trials; "
+        f"at {rows[-1]['trials']}: {figures['driver_growth_mb_per_100_trials']} MB per 100 trials "
+        f"({figures['driver_end_growth_mb_per_100_trials']} at the end of the sweep); "
         f"one trial's peak {figures['trial_peak_mb']} MB"
     )
 

@@ -27,6 +27,7 @@ import uuid
 from pathlib import Path
 
 import ray
+from _common import local_store
 from ray import tune
 
 import search_spaces
@@ -59,9 +60,8 @@ def short_trials(trials: int, epochs: int, train_size: int, reuse_actors: bool) 
 
 def through_service(spec: dict, where: Path) -> tuple[float, float, int]:
     started = time.perf_counter()
-    result = run_sweep(
-        spec, tracking_uri=f"sqlite:///{where / 'mlflow.db'}", storage_path=str(where / "ray"), verbose=0
-    )
+    with local_store(where) as uri:
+        result = run_sweep(spec, tracking_uri=uri, storage_path=str(where / "ray"), verbose=0)
     wall = time.perf_counter() - started
     dirs = [p.parent for p in (where / "ray").glob("*/*/result.json")]
     assert len(result.trials) == len(dirs), (len(result.trials), len(dirs))

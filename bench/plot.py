@@ -15,21 +15,26 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def latest(path: Path) -> dict[str, dict]:
-    """The last line of each bench in the file."""
+def latest(path: Path) -> tuple[dict[str, dict], list[dict]]:
+    """The last line of each bench in the file, and every loop-efficiency line (one per precision and batch)."""
     out: dict[str, dict] = {}
+    loops: list[dict] = []
     for line in path.read_text().splitlines():
         if line.strip().startswith("{"):
             row = json.loads(line)
             out[row["bench"]] = row
-    return out
+            if row["bench"] == "loop_efficiency":
+                loops.append(row)
+    return out, loops
 
 
-def ratios(runs: dict[str, dict]) -> list[tuple[str, float, float, bool]]:
+def ratios(runs: dict[str, dict], loops: list[dict]) -> list[tuple[str, float, float, bool]]:
     """(label, measured, goal, higher is better) for each figure the benches give as a ratio."""
     rows = []
-    if "loop_efficiency" in runs:
-        rows.append(("loop / bare PyTorch\n(samples/s)", runs["loop_efficiency"]["efficiency"], 0.97, True))
+    for r in loops:
+        where = "CPU" if r["device"].startswith("cpu") else "GPU"
+        label = f"loop / bare PyTorch\n{where} {r['precision']}, batch {r['batch_size']}"
+        rows.append((label, r["efficiency"], 0.97, True))
     if "orchestration" in runs:
         o = runs["orchestration"]
         rows.append((f"service / plain Tune\n({o['trials']} trials)", o["service_over_plain"], 1.03, False))
@@ -62,10 +67,10 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = latest(args.results)
-    rows = ratios(runs)
+    runs, loops = latest(args.results)
+    rows = ratios(runs, loops)
     memory = runs.get("memory")
-    fig, axes = plt.subplots(1, 2 if memory else 1, figsize=(13 if memory else 8, 4.8), squeeze=False)
+    fig, axes = plt.subplots(1, 2 if memory else 1, figsize=(14 if memory else 8, 6), squeeze=False)
     ax = axes[0][0]
     ys = range(len(rows))
     colors = ["tab:green" if (m >= g if up else m <= g) else "tab:red" for _, m, g, up in rows]
@@ -82,6 +87,7 @@ def main() -> None:
         mx = axes[0][1]
         trials = [r["trials"] for r in memory["rows"]]
         mx.plot(trials, [r["driver_peak_mb"] for r in memory["rows"]], "o-", label="driver, peak RSS")
+        mx.plot(trials, [r["driver_end_mb"] for r in memory["rows"]], "^-", label="driver, RSS at the end")
         mx.plot(trials, [r["trial_peak_mb"] for r in memory["rows"]], "s--", label="one trial, peak RSS")
         mx.set_xlabel("trials in the sweep")
         mx.set_ylabel("MB")

@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import local_store
 from mlflow.tracking import MlflowClient
 
 from tune_service import load_spec, run_sweep
@@ -64,9 +65,9 @@ def spec_for(strategy: str, args) -> dict:
 
 
 def measure(strategy: str, args, where: Path) -> dict:
-    uri = f"sqlite:///{where / 'mlflow.db'}"
     started = time.time()
-    result = run_sweep(spec_for(strategy, args), tracking_uri=uri, storage_path=str(where / "ray"), verbose=0)
+    with local_store(where) as uri:
+        result = run_sweep(spec_for(strategy, args), tracking_uri=uri, storage_path=str(where / "ray"), verbose=0)
     client = MlflowClient(uri)
     t0 = client.get_run(result.parent_run_id).info.start_time / 1000
     reached, best = None, None

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import local_store
 from mlflow.tracking import MlflowClient
 
 from trainables.text_classification import TextClassification
@@ -72,9 +73,9 @@ def summarize(evals: list[tuple[float, float]], args, trials: int, wall: float) 
 
 
 def through_service(spec: dict, args, where: Path) -> dict:
-    uri = f"sqlite:///{where / 'mlflow.db'}"
     started = time.time()
-    result = run_sweep(spec, tracking_uri=uri, storage_path=str(where / "ray"), verbose=0, num_cpus=2)
+    with local_store(where) as uri:
+        result = run_sweep(spec, tracking_uri=uri, storage_path=str(where / "ray"), verbose=0, num_cpus=2)
     wall = time.time() - started
     client = MlflowClient(uri)
     evals = [

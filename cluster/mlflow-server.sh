@@ -14,6 +14,9 @@ DATA_DIR=$(realpath -m "${1:-./mlflow-server}")
 PORT="${2:-5000}"
 HOST="${MLFLOW_HOST:-0.0.0.0}"
 mkdir -p "$DATA_DIR/artifacts"
+# MLflow 3's job runner (GenAI jobs: scorers, prompt optimization) starts a pool of huey workers that poll
+# the database; sweeps never use it, and on a small machine it takes CPU from the trials. Set it to true to use it.
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 args=(
   --backend-store-uri "sqlite:///$DATA_DIR/mlflow.db"
   --artifacts-destination "$DATA_DIR/artifacts"

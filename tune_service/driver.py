@@ -229,6 +229,7 @@ def run_sweep(
                 param_space=plan.param_space,
             )
         else:
+            pbt = search.scheduler == "pbt"
             tuner = tune.Tuner(
                 trainable,
                 param_space=plan.param_space,
@@ -254,9 +255,11 @@ def run_sweep(
                         # Tune snapshots the experiment (and copies the trials' result files to storage) each
                         # time a trial has written num_to_keep checkpoints. Keep 1: a trial retried from its
                         # checkpoint gets its result.json back from storage, which must hold that epoch.
-                        # PBT continues trials from others' checkpoints: keep a few, as Ray advises.
-                        num_to_keep=max(spec.mlflow.keep_checkpoints, 4 if search.scheduler == "pbt" else 1),
-                        checkpoint_score_attribute=search.metric,
+                        # PBT continues a trial from another's latest checkpoint, which must outlive the wait for
+                        # a slot: keep the last few, by recency, as Ray advises (by score, the one being cloned
+                        # goes as soon as a newer one ranks above it). The best checkpoints are MLflow's.
+                        num_to_keep=max(spec.mlflow.keep_checkpoints, 4 if pbt else 1),
+                        checkpoint_score_attribute=None if pbt else search.metric,
                         checkpoint_score_order=search.mode,
                     ),
                 ),

@@ -214,9 +214,10 @@ def test_time_budget_ends_the_sweep_cleanly_with_trials_never_started(make_spec,
     result = run_sweep(
         make_spec(
             **{
-                "search": {"strategy": "random+hyperband", "num_samples": 24, "time_budget_s": 20, "seed": 4},
+                "search": {"strategy": "random+hyperband", "num_samples": 24, "time_budget_s": 30, "seed": 4},
                 "hyperparameters.groups.encoder.lr": {"loguniform": [1e-4, 1e-3]},
                 "hyperparameters.epochs": 2,
+                "hyperparameters.batch_size": 2,  # slow epochs: 24 trials cannot all run in 30 s, the first can
             }
         ),
         **where,
