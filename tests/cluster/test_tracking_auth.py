@@ -41,7 +41,8 @@ def test_credentials_reach_every_node_and_never_appear_in_runs_artifacts_or_logs
     spec = make_spec(
         **{
             "name": "tiny-auth",
-            "search": {"strategy": "grid", "max_concurrent_trials": 2},
+            # one trial per node: the second must not wait for the first's process to be reused on its node
+            "search": {"strategy": "grid", "max_concurrent_trials": 2, "reuse_actors": False},
             "hyperparameters.groups.head.lr": {"grid": [0.01, 0.03]},
         }
     )
