@@ -13,7 +13,7 @@ Printed for each: the wall time of the call; the trials' own compute (the sum of
 ``time_total_s``, loading included) divided by the concurrent slots, which is what a
 perfect orchestrator would take; and the ratios service/plain and wall/ideal.
 
-    python bench/orchestration.py [--trials 40] [--rounds 1] [--epochs 1] [--train-size 64]
+    python bench/orchestration.py [--trials 40] [--rounds 1] [--epochs 1] [--train-size 64] [--model tiny]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import ray
 from _common import local_store
+from memory import tiny_model
 from ray import tune
 
 import search_spaces
@@ -113,9 +114,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--train-size", type=int, default=64)
     parser.add_argument("--no-reuse-actors", action="store_true", help="a fresh process per trial, both ways")
+    parser.add_argument("--model", default="builtin:minilm", help="a model source, or tiny (bench/memory.py's)")
     args = parser.parse_args()
 
     spec = short_trials(args.trials, args.epochs, args.train_size, not args.no_reuse_actors)
+    model_dir = tempfile.TemporaryDirectory(prefix="bench-orch-model-")
+    spec["task"]["model"] = tiny_model(Path(model_dir.name)) if args.model == "tiny" else args.model
 
     walls: dict[str, list[float]] = {"service": [], "plain": []}
     ideal: dict[str, list[float]] = {"service": [], "plain": []}
@@ -135,6 +139,7 @@ def main() -> None:
     service, plain = statistics.mean(walls["service"]), statistics.mean(walls["plain"])
     figures = {
         "bench": "orchestration",
+        "model": args.model,
         "trials": args.trials,
         "epochs": args.epochs,
         "reuse_actors": not args.no_reuse_actors,

@@ -15,29 +15,32 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def latest(path: Path) -> tuple[dict[str, dict], list[dict]]:
-    """The last line of each bench in the file, and every loop-efficiency line (one per precision and batch)."""
+MANY = ("loop_efficiency", "orchestration")  # every line drawn: one per precision and batch, per model
+
+
+def latest(path: Path) -> tuple[dict[str, dict], dict[str, list[dict]]]:
+    """The last line of each bench in the file, and every line of the benches in ``MANY``."""
     out: dict[str, dict] = {}
-    loops: list[dict] = []
+    many: dict[str, list[dict]] = {name: [] for name in MANY}
     for line in path.read_text().splitlines():
         if line.strip().startswith("{"):
             row = json.loads(line)
             out[row["bench"]] = row
-            if row["bench"] == "loop_efficiency":
-                loops.append(row)
-    return out, loops
+            if row["bench"] in many:
+                many[row["bench"]].append(row)
+    return out, many
 
 
-def ratios(runs: dict[str, dict], loops: list[dict]) -> list[tuple[str, float, float, bool]]:
+def ratios(runs: dict[str, dict], many: dict[str, list[dict]]) -> list[tuple[str, float, float, bool]]:
     """(label, measured, goal, higher is better) for each figure the benches give as a ratio."""
     rows = []
-    for r in loops:
+    for r in many["loop_efficiency"]:
         where = "CPU" if r["device"].startswith("cpu") else "GPU"
         label = f"loop / bare PyTorch\n{where} {r['precision']}, batch {r['batch_size']}"
         rows.append((label, r["efficiency"], 0.97, True))
-    if "orchestration" in runs:
-        o = runs["orchestration"]
-        rows.append((f"service / plain Tune\n({o['trials']} trials)", o["service_over_plain"], 1.03, False))
+    for o in many["orchestration"]:
+        model = "small BERT" if o.get("model") == "tiny" else "MiniLM"
+        rows.append((f"service / plain Tune\n{o['trials']} {model} trials", o["service_over_plain"], 1.03, False))
     if "ideal" in runs:
         o = runs["ideal"]
         rows.append((f"service / ideal\n({o['trials']} short trials)", o["service_over_ideal"], 1.10, False))
@@ -67,22 +70,21 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs, loops = latest(args.results)
-    rows = ratios(runs, loops)
+    runs, many = latest(args.results)
+    rows = ratios(runs, many)
     memory = runs.get("memory")
     fig, axes = plt.subplots(1, 2 if memory else 1, figsize=(14 if memory else 8, 6), squeeze=False)
     ax = axes[0][0]
     ys = range(len(rows))
     colors = ["tab:green" if (m >= g if up else m <= g) else "tab:red" for _, m, g, up in rows]
     ax.barh(list(ys), [m for _, m, _, _ in rows], color=colors, height=0.55)
-    ax.scatter([g for _, _, g, _ in rows], list(ys), marker="|", s=900, color="black", zorder=3, label="goal")
+    ax.scatter([g for _, _, g, _ in rows], list(ys), marker="|", s=900, color="black", zorder=3)
     for y, (_, m, _, _) in zip(ys, rows):
         ax.text(m, y, f" {m:.3g}", va="center")
     ax.set_yticks(list(ys), [label for label, *_ in rows])
     ax.invert_yaxis()
-    ax.set_xlabel("ratio (green: meets the goal)")
+    ax.set_xlabel("ratio; black tick: the goal (green: met, red: missed)")
     ax.set_title("Ratios, each measured side by side in one run")
-    ax.legend(loc="lower right")
     if memory:
         mx = axes[0][1]
         trials = [r["trials"] for r in memory["rows"]]
