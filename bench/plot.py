@@ -35,7 +35,7 @@ def ratios(runs: dict[str, dict], many: dict[str, list[dict]]) -> list[tuple[str
     """(label, measured, goal, higher is better) for each figure the benches give as a ratio."""
     rows = []
     for r in many["loop_efficiency"]:
-        where = "CPU" if r["device"].startswith("cpu") else "GPU"
+        where = "CPU" if r["device"].startswith("cpu") else r["device"].replace("NVIDIA ", "").split()[0]
         label = f"loop / bare PyTorch\n{where} {r['precision']}, batch {r['batch_size']}"
         rows.append((label, r["efficiency"], 0.97, True))
     for o in many["orchestration"]:
