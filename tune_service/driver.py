@@ -253,12 +253,13 @@ def run_sweep(
                     failure_config=tune.FailureConfig(max_failures=search.max_failures),
                     checkpoint_config=tune.CheckpointConfig(
                         # Tune snapshots the experiment (and copies the trials' result files to storage) each
-                        # time a trial has written num_to_keep checkpoints. Keep 1: a trial retried from its
-                        # checkpoint gets its result.json back from storage, which must hold that epoch.
+                        # time a trial has written num_to_keep checkpoints. Keep 1 (with the latest, which Tune
+                        # always keeps): a trial retried from its checkpoint gets its result.json back from
+                        # storage, which must hold that epoch. MLflow keeps the top mlflow.keep_checkpoints.
                         # PBT continues a trial from another's latest checkpoint, which must outlive the wait for
                         # a slot: keep the last few, by recency, as Ray advises (by score, the one being cloned
-                        # goes as soon as a newer one ranks above it). The best checkpoints are MLflow's.
-                        num_to_keep=max(spec.mlflow.keep_checkpoints, 4 if pbt else 1),
+                        # goes as soon as a newer one ranks above it).
+                        num_to_keep=4 if pbt else 1,
                         checkpoint_score_attribute=None if pbt else search.metric,
                         checkpoint_score_order=search.mode,
                     ),

@@ -608,7 +608,7 @@ class MlflowSpec(_Strict):
         True, description="upload each trial's top checkpoints (by search.metric) as artifacts, from the trial's node"
     )
     keep_checkpoints: int = Field(
-        1, ge=1, le=50, description="checkpoints kept per trial, best first (in MLflow and in Tune's storage)"
+        1, ge=1, le=50, description="checkpoints kept per trial in MLflow, best first (Tune's storage: best and latest)"
     )
     register_model: bool = Field(
         True, description="register the best checkpoint in the Model Registry under the sweep's name"
