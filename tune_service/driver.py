@@ -290,12 +290,15 @@ def run_sweep(
         return result
     except BaseException as exc:
         if tracker is not None and tracker.parent_run_id is not None:
+            # Ctrl-C, or SIGTERM (a stopped Ray Job, whose driver has until SIGKILL): the user ended it.
+            # The runs are ended first, then again after the flush, for a run a writer opened meanwhile.
+            status = "KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED"
+            tracker.fail_open_runs(status)
             try:
                 streaming.flush_writers(sweep_id, 30)
             except Exception as flush_exc:  # the sweep's own error matters more
                 log.warning("MLflow writers not flushed: %s", flush_exc)
-            # Ctrl-C, or SIGTERM (a stopped Ray Job: Ray's handler exits the driver): the user ended it
-            tracker.fail_open_runs("KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED")
+            tracker.fail_open_runs(status)
         raise
     finally:
         if started_ray:

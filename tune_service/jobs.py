@@ -41,6 +41,8 @@ RESULT_PREFIX = "tune-service-result: "
 #: job metadata key marking a job as a tune-service sweep (its value: the spec's name)
 META_SWEEP = "tune_service.sweep"
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+STOP_WAIT_ENV = "RAY_JOB_STOP_WAIT_TIME_S"
+STOP_WAIT_S = 60  # between `stop`'s SIGTERM and SIGKILL (a job's env_vars may set another)
 _PACKAGES = ("tune_service", "trainables", "search_spaces")
 
 
@@ -141,6 +143,10 @@ def submit_sweep(
         env["working_dir"] = str(staging)
         env["py_modules"] = list(env.get("py_modules", [])) + _package_dirs()
         env.setdefault("excludes", ["__pycache__", "*.pyc"])
+        # `stop` sends the driver SIGTERM, then SIGKILL after RAY_JOB_STOP_WAIT_TIME_S (Ray's default: 3 s),
+        # which the job supervisor reads from the job's env_vars. The driver needs longer to stop its
+        # trials and end their MLflow runs KILLED.
+        env["env_vars"] = {STOP_WAIT_ENV: str(STOP_WAIT_S), **env.get("env_vars", {})}
         client.submit_job(
             entrypoint=shlex.join(command),
             submission_id=job_id,
