@@ -1,4 +1,4 @@
-"""The driver killed with SIGKILL mid-sweep; `tune-service resume` finishes the sweep: every restored trial in its own run, no epoch logged twice."""
+"""The driver SIGKILLed mid-sweep; `tune-service resume` finishes it: each trial in its own run, no epoch twice."""
 
 from __future__ import annotations
 
