@@ -256,10 +256,11 @@ def run_sweep(
                         # time a trial has written num_to_keep checkpoints. Keep 1 (with the latest, which Tune
                         # always keeps): a trial retried from its checkpoint gets its result.json back from
                         # storage, which must hold that epoch. MLflow keeps the top mlflow.keep_checkpoints.
-                        # PBT continues a trial from another's latest checkpoint, which must outlive the wait for
-                        # a slot: keep the last few, by recency, as Ray advises (by score, the one being cloned
-                        # goes as soon as a newer one ranks above it).
-                        num_to_keep=4 if pbt else 1,
+                        # PBT continues a trial from another's checkpoint, which must outlive the wait: keep them
+                        # all. Any limit can delete the one being cloned: by score, once a newer one ranks above
+                        # it; by recency too, since PBT's own save of a trial registers the checkpoint it last
+                        # reported a second time, and pruning the older entry deletes the folder both name.
+                        num_to_keep=None if pbt else 1,
                         checkpoint_score_attribute=None if pbt else search.metric,
                         checkpoint_score_order=search.mode,
                     ),

@@ -16,5 +16,7 @@ def ray_session():
 
 
 @pytest.fixture
-def where(tmp_path):
+def where(tmp_path, monkeypatch):
+    # MLflow keeps a SQLite store's artifacts in ./mlruns: the test's own folder, not the checkout
+    monkeypatch.chdir(tmp_path)
     return {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "storage_path": str(tmp_path / "ray"), "verbose": 0}
