@@ -73,10 +73,10 @@ def summarize(evals: list[tuple[float, float]], args, trials: int, wall: float) 
 
 
 def through_service(spec: dict, args, where: Path) -> dict:
-    started = time.time()
-    with local_store(where) as uri:
+    with local_store(where) as uri:  # a store in use: its tables exist
+        started = time.time()
         result = run_sweep(spec, tracking_uri=uri, storage_path=str(where / "ray"), verbose=0, num_cpus=2)
-    wall = time.time() - started
+        wall = time.time() - started
     client = MlflowClient(uri)
     evals = [
         (m.timestamp / 1000 - started, m.value)

@@ -34,7 +34,7 @@ from torch import nn
 
 from .data import TaskError
 from .image_data import ImageTextData, load_image_text_data
-from .loop import fit
+from .loop import fit, loaded_task
 from .param_groups import Selector
 from .reporting import LocalReporter, Reporter, TuneReporter
 from .text_classification import LAYER, pad, resolve_model, set_dropout_config
@@ -316,7 +316,7 @@ def load_pretrained(model_dir: str) -> tuple[nn.Module, object]:
 
 def train(config: Mapping, task: Mapping, run: Mapping, reporter: Reporter) -> dict:
     """Run one trial; returns its last epoch's metrics."""
-    return fit(ImageText(task), config, run, reporter)
+    return fit(loaded_task(ImageText, task), config, run, reporter)
 
 
 def tune_trainable(config: dict, task: Mapping, run: Mapping, reporter: Reporter | None = None) -> None:

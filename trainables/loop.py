@@ -27,6 +27,7 @@ writes checkpoints, and every rank reports (rank 0 with the checkpoint).
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import random
@@ -34,7 +35,7 @@ import re
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 import numpy as np
@@ -251,6 +252,23 @@ def _atomic_save(obj, path: str) -> None:
     os.replace(tmp, path)
 
 
+_LOADED: dict[str, Task] = {}
+
+
+def loaded_task(make: Callable[[Mapping], Task], task: Mapping) -> Task:
+    """``make(task)``, built once per process: the next trial in a process Ray Tune reuses
+    (``reuse_actors``) finds the data already loaded, tokenized or preprocessed.
+
+    Keyed by ``make`` and the task's content; one task is kept (a process serves one sweep).
+    A task is read-only once built: trials share it, each with its own model and RNG.
+    """
+    key = f"{make.__module__}.{make.__qualname__}:{json.dumps(task, sort_keys=True, default=str)}"
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = make(task)
+    return _LOADED[key]
+
+
 def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
     """Train with one optimizer per group, evaluate and checkpoint every epoch.
 
@@ -395,6 +413,7 @@ def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
 __all__ = [
     "Task",
     "fit",
+    "loaded_task",
     "seed_everything",
     "set_dropout",
     "freeze_lowest_layers",

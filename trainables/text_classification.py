@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .data import BUILTIN_PREFIX, TaskError, load_text_data, package_dir
-from .loop import fit
+from .loop import fit, loaded_task
 from .param_groups import Selector, default_selectors
 from .reporting import LocalReporter, Reporter, TuneReporter
 
@@ -199,7 +199,7 @@ def load_pretrained(model_dir: str) -> tuple[nn.Module, object]:
 
 def train(config: Mapping, task: Mapping, run: Mapping, reporter: Reporter) -> dict:
     """Run one trial; returns its last epoch's metrics."""
-    return fit(TextClassification(task), config, run, reporter)
+    return fit(loaded_task(TextClassification, task), config, run, reporter)
 
 
 def tune_trainable(config: dict, task: Mapping, run: Mapping, reporter: Reporter | None = None) -> None:

@@ -9,9 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from trainables.loop import TRAIN_STATE
+from trainables import loop
+from trainables.loop import TRAIN_STATE, loaded_task
 from trainables.reporting import LocalReporter
-from trainables.text_classification import METRICS, train
+from trainables.text_classification import METRICS, TextClassification, train
 
 GROUP = {
     "lr": 3e-3, "optimizer": "adamw", "weight_decay": 0.0, "momentum": 0.9, "beta1": 0.9, "beta2": 0.999,
@@ -225,3 +226,17 @@ def test_a_failed_checkpoint_write_keeps_the_last_one_and_says_why(task, tmp_pat
     resumed = LocalReporter(tmp_path / "resumed", resume_from=rep.checkpoints[0], stream=None)
     train(config(), task, RUN, resumed)
     assert [m["epoch"] for m in resumed.history] == [2, 3]
+
+
+def test_a_reused_process_loads_the_task_once_and_its_trials_train_as_in_a_fresh_one(task):
+    loop._LOADED.clear()
+    first = loaded_task(TextClassification, task)
+    assert loaded_task(TextClassification, copy.deepcopy(task)) is first  # the same task: not loaded again
+    assert loaded_task(TextClassification, {**task, "max_length": 8}) is not first  # another task is
+    loop._LOADED.clear()
+    fresh = train(config(epochs=1), task, RUN, LocalReporter(stream=None))  # builds the task
+    built = next(iter(loop._LOADED.values()))
+    again = train(config(epochs=1), task, RUN, LocalReporter(stream=None))  # a second trial on it
+    assert next(iter(loop._LOADED.values())) is built
+    # the first trial left nothing in the task that changes the next one's training
+    assert again["train_loss"] == fresh["train_loss"] and again["val_accuracy"] == fresh["val_accuracy"]
