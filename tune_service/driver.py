@@ -9,6 +9,7 @@ resources, checkpoint config and the MLflow callback -> ``Tuner.fit()`` ->
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -341,6 +342,12 @@ def resume_sweep(
     if not tune.Tuner.can_restore(path):
         raise SpecError([("storage_path", f"no Tune experiment state of sweep {sweep_id!r} at {path}: give the "
                                           "--storage-path the sweep ran with")])  # fmt: skip
+    damaged = _damaged_state(path)
+    if damaged:
+        raise SpecError([("storage_path", f"Tune's experiment state of sweep {sweep_id!r}, {damaged}, is empty or "
+                          "cut short: the driver was killed while Tune was writing it, and the sweep cannot continue "
+                          "from it. Its MLflow runs keep every epoch logged: a new sweep can start from them with "
+                          f"search.warm_start (parent_run_id: {parent.info.run_id})")])  # fmt: skip
     return run_sweep(
         spec,
         tracking_uri=uri,
@@ -351,6 +358,24 @@ def resume_sweep(
         sweep_id=sweep_id,
         _resume_parent=parent.info.run_id,
     )
+
+
+def _damaged_state(path: str) -> str | None:
+    """The newest of Tune's experiment state files under a local ``path`` when it cannot be read, else None.
+
+    Tune writes the file in place at each snapshot: a driver killed in the middle leaves it empty, and
+    ``Tuner.restore`` would then start the sweep over with what remains of the searcher's state.
+    """
+    if "://" in path:
+        return None
+    states = sorted(Path(path).glob("experiment_state-*.json"))  # named by each session's start time
+    if not states:
+        return None
+    try:
+        json.loads(states[-1].read_text())
+    except (OSError, ValueError):
+        return str(states[-1])
+    return None
 
 
 def _start_parent(tracker, spec: SweepSpec, sweep_id: str, code: dict, warm_trials, smoke_test: bool) -> None:

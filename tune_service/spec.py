@@ -489,7 +489,7 @@ class SearchSpec(_Strict):
     reuse_actors: bool = Field(
         True,
         description="run the next trial in the process that ran the last (no new Python, torch or transformers "
-        "import per trial); false gives each trial a fresh process",
+        "import, and the data loaded and tokenized once per process); false gives each trial a fresh process",
     )
     points_to_evaluate: list[dict[str, Any]] = Field(
         default_factory=list,

@@ -35,8 +35,11 @@ def test_resume_finishes_a_sweep_whose_driver_was_killed(make_spec, tmp_path):
             cwd=tmp_path, env=env, stdout=log, stderr=log, start_new_session=True,
         )  # fmt: skip
     # kill the driver, and the in-process Ray with it (its process group), once some epochs are checkpointed
+    # and Tune has saved its state after them (a kill while Tune writes it leaves it empty: see the end)
     deadline = time.time() + 300
-    while len(list(storage.glob("killed-1/*/checkpoint_*"))) < 2 and time.time() < deadline and first.poll() is None:
+    while time.time() < deadline and first.poll() is None:
+        if len(list(storage.glob("killed-1/*/checkpoint_*"))) >= 2 and _readable_state(storage / "killed-1"):
+            break
         time.sleep(0.1)
     assert first.poll() is None, "the sweep ended before the driver could be killed"
     os.killpg(first.pid, signal.SIGKILL)
@@ -73,6 +76,23 @@ def test_resume_finishes_a_sweep_whose_driver_was_killed(make_spec, tmp_path):
         assert run.info.status == "FINISHED"
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
         assert sorted(steps) == [1, 2], (run.data.tags["tune_service.trial_id"], steps)
+
+    # a driver killed while Tune writes its state leaves the file empty: resume refuses it, saying what to do
+    newest = sorted((storage / "killed-1").glob("experiment_state-*.json"))[-1]
+    newest.write_text("")
+    refused = cli("resume", "killed-1", *where, cwd=tmp_path)
+    assert refused.returncode == 2, refused.stdout[-3000:] + refused.stderr[-3000:]
+    assert str(newest) in refused.stderr and "search.warm_start" in refused.stderr, refused.stderr[-3000:]
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"  # nothing touched
+
+
+def _readable_state(sweep_dir) -> bool:
+    """Whether Tune's newest experiment state file in storage is whole (it is written in place)."""
+    states = sorted(sweep_dir.glob("experiment_state-*.json"))
+    try:
+        return bool(states) and bool(json.loads(states[-1].read_text())["trial_data"])
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 def test_ctrl_c_stops_the_sweep_cleanly_and_it_resumes(make_spec, tmp_path):
