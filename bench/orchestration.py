@@ -6,7 +6,8 @@ that each trial is short) runs N trials, 2 at a time on 2 CPUs, two ways, altern
 - tune-service: ``run_sweep`` on the quickstart spec (preflight, MLflow parent and child
   runs in a local SQLite store, per-epoch streaming, the trials' best checkpoints to MLflow),
 - plain Ray Tune: ``Tuner`` over the same function trainable (``tune.with_parameters``), the
-  same search space sampled at random, the same concurrency and checkpoint settings, no MLflow.
+  same search space, the same concurrency and checkpoint settings, no MLflow; its random search
+  starts from the configs the service ran (``points_to_evaluate``), so both run the same trials.
 
 Both run against one in-process Ray started first, so neither pays for starting it, and the
 service against an MLflow store whose tables exist (a new store's first use makes them, once).
@@ -31,6 +32,7 @@ import ray
 from _common import local_store
 from memory import tiny_model
 from ray import tune
+from ray.tune.search.basic_variant import BasicVariantGenerator
 
 import search_spaces
 from trainables.text_classification import tune_trainable
@@ -60,21 +62,23 @@ def short_trials(trials: int, epochs: int, train_size: int, reuse_actors: bool) 
     return spec
 
 
-def through_service(spec: dict, where: Path) -> tuple[float, float, int]:
+def through_service(spec: dict, where: Path) -> tuple[float, float, int, list[dict]]:
     with local_store(where) as uri:  # an MLflow store in use, as Ray is: neither is started on the clock
         started = time.perf_counter()
         result = run_sweep(spec, tracking_uri=uri, storage_path=str(where / "ray"), verbose=0)
         wall = time.perf_counter() - started
     dirs = [p.parent for p in (where / "ray").glob("*/*/result.json")]
     assert len(result.trials) == len(dirs), (len(result.trials), len(dirs))
-    return wall, compute_s(dirs), len(dirs)
+    configs = [t.config for t in sorted(result.trials, key=lambda t: t.trial_id)]  # in the order Tune made them
+    return wall, compute_s(dirs), len(dirs), configs
 
 
-def through_plain_tune(spec: dict, where: Path) -> tuple[float, float, int]:
-    """What a user writes with Ray Tune alone for the same trials."""
+def through_plain_tune(spec: dict, where: Path, configs: list[dict]) -> tuple[float, float, int, list[dict]]:
+    """What a user writes with Ray Tune alone for the same trials: the configs the service ran, in its order."""
     loaded = load_spec(spec)  # the same task section and ranges, read the same way
-    # the same Tune param_space the service hands Tune (every default filled in), sampled by Tune's own
-    # random search: what a Ray Tune user would write out for this trainable
+    # the same Tune param_space the service hands Tune (every default filled in); Tune's own random search
+    # starts from the service's configs (points_to_evaluate), so both run the same trials (a batch size or
+    # a rate drawn apart would change the compute, not the orchestration)
     config = search_spaces.build(loaded, None).param_space
     trainable = tune.with_parameters(
         tune_trainable,
@@ -91,6 +95,7 @@ def through_plain_tune(spec: dict, where: Path) -> tuple[float, float, int]:
             num_samples=loaded.search.num_samples,
             max_concurrent_trials=SLOTS,
             reuse_actors=loaded.search.reuse_actors,
+            search_alg=BasicVariantGenerator(points_to_evaluate=configs),
         ),
         run_config=tune.RunConfig(
             name=f"plain-{uuid.uuid4().hex[:6]}",
@@ -104,8 +109,9 @@ def through_plain_tune(spec: dict, where: Path) -> tuple[float, float, int]:
     grid = tuner.fit()
     wall = time.perf_counter() - started
     assert not grid.errors, grid.errors
+    assert sorted(map(json.dumps, (r.config for r in grid))) == sorted(map(json.dumps, configs))  # the same trials
     dirs = [p.parent for p in (where / "ray").glob("*/*/result.json")]
-    return wall, compute_s(dirs), len(dirs)
+    return wall, compute_s(dirs), len(dirs), configs
 
 
 def main() -> None:
@@ -127,9 +133,13 @@ def main() -> None:
     ray.init(address="local", num_cpus=SLOTS, include_dashboard=False, log_to_driver=False)
     try:
         for r in range(args.rounds):
-            for mode, run in (("service", through_service), ("plain", through_plain_tune)):
+            configs: list[dict] = []
+            for mode in ("service", "plain"):  # the service first: plain Tune runs the configs it ran
                 with tempfile.TemporaryDirectory(prefix=f"bench-orch-{mode}-") as tmp:
-                    wall, compute, n = run(spec, Path(tmp))
+                    if mode == "service":
+                        wall, compute, n, configs = through_service(spec, Path(tmp))
+                    else:
+                        wall, compute, n, configs = through_plain_tune(spec, Path(tmp), configs)
                 walls[mode].append(wall)
                 ideal[mode].append(compute / SLOTS)
                 shown = f"{n} trials, wall {wall:7.1f} s, ideal {compute / SLOTS:7.1f} s"
