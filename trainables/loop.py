@@ -27,6 +27,7 @@ writes checkpoints, and every rank reports (rank 0 with the checkpoint).
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import logging
 import os
@@ -252,9 +253,6 @@ def _atomic_save(obj, path: str) -> None:
     os.replace(tmp, path)
 
 
-_LOADED: dict[str, Task] = {}
-
-
 def loaded_task(make: Callable[[Mapping], Task], task: Mapping) -> Task:
     """``make(task)``, built once per process: the next trial in a process Ray Tune reuses
     (``reuse_actors``) finds the data already loaded, tokenized or preprocessed.
@@ -262,11 +260,12 @@ def loaded_task(make: Callable[[Mapping], Task], task: Mapping) -> Task:
     Keyed by ``make`` and the task's content; one task is kept (a process serves one sweep).
     A task is read-only once built: trials share it, each with its own model and RNG.
     """
-    key = f"{make.__module__}.{make.__qualname__}:{json.dumps(task, sort_keys=True, default=str)}"
-    if key not in _LOADED:
-        _LOADED.clear()
-        _LOADED[key] = make(task)
-    return _LOADED[key]
+    return _loaded(make, json.dumps(task, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=1)
+def _loaded(make: Callable[[Mapping], Task], task_json: str) -> Task:
+    return make(json.loads(task_json))
 
 
 def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:

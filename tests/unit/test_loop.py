@@ -229,14 +229,14 @@ def test_a_failed_checkpoint_write_keeps_the_last_one_and_says_why(task, tmp_pat
 
 
 def test_a_reused_process_loads_the_task_once_and_its_trials_train_as_in_a_fresh_one(task):
-    loop._LOADED.clear()
     first = loaded_task(TextClassification, task)
     assert loaded_task(TextClassification, copy.deepcopy(task)) is first  # the same task: not loaded again
     assert loaded_task(TextClassification, {**task, "max_length": 8}) is not first  # another task is
-    loop._LOADED.clear()
+    loop._loaded.cache_clear()
     fresh = train(config(epochs=1), task, RUN, LocalReporter(stream=None))  # builds the task
-    built = next(iter(loop._LOADED.values()))
+    built = loaded_task(TextClassification, task)
     again = train(config(epochs=1), task, RUN, LocalReporter(stream=None))  # a second trial on it
-    assert next(iter(loop._LOADED.values())) is built
+    assert loaded_task(TextClassification, task) is built
+    assert loop._loaded.cache_info().misses == 1  # built once, by the first trial
     # the first trial left nothing in the task that changes the next one's training
     assert again["train_loss"] == fresh["train_loss"] and again["val_accuracy"] == fresh["val_accuracy"]
