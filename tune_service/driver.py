@@ -531,7 +531,8 @@ def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage:
                 status="ERROR" if r.error else "TERMINATED",
                 config=r.config,
                 metrics={k: v for k, v in best_row.items() if not k.startswith("config/")},
-                epochs=0 if df is None else len(df),
+                # an epoch a retried trial trained again (its checkpoint not yet recorded) counts once
+                epochs=0 if df is None else int(df["epoch"].nunique()) if "epoch" in df else len(df),
                 checkpoint=ckpt_path,
                 mlflow_run_id=runs[trial_id].info.run_id if trial_id in runs else None,
                 error=None if r.error is None else f"{type(r.error).__name__}: {r.error}",
