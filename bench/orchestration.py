@@ -73,7 +73,7 @@ def through_service(spec: dict, where: Path) -> tuple[float, float, int, list[di
     return wall, compute_s(dirs), len(dirs), configs
 
 
-def through_plain_tune(spec: dict, where: Path, configs: list[dict]) -> tuple[float, float, int, list[dict]]:
+def through_plain_tune(spec: dict, where: Path, configs: list[dict]) -> tuple[float, float, int]:
     """What a user writes with Ray Tune alone for the same trials: the configs the service ran, in its order."""
     loaded = load_spec(spec)  # the same task section and ranges, read the same way
     # the same Tune param_space the service hands Tune (every default filled in); Tune's own random search
@@ -111,7 +111,7 @@ def through_plain_tune(spec: dict, where: Path, configs: list[dict]) -> tuple[fl
     assert not grid.errors, grid.errors
     assert sorted(map(json.dumps, (r.config for r in grid))) == sorted(map(json.dumps, configs))  # the same trials
     dirs = [p.parent for p in (where / "ray").glob("*/*/result.json")]
-    return wall, compute_s(dirs), len(dirs), configs
+    return wall, compute_s(dirs), len(dirs)
 
 
 def main() -> None:
@@ -139,7 +139,7 @@ def main() -> None:
                     if mode == "service":
                         wall, compute, n, configs = through_service(spec, Path(tmp))
                     else:
-                        wall, compute, n, configs = through_plain_tune(spec, Path(tmp), configs)
+                        wall, compute, n = through_plain_tune(spec, Path(tmp), configs)
                 walls[mode].append(wall)
                 ideal[mode].append(compute / SLOTS)
                 shown = f"{n} trials, wall {wall:7.1f} s, ideal {compute / SLOTS:7.1f} s"

@@ -295,7 +295,10 @@ def run_sweep(
             # Ctrl-C, or SIGTERM (a stopped Ray Job, whose driver has until SIGKILL): the user ended it.
             # The runs are ended first, then again after the flush, for a run a writer opened meanwhile.
             status = "KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED"
-            tracker.fail_open_runs(status)
+            try:
+                tracker.fail_open_runs(status)
+            except Exception as end_exc:  # the server away: the flush still lands what the writers hold
+                log.warning("MLflow runs not ended before the flush: %s", end_exc)
             try:
                 streaming.flush_writers(sweep_id, 30)
             except Exception as flush_exc:  # the sweep's own error matters more
@@ -517,6 +520,7 @@ def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage:
             continue
         trial_id = r.metrics.get("trial_id") or Path(r.path).name
         df = r.metrics_dataframe
+        steps = None if df is None else df.get("epoch", df.get("training_iteration"))  # each result's epoch
         best_row: dict[str, Any] = {}
         if df is not None and metric in df and df[metric].notna().any():
             idx = df[metric].idxmax() if mode == "max" else df[metric].idxmin()
@@ -532,14 +536,13 @@ def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage:
                 config=r.config,
                 metrics={k: v for k, v in best_row.items() if not k.startswith("config/")},
                 # an epoch a retried trial trained again (its checkpoint not yet recorded) counts once
-                epochs=0 if df is None else int(df["epoch"].nunique()) if "epoch" in df else len(df),
+                epochs=0 if steps is None else int(steps.nunique()),
                 checkpoint=ckpt_path,
                 mlflow_run_id=runs[trial_id].info.run_id if trial_id in runs else None,
                 error=None if r.error is None else f"{type(r.error).__name__}: {r.error}",
             )
         )
         if df is not None and metric in df and best_row:
-            steps = df["epoch"] if "epoch" in df else df["training_iteration"]
             curve = {int(e): float(v) for e, v in zip(steps, df[metric]) if v == v}
             histories.append(TrialHistory(trial_id, r.config, [best_row.get(m) for m, _ in objectives], curve))
     scored = [t for t in trials if metric in t.metrics]
