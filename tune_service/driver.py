@@ -86,6 +86,21 @@ def _check_address(address: str, timeout_s: float = 5.0) -> None:
         ) from None
 
 
+class _ResultLog(JsonLoggerCallback):
+    """Tune's result.json writer, keeping the driver's own copy when a trial restarts within the run.
+
+    Before a trial with a checkpoint starts again, Tune's logger copies its result.json back from
+    storage, for a driver that is new (a resumed sweep). Within one run the driver's copy is the
+    newer: storage catches up only at Tune's experiment snapshots. PBT restarts trials from other
+    trials' checkpoints and keeps every checkpoint, so Tune never forces a snapshot, and the copy
+    would drop every epoch since the last one (all of them before the first).
+    """
+
+    def _restore_from_remote(self, file_name: str, trial) -> None:
+        if not Path(trial.local_path, file_name).exists():
+            super()._restore_from_remote(file_name, trial)
+
+
 @contextlib.contextmanager
 def _no_default_loggers():
     """Tune adds its CSV, JSON and TensorBoard loggers unless told not to; the sweep passes the JSON one itself."""
@@ -218,7 +233,7 @@ def run_sweep(
         # Tune's loggers write each trial's files on the driver, and Tune copies them all to storage at each
         # experiment snapshot: a cost that grows with the trial count. result.json alone (what
         # Result.metrics_dataframe reads); no progress.csv, no TensorBoard files: MLflow has the curves.
-        callbacks = [tracking.TrialStatusCallback(sweep_id), JsonLoggerCallback()]
+        callbacks = [tracking.TrialStatusCallback(sweep_id), _ResultLog()]
         if verbose:
             callbacks.append(report.Progress(search.metric, search.mode, _trial_count(plan, search), searched))
         if _resume_parent:  # Tune's experiment state: finished trials stay, unfinished ones continue
@@ -253,10 +268,8 @@ def run_sweep(
                     # a trial that fails (an exception, its process or node lost) restarts from its last checkpoint
                     failure_config=tune.FailureConfig(max_failures=search.max_failures),
                     checkpoint_config=tune.CheckpointConfig(
-                        # Tune snapshots the experiment (and copies the trials' result files to storage) each
-                        # time a trial has written num_to_keep checkpoints. Keep 1 (with the latest, which Tune
-                        # always keeps): a trial retried from its checkpoint gets its result.json back from
-                        # storage, which must hold that epoch. MLflow keeps the top mlflow.keep_checkpoints.
+                        # Keep 1 (with the latest, which Tune always keeps): the storage a trial's epochs take
+                        # stays flat. MLflow keeps the top mlflow.keep_checkpoints.
                         # PBT continues a trial from another's checkpoint, which must outlive the wait: keep them
                         # all. Any limit can delete the one being cloned: by score, once a newer one ranks above
                         # it; by recency too, since PBT's own save of a trial registers the checkpoint it last
@@ -504,6 +517,18 @@ def _warm_start(spec: SweepSpec, uri: str) -> list | None:
     return trials
 
 
+def _unflatten(flat: dict[str, Any]) -> dict:
+    """``{"a/b": 1}`` as ``{"a": {"b": 1}}``: a config from a results table's ``config/...`` columns."""
+    nested: dict = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split("/")
+        node = nested
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = None if isinstance(value, float) and value != value else value
+    return nested
+
+
 def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage: str, wall: float):
     """The :class:`SweepResult`, and each trial's history for the reports."""
     from .reports import TrialHistory
@@ -511,6 +536,7 @@ def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage:
     metric, mode = spec.search.metric, spec.search.mode
     objectives = spec.search.all_objectives
     runs = tracker.child_runs()
+    pbt = spec.search.scheduler == "pbt"
     trials: list[TrialResult] = []
     histories: list[TrialHistory] = []
     unstarted = 0
@@ -518,13 +544,20 @@ def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage:
         if r.config is None:  # created, but a budget ended the sweep before it ran: nothing to report
             unstarted += 1
             continue
-        trial_id = r.metrics.get("trial_id") or Path(r.path).name
+        # the trial's folder is named by its id (trial_dirname_creator). Under PBT its last result is not
+        # always its own: a trial restarted from another's final checkpoint ends without reporting, and
+        # Tune keeps the donor's result (id and config) as its last.
+        trial_id = Path(r.path).name
+        config = r.config
         df = r.metrics_dataframe
         steps = None if df is None else df.get("epoch", df.get("training_iteration"))  # each result's epoch
         best_row: dict[str, Any] = {}
         if df is not None and metric in df and df[metric].notna().any():
             idx = df[metric].idxmax() if mode == "max" else df[metric].idxmin()
-            best_row = tracking.numeric_metrics(df.loc[idx].to_dict())
+            row = df.loc[idx].to_dict()
+            best_row = tracking.numeric_metrics(row)
+            if pbt:  # the hyperparameters its best epoch trained with: PBT changes them as it goes
+                config = _unflatten({k[len("config/") :]: v for k, v in row.items() if k.startswith("config/")})
         ckpt = r.get_best_checkpoint(metric, mode) if r.best_checkpoints else None
         ckpt_path = ckpt.path if ckpt else None
         if ckpt_path is None and best_row and CHECKPOINT_PATH in df:  # a multi-worker trial: Ray Train's
@@ -533,7 +566,7 @@ def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage:
             TrialResult(
                 trial_id=trial_id,
                 status="ERROR" if r.error else "TERMINATED",
-                config=r.config,
+                config=config,
                 metrics={k: v for k, v in best_row.items() if not k.startswith("config/")},
                 # an epoch a retried trial trained again (its checkpoint not yet recorded) counts once
                 epochs=0 if steps is None else int(steps.nunique()),
@@ -544,7 +577,7 @@ def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage:
         )
         if df is not None and metric in df and best_row:
             curve = {int(e): float(v) for e, v in zip(steps, df[metric]) if v == v}
-            histories.append(TrialHistory(trial_id, r.config, [best_row.get(m) for m, _ in objectives], curve))
+            histories.append(TrialHistory(trial_id, config, [best_row.get(m) for m, _ in objectives], curve))
     scored = [t for t in trials if metric in t.metrics]
     best = None
     if scored:

@@ -22,7 +22,7 @@ class SweepInterrupted(KeyboardInterrupt):
 class TrialResult:
     trial_id: str
     status: str  # TERMINATED, ERROR
-    config: dict
+    config: dict  # under PBT, which changes it as the trial goes, the config of its best epoch
     metrics: dict  # the trial's best epoch by the sweep's metric
     epochs: int
     checkpoint: Optional[str] = None  # folder of the trial's best checkpoint

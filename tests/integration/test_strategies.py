@@ -120,6 +120,16 @@ def test_pbt_continues_poor_trials_from_better_checkpoints_with_perturbed_rates(
         for t in result.trials
     }
     assert perturbed, f"PBT never exploited a better trial: {timeline}"
+    # each trial is summarized from its own results, all of them: a trial PBT restarted from another's
+    # checkpoint keeps its id, its run and every epoch it reported (MLflow has them all)
+    assert len({t.trial_id for t in result.trials}) == 2 and len({t.mlflow_run_id for t in result.trials}) == 2
+    for t in result.trials:
+        losses = client.get_metric_history(t.mlflow_run_id, "val_loss")
+        assert t.epochs == len({m.step for m in losses}), (t.trial_id, t.epochs, losses, timeline)
+        # its best epoch, with the rates that epoch trained with (PBT changes them as it goes)
+        assert t.metrics["val_loss"] == pytest.approx(min(m.value for m in losses))
+        trained = [m.value for m in client.get_metric_history(t.mlflow_run_id, "lr/encoder")]
+        assert any(lr == pytest.approx(t.config["groups"]["encoder"]["lr"]) for lr in trained), (t, trained)
 
 
 def test_bohb_runs_hyperband_brackets_with_its_model(make_spec, where):
