@@ -219,6 +219,25 @@ def unflatten_points(points: list[dict]) -> list[dict]:
     return out
 
 
+def start_points(spec, warm: bool = False) -> list[dict]:
+    """The points a searcher tries first: ``points_to_evaluate``, else the space's center (``center_first``).
+
+    No center after a warm start (the searcher has results to go on), over a space with a grid
+    (Tune crosses the grid with each point), nor for Optuna's QMC sampler, whose Sobol sequence
+    runs the center among its first points (the third suggestion) and would repeat it.
+    """
+    from tune_service.spec import center_point, searched
+
+    search = spec.search
+    if search.points_to_evaluate:
+        return list(search.points_to_evaluate)
+    space = searched(spec.hyperparameters)
+    qmc = search.strategy == "bayesian" and search.sampler == "qmc"
+    if not search.center_first or warm or qmc or not space or any(d.kind == "grid" for d in space.values()):
+        return []
+    return [center_point(spec.hyperparameters)]
+
+
 def searcher_points(points: list[dict]) -> list[dict] | None:
     """Points to evaluate with flat names (``groups/encoder/lr``), as Optuna and ConfigSpace name them."""
     from tune_service.spec import flat_point

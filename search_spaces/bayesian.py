@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import warnings
 
-from ._space import SEP, DefineByRun, constants, limited, searcher_points
+from ._space import SEP, DefineByRun, constants, limited, searcher_points, start_points
 
 STUDY = "tune-service"
 
@@ -83,7 +83,7 @@ def build(spec, warm_trials: list | None = None):
         metric=metric,
         mode=mode,
         sampler=make_sampler(spec),
-        points_to_evaluate=searcher_points(spec.search.points_to_evaluate),
+        points_to_evaluate=searcher_points(start_points(spec, warm=bool(warm_trials))),
         storage=warm_storage(spec, warm_trials) if warm_trials else None,
         study_name=STUDY,
     )

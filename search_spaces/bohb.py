@@ -14,7 +14,7 @@ import importlib.util
 from tune_service._distributions import Distribution
 from tune_service.spec import iter_hyperparameters
 
-from ._space import SEP, condition, constants, is_conditional, limited, searcher_points
+from ._space import SEP, condition, constants, is_conditional, limited, searcher_points, start_points
 
 
 def problems(spec) -> list[tuple[str, str]]:
@@ -74,6 +74,6 @@ def build(spec):
         metric=search.metric,
         mode=search.mode,
         seed=search.seed,
-        points_to_evaluate=searcher_points(spec.search.points_to_evaluate),
+        points_to_evaluate=searcher_points(start_points(spec)),
     )
     return constants(spec.hyperparameters), limited(searcher, spec)

@@ -8,7 +8,7 @@ applies and is ``None`` otherwise.
 
 from __future__ import annotations
 
-from ._space import param_space, unflatten_points
+from ._space import param_space, start_points, unflatten_points
 
 
 def build(spec):
@@ -20,6 +20,6 @@ def build(spec):
     searcher = BasicVariantGenerator(
         max_concurrent=search.max_concurrent_trials or 0,
         random_state=search.seed,
-        points_to_evaluate=unflatten_points(search.points_to_evaluate) or None,
+        points_to_evaluate=unflatten_points(start_points(spec)) or None,
     )
     return space, searcher

@@ -59,6 +59,29 @@ class Distribution:
             return value in self.values
         return _is_number(value) and self.args[0] <= value <= self.upper()
 
+    def center(self) -> Any:
+        """The middle of the range, as a first trial (Ax and SMAC start from it too).
+
+        The geometric middle of a log range, the middle of a linear one (rounded to ``q``
+        or to an integer), the lower middle of numeric choices, and the first listed
+        of other choices (write the usual one first).
+        """
+        if self.is_finite:
+            if all(_is_number(v) for v in self.values):
+                ordered = sorted(self.values)
+                return ordered[(len(ordered) - 1) // 2]
+            return self.values[0]
+        low, high = self.args[0], self.args[1]
+        if self.kind == "loguniform":
+            return math.sqrt(low * high)
+        if self.kind == "randint":
+            return (low + high - 1) // 2
+        middle = (low + high) / 2
+        if self.kind == "quniform":
+            rounded = round(middle / self.args[2]) * self.args[2]
+            return rounded if low <= rounded <= high else middle
+        return middle
+
     def upper(self):
         """The largest value this distribution can produce (randint's high is exclusive)."""
         if self.is_finite:

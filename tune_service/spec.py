@@ -496,6 +496,12 @@ class SearchSpec(_Strict):
         description="configurations tried first: {dotted.name: value} over searched hyperparameters",
     )
     warm_start: Optional[WarmStart] = None
+    center_first: bool = Field(
+        True,
+        description="the first trial runs the middle of the searched ranges (a log range's geometric middle, "
+        "numeric choices' lower middle, other choices' first), as Ax and SMAC start; not with grid, "
+        "points_to_evaluate or warm_start, which give their own start",
+    )
     seed: int = Field(0, ge=0, description="seed of the searcher")
 
     @model_validator(mode="before")
@@ -903,6 +909,27 @@ def _conditional_checks(hp: Hyperparameters) -> list[tuple[str, str]]:
 def searched(hp: Hyperparameters) -> dict[str, Distribution]:
     """The searched hyperparameters by dotted name (``groups.encoder.lr``)."""
     return {".".join(path): v for path, v in iter_hyperparameters(hp) if isinstance(v, Distribution)}
+
+
+def center_point(hp: Hyperparameters) -> dict[str, Any]:
+    """The middle of every searched range (:meth:`Distribution.center`), by dotted name.
+
+    Grids are left out (every value of a grid runs anyway), and so is a conditional
+    setting that does not apply at the middle of what it depends on.
+    """
+    point = {}
+    for path, value in iter_hyperparameters(hp):
+        if not isinstance(value, Distribution) or value.kind == "grid":
+            continue
+        if len(path) == 3 and path[0] == "groups" and path[2] in CONDITIONS:
+            parent, applies = CONDITIONS[path[2]]
+            parent_value = getattr(hp.groups[path[1]], parent)
+            if isinstance(parent_value, Distribution):
+                parent_value = parent_value.center()
+            if parent_value not in applies:
+                continue
+        point[".".join(path)] = value.center()
+    return point
 
 
 def flat_point(point: dict) -> dict:

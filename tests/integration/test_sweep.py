@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 import ray
 from mlflow.tracking import MlflowClient
 
@@ -95,6 +96,8 @@ def test_random_sweep_is_reproducible_and_respects_concurrency(make_spec, where,
     assert sampled(first) == sampled(again)
     assert sampled(first) != sampled(different)
     assert len({lr for lr, _ in sampled(first)}) == 2
+    # the first trial runs the middle of the space (center_first), the second a draw
+    assert sampled(first)[0] == (pytest.approx(1e-3), 16) == sampled(different)[0]
 
     # one trial at a time: the MLflow runs' lifetimes do not overlap
     client = MlflowClient(first.tracking_uri)

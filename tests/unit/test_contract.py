@@ -169,7 +169,7 @@ def test_searcher_contract(searcher, shape, tmp_path):
         assert REFUSED[(strategy, shape)] in str(info.value)
         return
     spec = load_spec(raw)
-    samples = 8
+    samples = 20
     driver = Driver(search_spaces.build(spec), spec, samples)
     seen = []
     for _ in range(4):
@@ -183,12 +183,14 @@ def test_searcher_contract(searcher, shape, tmp_path):
     if strategy != "grid" and shape in ("continuous", "log", "conditional", "derived"):
         assert len({repr(c) for c in seen}) == len(seen), "a searcher repeated itself"
     if shape == "conditional" and strategy != "grid":
-        # suggestions reach both sides of the condition (SGD/RMSprop: momentum; Adam(W): beta1)
-        more = []
-        for _ in range(2):
-            more.append(driver.next())
-            driver.complete(more[-1])
-        assert {c["groups"]["encoder"]["momentum"] is None for c in seen + more} == {True, False}
+        # suggestions reach both sides of the condition (SGD/RMSprop: momentum; Adam(W): beta1) within 16
+        # (CMA-ES draws the optimizer at random: 1 in 3 is AdamW)
+        sides = {c["groups"]["encoder"]["momentum"] is None for c in seen}
+        while len(sides) < 2 and driver.n < 16:
+            config = driver.next()
+            driver.complete(config)
+            sides.add(config["groups"]["encoder"]["momentum"] is None)
+        assert sides == {True, False}, driver.n
 
     # save, restore into a freshly built plan, and both carry on alike
     driver.alg.save_to_dir(str(tmp_path), "contract")

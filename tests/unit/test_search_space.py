@@ -180,6 +180,88 @@ def test_bayesian_search_is_seeded():
     assert all(1e-5 <= s["groups"]["encoder"]["lr"] <= 1e-3 for s in first)
 
 
+@pytest.mark.parametrize(
+    "raw,center",
+    [
+        ({"loguniform": [1e-5, 1e-3]}, 1e-4),  # the geometric middle
+        ({"uniform": [0.0, 0.2]}, 0.1),
+        ({"quniform": [0.0, 0.5, 0.2]}, 0.2),  # the middle rounded to q
+        ({"randint": [0, 3]}, 1),  # of 0, 1, 2 (high exclusive)
+        ({"choice": [32, 8, 16, 64]}, 16),  # numbers: the lower middle
+        ({"choice": ["sgd", "adamw"]}, "sgd"),  # others: the first written
+    ],
+)
+def test_the_center_of_each_distribution(raw, center):
+    from tune_service._distributions import parse_distribution
+
+    dist = parse_distribution(raw)
+    assert dist.center() == pytest.approx(center) and dist.contains(dist.center())
+
+
+def center_spec(**search) -> dict:
+    spec = copy.deepcopy(BASE)
+    hp = spec["hyperparameters"]
+    hp["batch_size"] = {"choice": [16, 32]}
+    hp["dropout"] = {"quniform": [0.0, 0.4, 0.1]}
+    hp["groups"]["encoder"]["momentum"] = {"uniform": [0.5, 0.9]}  # for sgd alone: not at the center (adamw)
+    hp["groups"]["encoder"]["beta1"] = {"uniform": [0.8, 0.9]}  # for adamw: at the center
+    spec["search"] = {"seed": 3, **search}
+    return spec
+
+
+CENTER = {
+    "groups": {
+        "encoder": {"lr": 1e-4, "optimizer": "adamw", "beta1": 0.85},
+        "head": {"lr": (1e-4 + 1e-2) / 2},
+    },
+    "batch_size": 16,
+    "frozen_layers": 1,
+    "dropout": 0.2,
+}
+
+
+def at(config: dict) -> dict:
+    """The config's values of the centered hyperparameters, by dotted name."""
+    from tune_service.spec import flat_point
+
+    flat = flat_point(config)
+    return {name: flat[name] for name in flat_point(CENTER)}
+
+
+@pytest.mark.parametrize("strategy", ["bayesian", "bohb"])
+def test_model_based_searchers_start_at_the_center_then_search(strategy):
+    from tune_service.spec import flat_point
+
+    def suggestions(spec) -> list:
+        plan = search_spaces.build(load_spec(spec))
+        plan.search_alg.set_search_properties("val_accuracy", "max", plan.param_space)
+        return [plan.search_alg.suggest(f"t{i}") for i in range(2)]
+
+    first, second = suggestions(center_spec(strategy=strategy))
+    assert at(first) == pytest.approx(flat_point(CENTER))
+    assert first["groups"]["encoder"].get("momentum") is None  # does not apply under adamw
+    assert at(second) != at(first)
+    # off, or another start given: the searcher's own first suggestion
+    off, _ = suggestions(center_spec(strategy=strategy, center_first=False))
+    assert at(off) != at(first)
+    given, _ = suggestions(center_spec(strategy=strategy, points_to_evaluate=[{"groups.encoder.lr": 3e-4}]))
+    assert given["groups"]["encoder"]["lr"] == 3e-4
+
+
+def test_the_center_is_left_to_grids_and_warm_starts():
+    from search_spaces._space import start_points
+
+    assert start_points(load_spec(center_spec(strategy="random"))) == [
+        {"groups.encoder.lr": pytest.approx(1e-4), "groups.encoder.optimizer": "adamw",
+         "groups.encoder.beta1": pytest.approx(0.85), "groups.head.lr": pytest.approx(0.00505), "batch_size": 16,
+         "frozen_layers": 1, "dropout": pytest.approx(0.2)}
+    ]  # fmt: skip
+    assert start_points(load_spec(center_spec(strategy="bayesian")), warm=True) == []
+    grid = center_spec(strategy="random")
+    grid["hyperparameters"]["batch_size"] = {"grid": [16, 32]}
+    assert start_points(load_spec(grid)) == []
+
+
 def test_unknown_strategy_or_scheduler_is_an_error(monkeypatch):
     spec = load_spec(BASE)
     monkeypatch.setattr(search_spaces, "STRATEGIES", {"grid": "search_spaces.grid"})
