@@ -8,7 +8,7 @@ searches the same ranges as a 3 x 2 x 2 x 2 grid. Figures come from the MLflow
 runs each sweep writes: per epoch, the validation accuracy and when it arrived.
 
     python bench/strategies.py [--budget 200] [--target 0.70] [--epochs 3] \
-        [--train-size 320] [--validation-size 200] [--strategies grid,random,...]
+        [--train-size 320] [--validation-size 200] [--strategies grid,random,random:no-center,...]
 
 Prints one row per strategy: trials started, epochs trained, best validation
 accuracy within the budget, and seconds from the sweep's start to the first
@@ -31,6 +31,8 @@ from tune_service import load_spec, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 STRATEGIES = ["grid", "random", "bayesian", "random+asha", "bayesian+asha", "random+hyperband", "bohb", "pbt"]
+# each strategy but grid starts from the middle of the space (search.center_first); NAME:no-center runs
+# it from the searcher's own draws, to measure what the start is worth
 GRID = {
     ("groups", "encoder", "lr"): {"grid": [3.0e-5, 1.0e-4, 3.0e-4]},
     ("groups", "head", "lr"): {"grid": [1.0e-3, 1.0e-2]},
@@ -39,7 +41,9 @@ GRID = {
 }
 
 
-def spec_for(strategy: str, args) -> dict:
+def spec_for(name: str, args) -> dict:
+    """The quickstart spec for ``name``: a strategy, ``:no-center`` to start from the searcher's own draws."""
+    strategy, _, variant = name.partition(":")
     data = load_spec(ROOT / "examples" / "quickstart.yaml").to_dict()
     data["name"] = f"bench-{strategy.replace('+', '-')}"
     data["task"]["dataset"].update(train_size=args.train_size, validation_size=args.validation_size)
@@ -60,6 +64,7 @@ def spec_for(strategy: str, args) -> dict:
         "time_budget_s": args.budget,
         "reduction_factor": 3,
         "seed": args.seed,
+        "center_first": variant != "no-center",
     }
     return data
 
