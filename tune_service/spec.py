@@ -499,8 +499,8 @@ class SearchSpec(_Strict):
     center_first: bool = Field(
         True,
         description="the first trial runs the middle of the searched ranges (a log range's geometric middle, "
-        "numeric choices' lower middle, other choices' first), as Ax and SMAC start; not with grid, "
-        "points_to_evaluate or warm_start, which give their own start",
+        "numeric choices' lower middle, other choices' first), as Ax and SMAC start; not with grid or a grid "
+        "entry, sampler qmc (its sequence runs the center early), points_to_evaluate or warm_start",
     )
     seed: int = Field(0, ge=0, description="seed of the searcher")
 
