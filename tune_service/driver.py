@@ -517,20 +517,10 @@ def _warm_start(spec: SweepSpec, uri: str) -> list | None:
     return trials
 
 
-def _unflatten(flat: dict[str, Any]) -> dict:
-    """``{"a/b": 1}`` as ``{"a": {"b": 1}}``: a config from a results table's ``config/...`` columns."""
-    nested: dict = {}
-    for key, value in flat.items():
-        *parents, leaf = key.split("/")
-        node = nested
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = None if isinstance(value, float) and value != value else value
-    return nested
-
-
 def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage: str, wall: float):
     """The :class:`SweepResult`, and each trial's history for the reports."""
+    from search_spaces._space import unflatten_points
+
     from .reports import TrialHistory
 
     metric, mode = spec.search.metric, spec.search.mode
@@ -557,7 +547,9 @@ def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage:
             row = df.loc[idx].to_dict()
             best_row = tracking.numeric_metrics(row)
             if pbt:  # the hyperparameters its best epoch trained with: PBT changes them as it goes
-                config = _unflatten({k[len("config/") :]: v for k, v in row.items() if k.startswith("config/")})
+                # a config/... column per setting; NaN where a null met numbers in the column
+                point = {k[7:].replace("/", "."): v for k, v in row.items() if k.startswith("config/")}
+                config = unflatten_points([{k: None if v != v else v for k, v in point.items()}])[0]
         ckpt = r.get_best_checkpoint(metric, mode) if r.best_checkpoints else None
         ckpt_path = ckpt.path if ckpt else None
         if ckpt_path is None and best_row and CHECKPOINT_PATH in df:  # a multi-worker trial: Ray Train's

@@ -914,12 +914,11 @@ def searched(hp: Hyperparameters) -> dict[str, Distribution]:
 def center_point(hp: Hyperparameters) -> dict[str, Any]:
     """The middle of every searched range (:meth:`Distribution.center`), by dotted name.
 
-    Grids are left out (every value of a grid runs anyway), and so is a conditional
-    setting that does not apply at the middle of what it depends on.
+    A conditional setting that does not apply at the middle of what it depends on is left out.
     """
     point = {}
     for path, value in iter_hyperparameters(hp):
-        if not isinstance(value, Distribution) or value.kind == "grid":
+        if not isinstance(value, Distribution):
             continue
         if len(path) == 3 and path[0] == "groups" and path[2] in CONDITIONS:
             parent, applies = CONDITIONS[path[2]]

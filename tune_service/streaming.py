@@ -14,7 +14,10 @@ What lands in MLflow, per trial:
 - one child run under the sweep's parent run, found again by its trial id when
   the trial resumes (so a resumed or perturbed trial continues its run);
 - every epoch's metrics with ``step = epoch``, exactly once: steps already in
-  the run (an epoch replayed after a restore) are not logged again;
+  the run (an epoch replayed after a restore) are not logged again, unless PBT
+  continued the trial under new hyperparameters (from another trial's
+  checkpoint): the epochs it trains from there are new results, logged even at
+  steps logged before, and their checkpoints replace the old ones of the same step;
 - the top ``k`` checkpoints by the sweep's metric under ``checkpoints/epoch-NNN``
   (``tune_service.best_checkpoint`` names the best); a checkpoint that falls out
   of the top ``k`` is deleted;
@@ -217,16 +220,20 @@ class TrialWriter:
         state = self.runs[trial_id]
         try:
             path = f"{CHECKPOINTS}/epoch-{step:03d}"
-            if path in state.kept or score is None or not math.isfinite(score):
+            stale = path in state.stale  # the same step on a new branch: the kept folder holds another model
+            if (path in state.kept and not stale) or score is None or not math.isfinite(score):
                 return None
+            state.stale.discard(path)
             # best first; on a tie the later epoch ranks first, as in Ray Tune's checkpoint manager
             sign = 1 if self.t.mode == "max" else -1
-            ranked = sorted([*state.kept.items(), (path, score)], key=lambda kv: (sign * kv[1], kv[0]), reverse=True)
+            others = [(p, v) for p, v in state.kept.items() if p != path]
+            ranked = sorted([*others, (path, score)], key=lambda kv: (sign * kv[1], kv[0]), reverse=True)
             keep = dict(ranked[: self.t.keep_checkpoints])
-            if path not in keep:
+            if path not in keep and not stale:
                 return None
             run_id = state.run_id
-            self._retry(f"checkpoint of {trial_id} epoch {step}", self.client.log_artifacts, run_id, staged, path)
+            if path in keep:  # over a stale folder of the same step, its files replaced
+                self._retry(f"checkpoint of {trial_id} epoch {step}", self.client.log_artifacts, run_id, staged, path)
             for old in [p for p in state.kept if p not in keep]:
                 self._retry(f"delete {old} of {trial_id}", self._delete_artifacts, run_id, old)
             state.kept = keep
@@ -234,6 +241,8 @@ class TrialWriter:
             tags = {TAG_CHECKPOINTS: json.dumps(keep), TAG_BEST_CHECKPOINT: best}
             for k, v in tags.items():
                 self._retry(f"checkpoint tags of {trial_id}", self.client.set_tag, run_id, k, v)
+            if path not in keep:
+                return None
             self.stats["checkpoints"] += 1
             return path
         finally:
@@ -344,13 +353,21 @@ class _RunState:
     kept: dict = field(default_factory=dict)  # artifact path -> score, the top k
     current: dict = field(default_factory=dict)  # hyperparameter values as MLflow last recorded them
     pending_hp: dict = field(default_factory=dict)  # values changed since (PBT), logged with the next epoch
+    stale: set = field(default_factory=set)  # kept checkpoints of an earlier branch (before a PBT exploit)
 
     def note_config(self, flat: Mapping[str, Any]) -> None:
-        """MLflow params cannot change: a perturbed hyperparameter is logged as the metric ``hp/NAME``."""
+        """MLflow params cannot change: a perturbed hyperparameter is logged as the metric ``hp/NAME``.
+
+        A change is a new branch (PBT continued the trial from a checkpoint, its own or another's,
+        with perturbed values): the epochs from there are new results, whatever their steps.
+        """
         changed = {k: v for k, v in flat.items() if k in self.current and v != self.current[k]}
         numeric = numeric_metrics(changed)
         self.pending_hp.update(numeric)
         self.current.update(changed)
+        if changed:
+            self.steps.clear()
+            self.stale = set(self.kept)
 
 
 def get_writer(tracking: TrialTracking, node_id: str):

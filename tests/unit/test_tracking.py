@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from mlflow.entities import RunStatus
@@ -107,6 +108,33 @@ def test_a_changed_config_is_logged_as_hp_metrics_from_the_next_epoch(store):
     history = client.get_metric_history(run_id, "hp/groups.encoder.lr")
     assert [(m.step, m.value) for m in history] == [(2, 2e-4)]
     assert client.get_run(run_id).data.params["groups.encoder.lr"] == "0.0001"  # params keep the start value
+
+
+def test_epochs_trained_again_under_new_hyperparameters_are_new_results(store, tmp_path):
+    _, client, _, _ = store
+    writer = TrialWriter(tracking(store, keep=1))
+    run_id = writer.open_trial("t5", CONFIG, "h", "n", "t5")
+    for epoch, score in {1: 0.5, 2: 0.55}.items():
+        writer.log_epoch("t5", epoch, {"epoch": epoch, "val_accuracy": score}, epoch)
+        writer.log_checkpoint("t5", epoch, score, staged(tmp_path, f"b{epoch}"))
+    # PBT continues the trial from another's epoch-1 checkpoint, perturbed: epoch 2 is trained again
+    perturbed = {**CONFIG, "groups": {"encoder": {"lr": 2e-4, "optimizer": "adamw"}}}
+    writer.open_trial("t5", perturbed, "h", "n", "t5")
+    assert writer.log_epoch("t5", 2, {"epoch": 2, "val_accuracy": 0.9}, 10)
+    assert writer.log_checkpoint("t5", 2, 0.9, staged(tmp_path, "b2-new")) == "checkpoints/epoch-002"
+    history = [(m.step, m.value) for m in client.get_metric_history(run_id, "val_accuracy")]
+    assert sorted(history) == [(1, 0.5), (2, 0.55), (2, 0.9)]
+    # the kept folder of epoch 2 now holds the new branch's model
+    kept = Path(client.download_artifacts(run_id, "checkpoints/epoch-002", str(tmp_path / "down")))
+    assert (kept / "model.safetensors").read_bytes() == b"b2-new"
+    # a replay on the same branch (a retry from its own checkpoint) is still logged once
+    writer.open_trial("t5", perturbed, "h", "n", "t5")
+    assert not writer.log_epoch("t5", 2, {"epoch": 2, "val_accuracy": 0.9}, 11)
+    # a new branch whose epoch does not rank drops the old folder of that step, another model's
+    writer.open_trial("t5", CONFIG, "h", "n", "t5")
+    writer.log_epoch("t5", 1, {"epoch": 1, "val_accuracy": 0.4}, 12)
+    assert writer.log_checkpoint("t5", 1, 0.4, staged(tmp_path, "b1-new")) is None
+    assert [a.path for a in client.list_artifacts(run_id, "checkpoints")] == ["checkpoints/epoch-002"]
 
 
 def test_which_failures_are_retried_and_what_secrets_print():
