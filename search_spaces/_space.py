@@ -219,6 +219,24 @@ def unflatten_points(points: list[dict]) -> list[dict]:
     return out
 
 
+def center_point(hp: Hyperparameters) -> dict[str, Any]:
+    """The middle of every searched range (:meth:`Distribution.center`), by dotted name.
+
+    A conditional setting that does not apply at the middle of what it depends on is left out.
+    """
+    point = {}
+    for path, value in iter_hyperparameters(hp):
+        if not isinstance(value, Distribution):
+            continue
+        cond = condition(path)
+        if cond is not None:
+            parent = getattr(hp.groups[path[1]], cond[0])
+            if (parent.center() if isinstance(parent, Distribution) else parent) not in cond[1]:
+                continue
+        point[".".join(path)] = value.center()
+    return point
+
+
 def start_points(spec, warm: bool = False) -> list[dict]:
     """The points a searcher tries first: ``points_to_evaluate``, else the space's center (``center_first``).
 
@@ -226,13 +244,13 @@ def start_points(spec, warm: bool = False) -> list[dict]:
     (Tune crosses the grid with each point), nor for Optuna's QMC sampler, whose Sobol sequence
     runs the center among its first points (the third suggestion) and would repeat it.
     """
-    from tune_service.spec import center_point, searched
+    from tune_service.spec import searched
 
     search = spec.search
     if search.points_to_evaluate:
         return list(search.points_to_evaluate)
     space = searched(spec.hyperparameters)
-    qmc = search.strategy == "bayesian" and search.sampler == "qmc"
+    qmc = search.sampler == "qmc"  # a sampler is accepted with strategy bayesian alone
     if not search.center_first or warm or qmc or not space or any(d.kind == "grid" for d in space.values()):
         return []
     return [center_point(spec.hyperparameters)]

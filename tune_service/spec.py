@@ -911,26 +911,6 @@ def searched(hp: Hyperparameters) -> dict[str, Distribution]:
     return {".".join(path): v for path, v in iter_hyperparameters(hp) if isinstance(v, Distribution)}
 
 
-def center_point(hp: Hyperparameters) -> dict[str, Any]:
-    """The middle of every searched range (:meth:`Distribution.center`), by dotted name.
-
-    A conditional setting that does not apply at the middle of what it depends on is left out.
-    """
-    point = {}
-    for path, value in iter_hyperparameters(hp):
-        if not isinstance(value, Distribution):
-            continue
-        if len(path) == 3 and path[0] == "groups" and path[2] in CONDITIONS:
-            parent, applies = CONDITIONS[path[2]]
-            parent_value = getattr(hp.groups[path[1]], parent)
-            if isinstance(parent_value, Distribution):
-                parent_value = parent_value.center()
-            if parent_value not in applies:
-                continue
-        point[".".join(path)] = value.center()
-    return point
-
-
 def flat_point(point: dict) -> dict:
     """A point written nested ({groups: {encoder: {lr: ..}}}) or dotted, as {dotted.name: value}."""
     out = {}
