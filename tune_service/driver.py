@@ -268,13 +268,17 @@ def run_sweep(
                     # a trial that fails (an exception, its process or node lost) restarts from its last checkpoint
                     failure_config=tune.FailureConfig(max_failures=search.max_failures),
                     checkpoint_config=tune.CheckpointConfig(
-                        # Keep 1 (with the latest, which Tune always keeps): the storage a trial's epochs take
-                        # stays flat. MLflow keeps the top mlflow.keep_checkpoints.
+                        # Keep the 2 best (with the latest, which Tune always keeps): the storage a trial's epochs
+                        # take stays flat, and Tune forces an experiment snapshot at every 2nd checkpoint of a
+                        # trial, not every one (a snapshot writes every trial's state: a cost in trials x
+                        # checkpoints). A trial retried within the sweep keeps the driver's result.json
+                        # (_ResultLog), so it needs no snapshot to match its checkpoint. MLflow keeps the top
+                        # mlflow.keep_checkpoints.
                         # PBT continues a trial from another's checkpoint, which must outlive the wait: keep them
                         # all. Any limit can delete the one being cloned: by score, once a newer one ranks above
                         # it; by recency too, since PBT's own save of a trial registers the checkpoint it last
                         # reported a second time, and pruning the older entry deletes the folder both name.
-                        num_to_keep=None if pbt else 1,
+                        num_to_keep=None if pbt else 2,
                         checkpoint_score_attribute=None if pbt else search.metric,
                         checkpoint_score_order=search.mode,
                     ),

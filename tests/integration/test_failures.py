@@ -32,7 +32,7 @@ def trial_processes() -> list[int]:
     return pids
 
 
-def test_a_killed_trial_process_is_retried_from_its_last_checkpoint(make_spec, where):
+def test_a_killed_trial_process_is_retried_from_its_last_checkpoint(make_spec, where, capsys):
     spec = make_spec(
         **{
             "hyperparameters.epochs": 3,
@@ -41,15 +41,17 @@ def test_a_killed_trial_process_is_retried_from_its_last_checkpoint(make_spec, w
             "mlflow": {"experiment": "integration-failures"},
         }
     )
-    storage = Path(where["storage_path"])
     outcome: dict = {}
-    sweep = threading.Thread(target=lambda: outcome.update(result=run_sweep(spec, **where)))
+    # the progress lines say when Tune has a trial's result (and the checkpoint stored with it)
+    sweep = threading.Thread(target=lambda: outcome.update(result=run_sweep(spec, **{**where, "verbose": 1})))
     sweep.start()
     killed = None
+    printed = ""
     deadline = time.time() + 240
     while killed is None and time.time() < deadline and sweep.is_alive():
-        # the first epoch's checkpoint is in Tune's storage: kill the trial while it trains the next
-        if any(storage.glob("*/*/checkpoint_000000")) and trial_processes():
+        printed += capsys.readouterr().out
+        # Tune has the first epoch and its checkpoint: kill the trial while it trains the next
+        if " epoch 1/3: " in printed and trial_processes():
             killed = trial_processes()[0]
             os.kill(killed, signal.SIGKILL)
         time.sleep(0.05)
@@ -72,7 +74,7 @@ def test_a_killed_trial_process_is_retried_from_its_last_checkpoint(make_spec, w
     assert sorted(m.step for m in history) == [1, 2, 3]
 
 
-def test_a_trial_that_keeps_raising_is_retried_up_to_the_limit_then_fails(make_spec, where):
+def test_a_trial_that_keeps_raising_is_retried_up_to_the_limit_then_fails(make_spec, where, capsys):
     """Each attempt of the first trial raises while it writes a checkpoint: its process may write no file over 64 KiB
     (RLIMIT_FSIZE, which binds root too), so the write fails with EFBIG mid-trial. Tune retries it from its last
     checkpoint ``max_failures`` times, then marks it ERROR; the second trial and the sweep go on."""
@@ -83,16 +85,17 @@ def test_a_trial_that_keeps_raising_is_retried_up_to_the_limit_then_fails(make_s
             "mlflow": {"experiment": "integration-failures", "reports": False},
         }
     )
-    storage = Path(where["storage_path"])
     outcome: dict = {}
-    sweep = threading.Thread(target=lambda: outcome.update(result=run_sweep(spec, **where)))
+    # the progress lines say when Tune has a trial's result (and the checkpoint stored with it)
+    sweep = threading.Thread(target=lambda: outcome.update(result=run_sweep(spec, **{**where, "verbose": 1})))
     sweep.start()
     limited: list[int] = []  # the first trial's attempts, in order (one trial at a time)
+    printed = ""
     deadline = time.time() + 300
     while len(limited) < 2 and time.time() < deadline and sweep.is_alive():
-        results = [p for p in storage.glob("*/*/result.json") if p.stat().st_size]
-        # attempt 1 once its epoch-1 checkpoint is stored and reported; attempt 2 as soon as it exists
-        if results or limited:
+        printed += capsys.readouterr().out
+        # attempt 1 once Tune has its epoch 1 (result and checkpoint); attempt 2 as soon as it exists
+        if " epoch 1/2: " in printed or limited:
             for pid in trial_processes():
                 if pid not in limited:
                     resource.prlimit(pid, resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
