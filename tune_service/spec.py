@@ -614,7 +614,10 @@ class MlflowSpec(_Strict):
         True, description="upload each trial's top checkpoints (by search.metric) as artifacts, from the trial's node"
     )
     keep_checkpoints: int = Field(
-        1, ge=1, le=50, description="checkpoints kept per trial in MLflow, best first (Tune's storage: the 2 best and the latest)"
+        1,
+        ge=1,
+        le=50,
+        description="checkpoints kept per trial in MLflow, best first (Tune's storage: the 2 best and the latest)",
     )
     register_model: bool = Field(
         True, description="register the best checkpoint in the Model Registry under the sweep's name"
