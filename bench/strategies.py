@@ -3,12 +3,14 @@
 Every strategy searches the quickstart space (encoder and head learning rates,
 the head's optimizer, the batch size) for the same wall-clock budget, one after
 another in this process, with the same seed and 2 trials at a time (Hyperband:
-no limit, as its brackets need; Ray still runs 2 at once on 2 CPUs). Grid
+no limit, as its brackets need; Ray still runs 2 at once on 2 CPUs); ``--cpus-per-trial 2``
+runs one trial at a time on both threads instead. Grid
 searches the same ranges as a 3 x 2 x 2 x 2 grid. Figures come from the MLflow
 runs each sweep writes: per epoch, the validation accuracy and when it arrived.
 
     python bench/strategies.py [--budget 200] [--target 0.70] [--epochs 3] \
-        [--train-size 320] [--validation-size 200] [--strategies grid,random,random:no-center,...]
+        [--train-size 320] [--validation-size 200] [--strategies grid,random,random:no-center,...] \
+        [--cpus-per-trial 1]
 
 Prints one row per strategy: trials started, epochs trained, best validation
 accuracy within the budget, seconds from the sweep's start to the first epoch at
@@ -30,6 +32,7 @@ from mlflow.tracking import MlflowClient
 from tune_service import load_spec, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
+CPUS = 2
 STRATEGIES = ["grid", "random", "bayesian", "random+asha", "bayesian+asha", "random+hyperband", "bohb", "pbt"]
 # each strategy but grid starts from the middle of the space (search.center_first); NAME:no-center runs
 # it from the searcher's own draws, to measure what the start is worth
@@ -60,19 +63,21 @@ def spec_for(name: str, args) -> dict:
         "metric": "val_accuracy",
         "mode": "max",
         "num_samples": 1 if strategy == "grid" else (4 if strategy == "pbt" else 64),
-        "max_concurrent_trials": None if strategy.endswith("hyperband") else 2,
+        "max_concurrent_trials": None if strategy.endswith("hyperband") else CPUS // args.cpus_per_trial,
         "time_budget_s": args.budget,
         "reduction_factor": 3,
         "seed": args.seed,
         "center_first": variant != "no-center",
     }
+    data["resources"] = {"cpu": args.cpus_per_trial}  # a trial trains on as many threads
     return data
 
 
 def measure(strategy: str, args, where: Path) -> dict:
     started = time.time()
     with local_store(where) as uri:
-        result = run_sweep(spec_for(strategy, args), tracking_uri=uri, storage_path=str(where / "ray"), verbose=0)
+        spec = spec_for(strategy, args)
+        result = run_sweep(spec, tracking_uri=uri, storage_path=str(where / "ray"), verbose=0, num_cpus=CPUS)
     client = MlflowClient(uri)
     t0 = client.get_run(result.parent_run_id).info.start_time / 1000
     reached, best, first = None, None, None
@@ -105,6 +110,7 @@ def main() -> None:
     parser.add_argument("--validation-size", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--cpus-per-trial", type=int, choices=(1, 2), default=1)
     args = parser.parse_args()
     rows = []
     for strategy in args.strategies.split(","):
@@ -114,7 +120,8 @@ def main() -> None:
         print(f"done {strategy}: {r}", flush=True)
     print(
         f"\nquickstart task, train {args.train_size} / validation {args.validation_size}, {args.epochs} epochs, "
-        f"{args.budget:.0f}s per strategy, seed {args.seed}, target val_accuracy {args.target}"
+        f"{args.budget:.0f}s per strategy, seed {args.seed}, target val_accuracy {args.target}, "
+        f"{args.cpus_per_trial} CPU a trial"
     )
     header = ("strategy", "trials", "epochs", "best acc", "to target (s)", "1st epoch (s)")
     print(f"{header[0]:18s} " + " ".join(f"{h:>{max(6, len(h))}s}" for h in header[1:]))
@@ -135,6 +142,7 @@ def main() -> None:
         "bench": "strategies",
         "budget_s": args.budget,
         "target": args.target,
+        "cpus_per_trial": args.cpus_per_trial,
         "rows": [{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for r in rows],
     }
     print(json.dumps(figures))

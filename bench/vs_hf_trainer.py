@@ -5,20 +5,26 @@ validation reviews (read and tokenized by the task's own loader), 3 epochs, vali
 accuracy after each epoch, the same wall-clock budget, one after the other on this machine.
 
 - tune-service: ``run_sweep`` on the quickstart spec, the strategy given (default
-  ``bayesian+asha``: Optuna's TPE with ASHA), 2 trials at a time, 1 thread each. The space:
+  ``bayesian+asha``: Optuna's TPE with ASHA), 2 trials at a time, 1 thread each (the
+  quickstart's; ``--cpus-per-trial 2``: one at a time on both threads, as Trainer runs). The space:
   the encoder's and the head's learning rates apart, the head's optimizer, the batch size.
 - Trainer: ``hyperparameter_search`` with Optuna (TPE, and Optuna's default MedianPruner fed by
   each epoch's evaluation), one trial at a time on both threads, as Trainer runs them. Trainer
   has one learning rate for the whole model, so the space is that rate (over the encoder's
   range), the optimizer (``adamw_torch`` or ``sgd``) and the batch size; the same linear
-  schedule, 10% warmup and weight decay 0.01. Optuna's ``timeout`` ends the search.
+  schedule, 10% warmup and weight decay 0.01. Optuna's ``timeout`` ends the search. Its TPE
+  sampler is seeded with the run's seed (``hyperparameter_search`` passes it to the study).
+
+Time to target hangs on a search's first few trials, so one run says little: ``--seeds 0,1,2``
+runs every side once per seed, in turn, and reports each seed's figures and the medians.
 
 Both clocks start at the call. Printed for each: the best validation accuracy among the
 epochs that ended within the budget, the seconds to the first epoch at or above the target,
 trials started, and the call's whole wall time (a trial running when the budget ends finishes).
 
     python bench/vs_hf_trainer.py [--budget 300] [--target 0.75] [--epochs 3] \\
-        [--train-size 320] [--validation-size 200] [--strategy bayesian+asha]
+        [--train-size 320] [--validation-size 200] [--strategy bayesian+asha] [--cpus-per-trial 1|2|1,2] \\
+        [--seeds 0]
 
 Needs ``accelerate`` (Trainer's): ``pip install -e ".[bench]"``.
 """
@@ -27,10 +33,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
+import optuna
 import torch
 from _common import local_store
 from mlflow.tracking import MlflowClient
@@ -39,6 +47,7 @@ from trainables.text_classification import TextClassification
 from tune_service import load_spec, preflight, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
+CPUS = 2  # Ray's, and Trainer's threads
 
 
 def quickstart(args) -> dict:
@@ -51,11 +60,12 @@ def quickstart(args) -> dict:
         "metric": "val_accuracy",
         "mode": "max",
         "num_samples": 64,
-        "max_concurrent_trials": 2,
+        "max_concurrent_trials": CPUS // args.cpus_per_trial,
         "time_budget_s": args.budget,
         "reduction_factor": 3,
         "seed": args.seed,
     }
+    data["resources"] = {"cpu": args.cpus_per_trial}  # a trial trains on as many threads
     return data
 
 
@@ -75,7 +85,7 @@ def summarize(evals: list[tuple[float, float]], args, trials: int, wall: float) 
 def through_service(spec: dict, args, where: Path) -> dict:
     with local_store(where) as uri:  # a store in use: its tables exist
         started = time.time()
-        result = run_sweep(spec, tracking_uri=uri, storage_path=str(where / "ray"), verbose=0, num_cpus=2)
+        result = run_sweep(spec, tracking_uri=uri, storage_path=str(where / "ray"), verbose=0, num_cpus=CPUS)
         wall = time.time() - started
     client = MlflowClient(uri)
     evals = [
@@ -127,7 +137,7 @@ def through_trainer(spec: dict, args, where: Path) -> dict:
         def on_evaluate(self, args_, state, control, metrics=None, **kw):
             evals.append((time.time() - started, metrics["eval_accuracy"]))
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(CPUS)
     trainer = Trainer(
         model_init=model_init,
         args=TrainingArguments(
@@ -159,6 +169,7 @@ def through_trainer(spec: dict, args, where: Path) -> dict:
         backend="optuna",
         n_trials=1000,
         timeout=args.budget,
+        sampler=optuna.samplers.TPESampler(seed=args.seed),
     )
     return summarize(evals, args, trials[0], time.time() - started)
 
@@ -171,34 +182,73 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=320)
     parser.add_argument("--validation-size", type=int, default=200)
     parser.add_argument("--strategy", default="bayesian+asha")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-
-    spec = quickstart(args)
-    rows = {}
-    for name, run in (("tune_service", through_service), ("hf_trainer", through_trainer)):
-        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
-            rows[name] = run(spec, args, Path(tmp))
-        print(f"done {name}: {rows[name]}", flush=True)
-
-    ours, theirs = rows["tune_service"], rows["hf_trainer"]
-    time_ratio = (
-        round(ours["to_target_s"] / theirs["to_target_s"], 3) if ours["to_target_s"] and theirs["to_target_s"] else None
+    parser.add_argument("--seeds", default="0", help="comma-separated; every side runs once per seed")
+    parser.add_argument(
+        "--cpus-per-trial", default="1", help="tune-service's threads per trial, 1 or 2; 1,2 runs the service both ways"
     )
+    args = parser.parse_args()
+    cpus = [int(c) for c in args.cpus_per_trial.split(",")]
+    if not set(cpus) <= {1, 2}:
+        parser.error(f"--cpus-per-trial: got {args.cpus_per_trial!r}; 1, 2 or 1,2")
+    seeds = [int(s) for s in args.seeds.split(",")]
+
+    sides = [(f"tune_service_cpus_{c}" if len(cpus) > 1 else "tune_service", c, through_service) for c in cpus]
+    runs = []
+    for seed in seeds:
+        args.seed, rows = seed, {}
+        for name, c, run in [*sides, ("hf_trainer", CPUS, through_trainer)]:
+            args.cpus_per_trial = c
+            with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+                rows[name] = run(quickstart(args), args, Path(tmp))
+            print(f"done seed {seed} {name}: {rows[name]}", flush=True)
+        runs.append({"seed": seed, **rows})
+
+    def ratio(ours, theirs):
+        return round(ours / theirs, 3) if ours and theirs else None
+
+    medians, ratios = {}, {}
+    for name in [n for n, _, _ in sides] + ["hf_trainer"]:
+        reached = [r[name]["to_target_s"] for r in runs]
+        # a seed that never reached the target counts as the budget
+        medians[name] = statistics.median(t if t is not None else args.budget for t in reached)
+    for name, c, _ in sides:
+        ratios[c] = ratio(medians[name], medians["hf_trainer"])
+        for r in runs:
+            r[f"to_target_ratio_cpus_{c}"] = ratio(r[name]["to_target_s"], r["hf_trainer"]["to_target_s"])
     figures = {
         "bench": "vs_hf_trainer",
         "budget_s": args.budget,
         "target": args.target,
         "strategy": args.strategy,
-        **{f"{side}_{k}": v for side, row in rows.items() for k, v in row.items()},
-        "to_target_ratio": time_ratio,
+        "cpus_per_trial": cpus,
+        "seeds": seeds,
+        "runs": runs,
+        **{
+            f"{side}_{k}": v
+            for side, row in runs[0].items()
+            if side != "seed" and isinstance(row, dict)
+            for k, v in row.items()
+        },
+        **{f"{name}_median_to_target_s": m for name, m in medians.items()},
+        **{
+            f"{name}_median_best": statistics.median(r[name]["best_within_budget"] or 0 for r in runs)
+            for name in medians
+        },
+        # the median seed's time to target, ours over Trainer's
+        "to_target_ratio": ratios[cpus[0]],
+        **({f"to_target_ratio_cpus_{c}": r for c, r in ratios.items()} if len(cpus) > 1 else {}),
     }
     print(json.dumps(figures))
-    print(
-        f"{args.budget:.0f} s each: tune-service ({args.strategy}) best {ours['best_within_budget']}, "
-        f"target {args.target} at {ours['to_target_s']} s; Trainer+Optuna best {theirs['best_within_budget']}, "
-        f"target at {theirs['to_target_s']} s; time to target x{time_ratio}"
-    )
+    for r in runs:
+        print(
+            f"seed {r['seed']}: to {args.target} in "
+            + ", ".join(f"{name} {r[name]['to_target_s']} s (best {r[name]['best_within_budget']})" for name in medians)
+        )
+    for name, c, _ in sides:
+        print(
+            f"{args.budget:.0f} s each, median of {len(seeds)} seeds: tune-service ({args.strategy}, {c} CPU a trial) "
+            f"to {args.target} in {medians[name]} s; Trainer+Optuna in {medians['hf_trainer']} s: x{ratios[c]}"
+        )
 
 
 if __name__ == "__main__":
