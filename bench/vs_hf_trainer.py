@@ -223,12 +223,6 @@ def main() -> None:
         "cpus_per_trial": cpus,
         "seeds": seeds,
         "runs": runs,
-        **{
-            f"{side}_{k}": v
-            for side, row in runs[0].items()
-            if side != "seed" and isinstance(row, dict)
-            for k, v in row.items()
-        },
         **{f"{name}_median_to_target_s": m for name, m in medians.items()},
         **{
             f"{name}_median_best": statistics.median(r[name]["best_within_budget"] or 0 for r in runs)
