@@ -3,9 +3,9 @@
 N short trials of the quickstart task (1280 Rotten Tomatoes reviews, one epoch; by default on
 bench/memory.py's 2-layer BERT with MiniLM's tokenizer, about a second of compute, as in Ray's
 figure, and a 4 MB checkpoint each; ``--model builtin:minilm`` for MiniLM, about 260 MB of
-checkpoints per trial) run through ``run_sweep``, 2 at a time on 2 CPUs, with everything on: preflight, the MLflow
-parent and child runs (a local SQLite store), per-epoch streaming, each trial's best
-checkpoint to MLflow. The ideal is what a perfect orchestrator would take: the trials' own
+checkpoints per trial) run through ``run_sweep``, 2 at a time on 2 CPUs, with everything on:
+preflight, the MLflow parent and child runs (a local SQLite store), per-epoch streaming, each
+trial's best checkpoint to MLflow. The ideal is what a perfect orchestrator would take: the trials' own
 compute (the sum of Tune's ``time_total_s``, model loading included) divided by the slots.
 Ray's own figure for Tune is 1.14 on 10,000 one-second trials.
 
