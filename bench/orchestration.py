@@ -108,7 +108,7 @@ def through_plain_tune(spec: dict, where: Path, configs: list[dict]) -> tuple[fl
             storage_path=str(where / "ray"),
             verbose=0,
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=1, checkpoint_score_attribute="val_accuracy", checkpoint_score_order="max"
+                num_to_keep=2, checkpoint_score_attribute="val_accuracy", checkpoint_score_order="max"
             ),
         ),
     )
