@@ -15,7 +15,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-MANY = ("loop_efficiency", "orchestration", "strategies")  # every line read: per precision and batch, per size
+MANY = ("loop_efficiency", "orchestration", "ideal", "strategies")  # every line read: per precision, size, way
 
 
 def latest(path: Path) -> tuple[dict[str, dict], dict[str, list[dict]]]:
@@ -45,21 +45,24 @@ def ratios(runs: dict[str, dict], many: dict[str, list[dict]]) -> list[tuple[str
         size = f", {o['train_size']} reviews" if o.get("train_size") else ""
         label = f"service / plain Tune\n{o['trials']} {model} trials{size}"
         rows.append((label, o["service_over_plain"], 1.03, False))
-    if "ideal" in runs:
-        o = runs["ideal"]
-        rows.append((f"service / ideal\n({o['trials']} short trials)", o["service_over_ideal"], 1.10, False))
+    # the latest run of each way (the sweep starts Ray, or joins a running one)
+    for o in {o.get("ray", "embedded"): o for o in many["ideal"]}.values():
+        way = "on a running Ray" if o.get("ray") == "running" else "Ray started by the sweep"
+        rows.append((f"service / ideal\n{o['trials']} short trials, {way}", o["service_over_ideal"], 1.10, False))
     if "tracking_overhead" in runs:
         rows.append(("epoch, tracking on / off", runs["tracking_overhead"]["on_over_off"], 1.02, False))
     # the latest run of each trial size (CPUs a trial)
     for o in {o.get("cpus_per_trial", 1): o for o in many["strategies"]}.values():
-        best = min(
-            (r for r in o["rows"] if r["strategy"] != "grid" and r.get("to_target_vs_grid")),
-            key=lambda r: r["to_target_vs_grid"],
-            default=None,
-        )
-        if best:
-            label = f"time to target\n{best['strategy']} / grid, {o.get('cpus_per_trial', 1)} CPU a trial"
-            rows.append((label, best["to_target_vs_grid"], 0.2, False))
+        targets = o.get("targets", [o["target"]])
+        for target, key in zip(targets, ["to_target"] + [f"to_{t}" for t in targets[1:]]):
+            best = min(
+                (r for r in o["rows"] if r["strategy"] != "grid" and r.get(f"{key}_vs_grid")),
+                key=lambda r: r[f"{key}_vs_grid"],
+                default=None,
+            )
+            if best:
+                label = f"time to {target}\n{best['strategy']} / grid, {o.get('cpus_per_trial', 1)} CPU a trial"
+                rows.append((label, best[f"{key}_vs_grid"], 0.2, False))
     if "vs_hf_trainer" in runs:
         o = runs["vs_hf_trainer"]
         seeds = f", median of {len(o['seeds'])} seeds" if len(o.get("seeds", [])) > 1 else ""
