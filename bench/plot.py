@@ -38,8 +38,8 @@ def ratios(runs: dict[str, dict], many: dict[str, list[dict]]) -> list[tuple[str
         where = "CPU" if r["device"].startswith("cpu") else r["device"].replace("NVIDIA ", "").split()[0]
         label = f"loop / bare PyTorch\n{where} {r['precision']}, batch {r['batch_size']}"
         rows.append((label, r["efficiency"], 0.97, True))
-    # the latest run of each size (a rerun of one size replaces its bar)
-    sizes = {(o.get("model"), o["trials"], o.get("epochs"), o.get("train_size")): o for o in many["orchestration"]}
+    # the latest run of each size (a rerun of one size replaces its bar; early lines lack train_size)
+    sizes = {(o.get("model"), o["trials"], o.get("epochs")): o for o in many["orchestration"]}
     for o in sizes.values():
         model = "small BERT" if o.get("model") == "tiny" else "MiniLM"
         size = f", {o['train_size']} reviews" if o.get("train_size") else ""
@@ -88,7 +88,8 @@ def main() -> None:
     runs, many = latest(args.results)
     rows = ratios(runs, many)
     memory = runs.get("memory")
-    fig, axes = plt.subplots(1, 2 if memory else 1, figsize=(14 if memory else 8, 6), squeeze=False)
+    height = max(6.0, 0.45 * len(rows))  # two-line labels, one bar each
+    fig, axes = plt.subplots(1, 2 if memory else 1, figsize=(14 if memory else 8, height), squeeze=False)
     ax = axes[0][0]
     ys = range(len(rows))
     colors = ["tab:green" if (m >= g if up else m <= g) else "tab:red" for _, m, g, up in rows]
