@@ -229,19 +229,20 @@ class TrialWriter:
             others = [(p, v) for p, v in state.kept.items() if p != path]
             ranked = sorted([*others, (path, score)], key=lambda kv: (sign * kv[1], kv[0]), reverse=True)
             keep = dict(ranked[: self.t.keep_checkpoints])
-            if path not in keep and not stale:
-                return None
-            run_id = state.run_id
-            if path in keep:  # over a stale folder of the same step, its files replaced
-                self._retry(f"checkpoint of {trial_id} epoch {step}", self.client.log_artifacts, run_id, staged, path)
-            for old in [p for p in state.kept if p not in keep]:
-                self._retry(f"delete {old} of {trial_id}", self._delete_artifacts, run_id, old)
-            state.kept = keep
-            best = ranked[0][0]
-            tags = {TAG_CHECKPOINTS: json.dumps(keep), TAG_BEST_CHECKPOINT: best}
-            for k, v in tags.items():
-                self._retry(f"checkpoint tags of {trial_id}", self.client.set_tag, run_id, k, v)
-            if path not in keep:
+            ranks = path in keep
+            if ranks or stale:  # the top k changes: this one joins it, or the stale folder leaves it
+                run_id = state.run_id
+                if ranks:  # over a stale folder of the same step, its files replaced
+                    self._retry(
+                        f"checkpoint of {trial_id} epoch {step}", self.client.log_artifacts, run_id, staged, path
+                    )
+                for old in [p for p in state.kept if p not in keep]:
+                    self._retry(f"delete {old} of {trial_id}", self._delete_artifacts, run_id, old)
+                state.kept = keep
+                tags = {TAG_CHECKPOINTS: json.dumps(keep), TAG_BEST_CHECKPOINT: ranked[0][0]}
+                for k, v in tags.items():
+                    self._retry(f"checkpoint tags of {trial_id}", self.client.set_tag, run_id, k, v)
+            if not ranks:
                 return None
             self.stats["checkpoints"] += 1
             return path
