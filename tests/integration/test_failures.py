@@ -7,11 +7,12 @@ import resource
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from tune_service import run_sweep
+from tune_service import SweepResult, run_sweep
 
 
 def trial_processes() -> list[int]:
@@ -32,6 +33,26 @@ def trial_processes() -> list[int]:
     return pids
 
 
+def sweep_acting(spec, where, capsys, act: Callable[[str], bool], timeout_s: float) -> SweepResult:
+    """Run the sweep in a thread, calling ``act`` with its progress lines so far until it returns True.
+
+    The progress lines say when Tune has a trial's result (and the checkpoint stored with it).
+    """
+    outcome: dict = {}
+    sweep = threading.Thread(target=lambda: outcome.update(result=run_sweep(spec, **{**where, "verbose": 1})))
+    sweep.start()
+    printed = ""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and sweep.is_alive():
+        printed += capsys.readouterr().out
+        if act(printed):
+            break
+        time.sleep(0.05)
+    sweep.join(timeout=300)
+    assert "result" in outcome, "the sweep did not return"
+    return outcome["result"]
+
+
 def test_a_killed_trial_process_is_retried_from_its_last_checkpoint(make_spec, where, capsys):
     spec = make_spec(
         **{
@@ -41,23 +62,17 @@ def test_a_killed_trial_process_is_retried_from_its_last_checkpoint(make_spec, w
             "mlflow": {"experiment": "integration-failures"},
         }
     )
-    outcome: dict = {}
-    # the progress lines say when Tune has a trial's result (and the checkpoint stored with it)
-    sweep = threading.Thread(target=lambda: outcome.update(result=run_sweep(spec, **{**where, "verbose": 1})))
-    sweep.start()
-    killed = None
-    printed = ""
-    deadline = time.time() + 240
-    while killed is None and time.time() < deadline and sweep.is_alive():
-        printed += capsys.readouterr().out
+    killed: list[int] = []
+
+    def kill_in_epoch_2(printed: str) -> bool:
         # Tune has the first epoch and its checkpoint: kill the trial while it trains the next
-        if " epoch 1/3: " in printed and trial_processes():
-            killed = trial_processes()[0]
-            os.kill(killed, signal.SIGKILL)
-        time.sleep(0.05)
-    sweep.join(timeout=300)
-    assert killed is not None, "the trial ended before it could be killed"
-    result = outcome["result"]
+        if " epoch 1/3: " in printed and (pids := trial_processes()):
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+        return bool(killed)
+
+    result = sweep_acting(spec, where, capsys, kill_in_epoch_2, timeout_s=240)
+    assert killed, "the trial ended before it could be killed"
 
     (trial,) = result.trials
     assert trial.status == "TERMINATED" and trial.epochs == 3  # the sweep completed the trial
@@ -85,25 +100,19 @@ def test_a_trial_that_keeps_raising_is_retried_up_to_the_limit_then_fails(make_s
             "mlflow": {"experiment": "integration-failures", "reports": False},
         }
     )
-    outcome: dict = {}
-    # the progress lines say when Tune has a trial's result (and the checkpoint stored with it)
-    sweep = threading.Thread(target=lambda: outcome.update(result=run_sweep(spec, **{**where, "verbose": 1})))
-    sweep.start()
     limited: list[int] = []  # the first trial's attempts, in order (one trial at a time)
-    printed = ""
-    deadline = time.time() + 300
-    while len(limited) < 2 and time.time() < deadline and sweep.is_alive():
-        printed += capsys.readouterr().out
+
+    def limit_each_attempt(printed: str) -> bool:
         # attempt 1 once Tune has its epoch 1 (result and checkpoint); attempt 2 as soon as it exists
         if " epoch 1/2: " in printed or limited:
             for pid in trial_processes():
                 if pid not in limited:
                     resource.prlimit(pid, resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
                     limited.append(pid)
-        time.sleep(0.05)
-    sweep.join(timeout=300)
+        return len(limited) >= 2
+
+    result = sweep_acting(spec, where, capsys, limit_each_attempt, timeout_s=300)
     assert len(limited) == 2, f"limited {limited}"
-    result = outcome["result"]
 
     failed, healthy = sorted(result.trials, key=lambda t: t.trial_id)
     assert failed.status == "ERROR" and "File too large" in failed.error, failed.error
