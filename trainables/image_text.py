@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 import torch
 from torch import nn
 
-from .data import TaskError
+from .data import DEFAULT_VISION_TOWER, TaskError
 from .image_data import ImageTextData, load_image_text_data
 from .loop import fit, loaded_task
 from .param_groups import Selector
@@ -328,13 +328,8 @@ def tune_trainable(config: dict, task: Mapping, run: Mapping, reporter: Reporter
     train(config, task, run, reporter or TuneReporter())
 
 
-# the offline default vision tower: a small ViT for 28x28 grayscale images, random init
-DEFAULT_VISION = {
-    "model_type": "vit", "image_size": 28, "patch_size": 7, "num_channels": 1, "hidden_size": 128,
-    "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 256,
-}  # fmt: skip
 SMOKE_TASK = {
-    "vision_model": DEFAULT_VISION,
+    "vision_model": DEFAULT_VISION_TOWER,
     "text_model": "builtin:minilm",
     "tokenizer": None,
     "projection_dim": 64,

@@ -40,6 +40,8 @@ from pydantic import (
     model_validator,
 )
 
+from trainables.data import DEFAULT_VISION_TOWER
+
 from ._distributions import DISTRIBUTIONS, Distribution, Domain, Relative
 
 __all__ = [
@@ -108,17 +110,6 @@ CONDITIONS = {
 # text_classification: `encoder` is the pretrained base model, `head` everything else;
 # image_text: `vision` and `text` are the towers, `head` the projections and the logit scale.
 DEFAULT_GROUPS = {"text_classification": ("encoder", "head"), "image_text": ("vision", "text", "head")}
-# The offline default vision tower: a small ViT for 28x28 grayscale images, random init.
-DEFAULT_VISION_TOWER = {
-    "model_type": "vit",
-    "image_size": 28,
-    "patch_size": 7,
-    "num_channels": 1,
-    "hidden_size": 128,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 4,
-    "intermediate_size": 256,
-}
 
 # Strategies that fit a model to the results so far (they sample; they cannot enumerate a grid).
 MODEL_BASED = ("bayesian", "bohb")
