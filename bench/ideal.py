@@ -55,7 +55,7 @@ def measure(spec: dict, model: str, ray_way: str) -> dict:
                 result = run_sweep(spec, tracking_uri=uri, storage_path=str(where / "ray"), verbose=0, num_cpus=SLOTS)
                 wall = time.perf_counter() - started
         finally:
-            ray.shutdown()
+            ray.shutdown()  # the running way's Ray; an embedded sweep has stopped its own
         dirs = [p.parent for p in (where / "ray").glob("*/*/result.json")]
         trials = spec["search"]["num_samples"]
         assert len(dirs) == len(result.trials) == trials, (len(dirs), len(result.trials))

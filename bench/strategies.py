@@ -75,6 +75,11 @@ def spec_for(name: str, args) -> dict:
     return data
 
 
+def target_keys(targets: list[float]) -> list[str]:
+    """The JSON keys of the seconds to each target: ``to_target`` for the first, ``to_<t>`` for the rest."""
+    return ["to_target"] + [f"to_{t}" for t in targets[1:]]
+
+
 def measure(strategy: str, args, where: Path) -> dict:
     started = time.time()
     with local_store(where) as uri:
@@ -88,14 +93,15 @@ def measure(strategy: str, args, where: Path) -> dict:
         if trial.mlflow_run_id
         for m in client.get_metric_history(trial.mlflow_run_id, "val_accuracy")
     ]
-    reached = {t: min((at for at, acc in epochs if acc >= t), default=None) for t in args.target}
     return {
         "strategy": strategy,
         "trials": len(result.trials),
         "epochs": sum(t.epochs for t in result.trials),
         "best": max((acc for _, acc in epochs), default=None),
-        "to_target": reached[args.target[0]],
-        **{f"to_{t}": reached[t] for t in args.target[1:]},
+        **{
+            key: min((at for at, acc in epochs if acc >= target), default=None)
+            for key, target in zip(target_keys(args.target), args.target)
+        },
         "first_epoch": min((at for at, _ in epochs), default=None),  # the floor: no strategy beats its first epoch
         "wall": time.time() - started,
     }
@@ -128,7 +134,7 @@ def main() -> None:
         f"{args.budget:.0f}s per strategy, seed {args.seed}, target val_accuracy {', '.join(map(str, args.target))}, "
         f"{args.cpus_per_trial} CPU a trial"
     )
-    keys = ["to_target"] + [f"to_{t}" for t in args.target[1:]]
+    keys = target_keys(args.target)
     header = ("strategy", "trials", "epochs", "best acc", *(f"to {t} (s)" for t in args.target), "1st epoch (s)")
     print(f"{header[0]:18s} " + " ".join(f"{h:>{max(6, len(h))}s}" for h in header[1:]))
 
