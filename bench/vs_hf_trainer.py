@@ -195,11 +195,11 @@ def main() -> None:
     sides = [(f"tune_service_cpus_{c}" if len(cpus) > 1 else "tune_service", c, through_service) for c in cpus]
     runs = []
     for seed in seeds:
-        args.seed, rows = seed, {}
+        rows = {}
         for name, c, run in [*sides, ("hf_trainer", CPUS, through_trainer)]:
-            args.cpus_per_trial = c
+            side = argparse.Namespace(**{**vars(args), "seed": seed, "cpus_per_trial": c})  # this run's settings
             with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
-                rows[name] = run(quickstart(args), args, Path(tmp))
+                rows[name] = run(quickstart(side), side, Path(tmp))
             print(f"done seed {seed} {name}: {rows[name]}", flush=True)
         runs.append({"seed": seed, **rows})
 

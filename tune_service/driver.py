@@ -553,7 +553,7 @@ def _summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage:
             if pbt:  # the hyperparameters its best epoch trained with: PBT changes them as it goes
                 # a config/... column per setting; NaN where a null met numbers in the column
                 prefix = "config/"
-                point = {k[len(prefix) :].replace("/", "."): v for k, v in row.items() if k.startswith(prefix)}
+                point = {k.removeprefix(prefix).replace("/", "."): v for k, v in row.items() if k.startswith(prefix)}
                 config = unflatten_points([{k: None if v != v else v for k, v in point.items()}])[0]
         ckpt = r.get_best_checkpoint(metric, mode) if r.best_checkpoints else None
         ckpt_path = ckpt.path if ckpt else None
