@@ -67,7 +67,7 @@ def trainable_epoch(task: TextClassification, batch_size: int, device: torch.dev
     config = copy.deepcopy(SMOKE_CONFIG)
     config.update(batch_size=batch_size, epochs=1)
     config["groups"]["head"]["optimizer"] = "adamw"  # the same optimizer type as the bare loop
-    run = {"monitor": "val_accuracy", "mode": "max", "num_threads": threads, "device": str(device),
+    run = {"metric": "val_accuracy", "mode": "max", "num_threads": threads, "device": str(device),
            "precision": precision}  # fmt: skip
     reporter = LocalReporter(stream=None)
     fit(task, config, run, reporter)

@@ -37,7 +37,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 
 import search_spaces
 from trainables.text_classification import tune_trainable
-from tune_service import load_spec, preflight, run_sweep
+from tune_service import load_spec, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOTS = 2
@@ -88,8 +88,8 @@ def through_plain_tune(spec: dict, where: Path, configs: list[dict]) -> tuple[fl
     config = search_spaces.build(loaded, None).param_space
     trainable = tune.with_parameters(
         tune_trainable,
-        task=preflight.task_config(loaded),
-        run={"monitor": "val_accuracy", "mode": "max", "num_threads": 1},
+        task=loaded.task.model_dump(mode="json"),
+        run={"metric": "val_accuracy", "mode": "max", "num_threads": 1},
     )
     started = time.perf_counter()
     tuner = tune.Tuner(

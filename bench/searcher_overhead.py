@@ -33,7 +33,7 @@ from ray.tune.utils.util import merge_dicts
 import search_spaces
 from search_spaces._space import DefineByRun, param_space
 from tune_service import load_spec
-from tune_service.spec import searched
+from search_spaces import searched
 
 ROOT = Path(__file__).resolve().parents[1]
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -38,7 +38,8 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from trainables.text_classification import SMOKE_CONFIG
-from tune_service import load_spec, preflight, streaming, trial
+from tune_service import load_spec, trial
+from tune_service.tracking import writers as streaming
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,7 +74,7 @@ def one_run(task: dict, config: dict, tracking, storage: str) -> list[float]:
         trial.trainable,
         task_type="text_classification",
         task=task,
-        run={"monitor": "val_accuracy", "mode": "max", "num_threads": 1},
+        run={"metric": "val_accuracy", "mode": "max", "num_threads": 1},
         tracking=tracking,
     )
     tuner = tune.Tuner(
@@ -97,7 +98,7 @@ def main() -> None:
     args = parser.parse_args()
 
     spec = load_spec(ROOT / "examples" / "quickstart.yaml")
-    task = preflight.task_config(spec)
+    task = spec.task.model_dump(mode="json")
     task["dataset"].update(train_size=args.train_size, validation_size=args.validation_size)
     config = copy.deepcopy({**SMOKE_CONFIG, "epochs": args.epochs, "batch_size": 16})
     config["groups"]["encoder"]["lr"] = 1e-4
@@ -120,7 +121,7 @@ def main() -> None:
                             experiment_id=experiment,
                             parent_run_id=parent.info.run_id,
                             sweep_id=f"bench-{uuid.uuid4().hex[:6]}",
-                            monitor="val_accuracy",
+                            metric="val_accuracy",
                             mode="max",
                             searched=(),
                         )

@@ -44,7 +44,7 @@ from _common import local_store
 from mlflow.tracking import MlflowClient
 
 from trainables.text_classification import TextClassification
-from tune_service import load_spec, preflight, run_sweep
+from tune_service import load_spec, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 CPUS = 2  # Ray's, and Trainer's threads
@@ -108,7 +108,7 @@ def through_trainer(spec: dict, args, where: Path) -> dict:
         TrainingArguments,
     )
 
-    task = TextClassification(preflight.task_config(load_spec(spec)))
+    task = TextClassification(load_spec(spec).task.model_dump(mode="json"))
     data = task.data
     val_ids = task.tokenizer(data.validation.texts, truncation=True, max_length=spec["task"]["max_length"])
     train = Dataset.from_dict({"input_ids": task.train_ids, "labels": data.train.labels})

@@ -1,15 +1,20 @@
-"""Strategies: a spec's search section -> (param_space, searcher, scheduler).
+"""Search spaces and strategies: the hyperparameter vocabulary, and a spec's search as Tune objects.
 
-"What to try" (a Tune searcher, ``search.strategy``) and "when to stop" (a Tune
-scheduler, ``search.scheduler``) are kept apart, as Ray Tune does, and any
-sensible pair may be combined. One module per strategy, exposing ``build(spec)
--> (param_space, search_alg)`` (the searcher decides how the space is written),
-and one per scheduler, exposing ``build(spec) -> scheduler``, imported lazily
-from :data:`STRATEGIES` and :data:`SCHEDULERS` (Ray Tune's
-``search/__init__.py`` does the same). A module may also expose
-``problems(spec)``: pairings that cannot work, refused when the spec is
-validated. A strategy applies ``search.max_concurrent_trials`` to its searcher
-itself: Tune ignores the TuneConfig setting for variant generators.
+Bottom first, each layer importing only those below it (and never the service):
+
+- the vocabulary: :mod:`._distributions` (a fixed value or a distribution, and
+  the domain each setting accepts) and :mod:`._hyperparameters` (the settings'
+  choices, which depends on which, their flat names);
+- :mod:`._space`: the spec's hyperparameters as Tune domains, an Optuna
+  define-by-run space, grids, the center of the space;
+- the strategies, one module each, behind the contract in :mod:`._base`: a
+  searcher ("what to try", ``search.strategy``) or a scheduler ("when to stop",
+  ``search.scheduler``), kept apart as Ray Tune keeps them and imported lazily
+  from :data:`STRATEGIES` and :data:`SCHEDULERS` (Ray Tune's
+  ``search/__init__.py`` does the same).
+
+The service asks two things: :func:`problems` (validation, before anything
+runs) and :func:`build` (the driver, for a validated spec).
 """
 
 from __future__ import annotations
@@ -18,26 +23,55 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._space import param_space, to_tune_domain
+from ._base import MAX_GRID_TRIALS, Problem, Scheduler, Searcher
+from ._distributions import DISTRIBUTIONS, Distribution, Domain, Relative, upper
+from ._hyperparameters import (
+    CONDITIONS,
+    LR_SCHEDULERS,
+    OPTIMIZERS,
+    SEP,
+    flatten,
+    iter_hyperparameters,
+    searched,
+    unflatten_points,
+)
+from ._space import DefineByRun, param_space, to_tune_domain
 
 if TYPE_CHECKING:
     from tune_service.spec import SweepSpec
 
+# name -> (module, class): the searchers of ``search.strategy``
 STRATEGIES = {
-    "grid": "search_spaces.grid",
-    "random": "search_spaces.random",
-    "bayesian": "search_spaces.bayesian",
-    "bohb": "search_spaces.bohb",
+    "grid": ("search_spaces.grid", "GridSearch"),
+    "random": ("search_spaces.random", "RandomSearch"),
+    "bayesian": ("search_spaces.bayesian", "Bayesian"),
+    "bohb": ("search_spaces.bohb", "BOHB"),
 }
+# name -> (module, class): the schedulers of ``search.scheduler``
 SCHEDULERS = {
-    "fifo": None,  # Tune's default: every trial runs to the end
-    "asha": "search_spaces.asha",
-    "hyperband": "search_spaces.hyperband",
-    "median": "search_spaces.median",
-    "pbt": "search_spaces.pbt",
+    "fifo": ("search_spaces.fifo", "FIFO"),
+    "asha": ("search_spaces.asha", "ASHA"),
+    "hyperband": ("search_spaces.hyperband", "Hyperband"),
+    "median": ("search_spaces.median", "MedianStopping"),
+    "pbt": ("search_spaces.pbt", "PBT"),
 }
+# Named presets for ``search.strategy`` (searcher, scheduler), besides any "SEARCHER+SCHEDULER" pair.
+PRESETS = {
+    "asha": ("random", "asha"),
+    "hyperband": ("random", "hyperband"),
+    "pbt": ("random", "pbt"),
+    "bohb": ("bohb", "hyperband"),
+}
+# Optuna's samplers for strategy bayesian (``search.sampler``)
+SAMPLERS = ("tpe", "gp", "cmaes", "qmc")
 
-__all__ = ["SCHEDULERS", "STRATEGIES", "SearchPlan", "build", "problems", "param_space", "to_tune_domain"]
+__all__ = [
+    "CONDITIONS", "DISTRIBUTIONS", "LR_SCHEDULERS", "MAX_GRID_TRIALS", "OPTIMIZERS", "PRESETS", "SAMPLERS",
+    "SCHEDULERS", "SEP", "STRATEGIES", "DefineByRun", "Distribution", "Domain", "Problem", "Relative",
+    "Scheduler", "SearchPlan",
+    "Searcher", "build", "flatten", "iter_hyperparameters", "param_space", "problems", "searched", "to_tune_domain",
+    "unflatten_points", "upper",
+]  # fmt: skip
 
 
 @dataclass
@@ -47,33 +81,33 @@ class SearchPlan:
     scheduler: Any  # None: FIFO
 
 
-def _module(registry: dict, kind: str, name: str):
+def _load(registry: dict, kind: str, name: str):
     if name not in registry:
         raise ValueError(f"search.{kind}={name!r}; accepted: {', '.join(registry)}")
-    return importlib.import_module(registry[name]) if registry[name] else None
+    module, cls = registry[name]
+    return getattr(importlib.import_module(module), cls)()
 
 
-def problems(spec: SweepSpec) -> list[tuple[str, str]]:
-    """Why this strategy and scheduler cannot run this spec (pairings that would fail or stall)."""
-    out: list[tuple[str, str]] = []
-    for registry, kind, name in (
-        (STRATEGIES, "strategy", spec.search.strategy),
-        (SCHEDULERS, "scheduler", spec.search.scheduler),
-    ):
-        module = _module(registry, kind, name)
-        if module is not None and hasattr(module, "problems"):
-            out += module.problems(spec)
-    return out
+def searcher(name: str) -> Searcher:
+    """The searcher registered as ``name`` (``search.strategy``)."""
+    return _load(STRATEGIES, "strategy", name)
+
+
+def scheduler(name: str) -> Scheduler:
+    """The scheduler registered as ``name`` (``search.scheduler``)."""
+    return _load(SCHEDULERS, "scheduler", name)
+
+
+def problems(spec: SweepSpec) -> list[Problem]:
+    """Why this searcher and scheduler cannot run this spec: the searcher's refusals, then the scheduler's."""
+    return searcher(spec.search.strategy).problems(spec) + scheduler(spec.search.scheduler).problems(spec)
 
 
 def build(spec: SweepSpec, warm_trials: list | None = None) -> SearchPlan:
-    """The Tune search space, searcher and scheduler for ``spec``.
+    """The Tune search space, searcher and scheduler for a validated ``spec``.
 
-    ``warm_trials`` (``(params, objective values)`` of earlier trials) seed a
-    model-based searcher.
+    ``warm_trials`` (``(params, objective values)`` of earlier trials) seed a searcher that warm-starts.
     """
-    searcher = _module(STRATEGIES, "strategy", spec.search.strategy)
-    scheduler = _module(SCHEDULERS, "scheduler", spec.search.scheduler)
     kwargs = {"warm_trials": warm_trials} if warm_trials else {}
-    space, search_alg = searcher.build(spec, **kwargs)
-    return SearchPlan(space, search_alg, scheduler.build(spec) if scheduler else None)
+    space, search_alg = searcher(spec.search.strategy).build(spec, **kwargs)
+    return SearchPlan(space, search_alg, scheduler(spec.search.scheduler).build(spec))

@@ -2,7 +2,7 @@
 
 A trial's config always has the trainable's shape (``groups.encoder.lr``,
 ``batch_size``, ...). A conditional setting (``momentum`` when the group's
-optimizer is SGD; see ``tune_service.spec.CONDITIONS``) that does not apply to
+optimizer is SGD; see :data:`~search_spaces._hyperparameters.CONDITIONS`) that does not apply to
 a trial is ``None`` in its config. Three ways to build the space, one per kind
 of searcher:
 
@@ -20,13 +20,19 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any
 
-from tune_service._distributions import Distribution, upper
-from tune_service.spec import CONDITIONS, iter_hyperparameters
+from ._distributions import Distribution, upper
+from ._hyperparameters import (
+    CONDITIONS,
+    SEP,
+    condition,
+    iter_hyperparameters,
+    searched,
+    searcher_names,
+    set_path,
+)
 
 if TYPE_CHECKING:
-    from tune_service.spec import Hyperparameters
-
-SEP = "/"  # Ray Tune's and our flat-name separator (groups/encoder/lr)
+    from tune_service.spec import Hyperparameters, SweepSpec
 
 
 def to_tune_domain(dist: Distribution, enumerate_choices: bool = False) -> Any:
@@ -52,13 +58,6 @@ def to_tune_domain(dist: Distribution, enumerate_choices: bool = False) -> Any:
     raise ValueError(f"unknown distribution {kind!r}")
 
 
-def condition(path: tuple) -> tuple[str, tuple] | None:
-    """``(controlling field, values under which it applies)`` for a conditional group setting."""
-    if len(path) == 3 and path[0] == "groups":
-        return CONDITIONS.get(path[2])
-    return None
-
-
 def is_conditional(hp: Hyperparameters, path: tuple) -> bool:
     """A searched setting whose controlling field is searched too (so it applies to some trials only)."""
     cond = condition(path)
@@ -68,20 +67,14 @@ def is_conditional(hp: Hyperparameters, path: tuple) -> bool:
     return isinstance(getattr(group, path[2]), Distribution) and isinstance(getattr(group, cond[0]), Distribution)
 
 
-def _set(tree: dict, path: tuple, value: Any) -> None:
-    for key in path[:-1]:
-        tree = tree.setdefault(key, {})
-    tree[path[-1]] = value
-
-
 def constants(hp: Hyperparameters) -> dict:
     """The fixed part of the config; a searched conditional setting is ``None`` until suggested."""
     tree: dict = {}
     for path, value in iter_hyperparameters(hp):
         if not isinstance(value, Distribution):
-            _set(tree, path, value)
+            set_path(tree, path, value)
         elif is_conditional(hp, path):
-            _set(tree, path, None)
+            set_path(tree, path, None)
     return tree
 
 
@@ -123,7 +116,7 @@ def param_space(hp: Hyperparameters, enumerate_choices: bool = False) -> dict:
             value = conditional_domain(path, value)
         elif isinstance(value, Distribution):
             value = to_tune_domain(value, enumerate_choices)
-        _set(space, path, value)
+        set_path(space, path, value)
     return space
 
 
@@ -206,19 +199,6 @@ def max_epochs(hp: Hyperparameters) -> int:
     return int(upper(hp.epochs))
 
 
-def unflatten_points(points: list[dict]) -> list[dict]:
-    """Points (dotted or nested) in the config's nested shape."""
-    from tune_service.spec import flat_point
-
-    out = []
-    for point in points:
-        tree: dict = {}
-        for name, value in flat_point(point).items():
-            _set(tree, tuple(name.split(".")), value)
-        out.append(tree)
-    return out
-
-
 def center_point(hp: Hyperparameters) -> dict[str, Any]:
     """The middle of every searched range (:meth:`Distribution.center`), by dotted name.
 
@@ -237,15 +217,13 @@ def center_point(hp: Hyperparameters) -> dict[str, Any]:
     return point
 
 
-def start_points(spec, warm: bool = False) -> list[dict]:
+def start_points(spec: SweepSpec, warm: bool = False) -> list[dict]:
     """The points a searcher tries first: ``points_to_evaluate``, else the space's center (``center_first``).
 
     No center after a warm start (the searcher has results to go on), over a space with a grid
     (Tune crosses the grid with each point), nor for Optuna's QMC sampler, whose Sobol sequence
     runs the center among its first points (the third suggestion) and would repeat it.
     """
-    from tune_service.spec import searched
-
     search = spec.search
     if search.points_to_evaluate:
         return list(search.points_to_evaluate)
@@ -258,9 +236,7 @@ def start_points(spec, warm: bool = False) -> list[dict]:
 
 def searcher_points(points: list[dict]) -> list[dict] | None:
     """Points to evaluate with flat names (``groups/encoder/lr``), as Optuna and ConfigSpace name them."""
-    from tune_service.spec import flat_point
-
-    return [{k.replace(".", SEP): v for k, v in flat_point(p).items()} for p in points] or None
+    return [searcher_names(p) for p in points] or None
 
 
 def limited(searcher, spec):

@@ -7,15 +7,19 @@ it never waits for a whole bracket (unlike synchronous Hyperband).
 
 from __future__ import annotations
 
+from ._base import Scheduler
 from ._space import max_epochs
 
 
-def build(spec):
-    from ray.tune.schedulers import ASHAScheduler
+class ASHA(Scheduler):
+    name = "asha"
 
-    return ASHAScheduler(
-        time_attr="training_iteration",
-        max_t=max(max_epochs(spec.hyperparameters), spec.search.grace_period),
-        grace_period=spec.search.grace_period,
-        reduction_factor=spec.search.reduction_factor,
-    )
+    def build(self, spec):
+        from ray.tune.schedulers import ASHAScheduler
+
+        return ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=max(max_epochs(spec.hyperparameters), spec.search.grace_period),
+            grace_period=spec.search.grace_period,
+            reduction_factor=spec.search.reduction_factor,
+        )

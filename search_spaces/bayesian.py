@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import warnings
 
-from ._space import SEP, DefineByRun, constants, limited, searcher_points, start_points
+from ._base import Searcher
+from ._hyperparameters import searcher_names
+from ._space import DefineByRun, constants, limited, searcher_points, start_points
 
 STUDY = "tune-service"
 
@@ -37,12 +39,6 @@ def make_sampler(spec):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
     raise ValueError(f"search.sampler={kind!r}; accepted: tpe, gp, cmaes, qmc")
-
-
-def problems(spec) -> list[tuple[str, str]]:
-    if spec.search.sampler == "cmaes" and spec.search.objectives:
-        return [("search.sampler", "cmaes optimises one objective: use tpe or gp with search.objectives")]
-    return []
 
 
 def _objectives(spec):
@@ -67,24 +63,35 @@ def warm_storage(spec, trials: list[tuple[dict, list]]):
     )
     space = DefineByRun(spec.hyperparameters)
     for params, values in trials:
-        study.enqueue_trial({k.replace(".", SEP): v for k, v in params.items()}, skip_if_exists=True)
+        study.enqueue_trial(searcher_names(params), skip_if_exists=True)
         trial = study.ask()
         space(trial)
         study.tell(trial, values if len(values) > 1 else values[0])
     return storage
 
 
-def build(spec, warm_trials: list | None = None):
-    from ray.tune.search.optuna import OptunaSearch
+class Bayesian(Searcher):
+    name = "bayesian"
+    model_based = True
+    takes_sampler = True
+    warm_starts = True
 
-    metric, mode = _objectives(spec)
-    searcher = OptunaSearch(
-        space=DefineByRun(spec.hyperparameters),
-        metric=metric,
-        mode=mode,
-        sampler=make_sampler(spec),
-        points_to_evaluate=searcher_points(start_points(spec, warm=bool(warm_trials))),
-        storage=warm_storage(spec, warm_trials) if warm_trials else None,
-        study_name=STUDY,
-    )
-    return constants(spec.hyperparameters), limited(searcher, spec)
+    def own_problems(self, spec):
+        if spec.search.sampler == "cmaes" and spec.search.objectives:
+            return [("search.sampler", "cmaes optimises one objective: use tpe or gp with search.objectives")]
+        return []
+
+    def build(self, spec, warm_trials=None):
+        from ray.tune.search.optuna import OptunaSearch
+
+        metric, mode = _objectives(spec)
+        searcher = OptunaSearch(
+            space=DefineByRun(spec.hyperparameters),
+            metric=metric,
+            mode=mode,
+            sampler=make_sampler(spec),
+            points_to_evaluate=searcher_points(start_points(spec, warm=bool(warm_trials))),
+            storage=warm_storage(spec, warm_trials) if warm_trials else None,
+            study_name=STUDY,
+        )
+        return constants(spec.hyperparameters), limited(searcher, spec)

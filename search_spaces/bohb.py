@@ -11,28 +11,10 @@ from __future__ import annotations
 
 import importlib.util
 
-from tune_service._distributions import Distribution
-from tune_service.spec import iter_hyperparameters
-
-from ._space import SEP, condition, constants, is_conditional, limited, searcher_points, start_points
-
-
-def problems(spec) -> list[tuple[str, str]]:
-    out = []
-    missing = [m for m in ("hpbandster", "ConfigSpace") if importlib.util.find_spec(m) is None]
-    if missing:
-        out.append(("search.strategy", f"bohb needs {' and '.join(missing)}: pip install hpbandster ConfigSpace"))
-    if spec.search.scheduler != "hyperband":
-        out.append(
-            (
-                "search.scheduler",
-                f"got '{spec.search.scheduler}'; BOHB's model is fit across Hyperband brackets: "
-                "use scheduler 'hyperband' (the default for bohb)",
-            )
-        )
-    if spec.search.objectives:
-        out.append(("search.objectives", "bohb optimises one objective: use strategy bayesian for several"))
-    return out
+from ._base import Searcher
+from ._distributions import Distribution
+from ._hyperparameters import SEP, condition, iter_hyperparameters
+from ._space import constants, is_conditional, limited, searcher_points, start_points
 
 
 def config_space(hp, seed: int):
@@ -65,15 +47,31 @@ def config_space(hp, seed: int):
     return space
 
 
-def build(spec):
-    from ray.tune.search.bohb import TuneBOHB
+class BOHB(Searcher):
+    name = "bohb"
+    model_based = True
 
-    search = spec.search
-    searcher = TuneBOHB(
-        space=config_space(spec.hyperparameters, search.seed),
-        metric=search.metric,
-        mode=search.mode,
-        seed=search.seed,
-        points_to_evaluate=searcher_points(start_points(spec)),
-    )
-    return constants(spec.hyperparameters), limited(searcher, spec)
+    def own_problems(self, spec):
+        out = []
+        missing = [m for m in ("hpbandster", "ConfigSpace") if importlib.util.find_spec(m) is None]
+        if missing:
+            out.append(("search.strategy", f"bohb needs {' and '.join(missing)}: pip install hpbandster ConfigSpace"))
+        if spec.search.scheduler != "hyperband":
+            out.append(("search.scheduler", f"got '{spec.search.scheduler}'; BOHB's model is fit across Hyperband "
+                                            "brackets: use scheduler 'hyperband' (the default for bohb)"))  # fmt: skip
+        if spec.search.objectives:
+            out.append(("search.objectives", "bohb optimises one objective: use strategy bayesian for several"))
+        return out
+
+    def build(self, spec, warm_trials=None):
+        from ray.tune.search.bohb import TuneBOHB
+
+        search = spec.search
+        searcher = TuneBOHB(
+            space=config_space(spec.hyperparameters, search.seed),
+            metric=search.metric,
+            mode=search.mode,
+            seed=search.seed,
+            points_to_evaluate=searcher_points(start_points(spec)),
+        )
+        return constants(spec.hyperparameters), limited(searcher, spec)

@@ -7,12 +7,17 @@ so no two points differ only in a setting that does not apply.
 
 from __future__ import annotations
 
+from ._base import Searcher
 from ._space import grid_space
 
 
-def build(spec):
-    from ray.tune.search.basic_variant import BasicVariantGenerator
+class GridSearch(Searcher):
+    name = "grid"
+    enumerates = True
 
-    # Tune ignores TuneConfig.max_concurrent_trials for a variant generator: set it here.
-    limit = spec.search.max_concurrent_trials or 0
-    return grid_space(spec.hyperparameters), BasicVariantGenerator(max_concurrent=limit)
+    def build(self, spec, warm_trials=None):
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        # Tune ignores TuneConfig.max_concurrent_trials for a variant generator: set it here.
+        limit = spec.search.max_concurrent_trials or 0
+        return grid_space(spec.hyperparameters), BasicVariantGenerator(max_concurrent=limit)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+from ._base import Scheduler
 from ._space import max_epochs
 
 
@@ -21,30 +22,32 @@ def brackets(max_t: int, eta: float) -> list[tuple[int, int]]:
     return [(int(math.ceil(s_max_1 / (s + 1) * eta**s)), int(max_t * eta ** (-s))) for s in range(s_max_1)]
 
 
-def problems(spec) -> list[tuple[str, str]]:
-    search = spec.search
-    limit = search.max_concurrent_trials
-    if search.strategy == "bohb" or not limit:
-        return []
-    largest = max(n for n, _ in brackets(max_epochs(spec.hyperparameters), search.reduction_factor))
-    if limit >= largest:
-        return []
-    return [
-        (
-            "search.max_concurrent_trials",
-            f"got {limit}; synchronous hyperband waits for whole brackets and its largest holds {largest} "
-            f"trials, so it would never fill (every trial would run to the end): set max_concurrent_trials "
-            f">= {largest}, leave it unset, raise reduction_factor, or use scheduler 'asha'",
+class Hyperband(Scheduler):
+    name = "hyperband"
+
+    def problems(self, spec):
+        search = spec.search
+        limit = search.max_concurrent_trials
+        if search.strategy == "bohb" or not limit:
+            return []
+        largest = max(n for n, _ in brackets(max_epochs(spec.hyperparameters), search.reduction_factor))
+        if limit >= largest:
+            return []
+        return [
+            (
+                "search.max_concurrent_trials",
+                f"got {limit}; synchronous hyperband waits for whole brackets and its largest holds {largest} "
+                f"trials, so it would never fill (every trial would run to the end): set max_concurrent_trials "
+                f">= {largest}, leave it unset, raise reduction_factor, or use scheduler 'asha'",
+            )
+        ]
+
+    def build(self, spec):
+        from ray.tune.schedulers import HyperBandForBOHB, HyperBandScheduler
+
+        cls = HyperBandForBOHB if spec.search.strategy == "bohb" else HyperBandScheduler
+        return cls(
+            time_attr="training_iteration",
+            max_t=max_epochs(spec.hyperparameters),
+            reduction_factor=spec.search.reduction_factor,
         )
-    ]
-
-
-def build(spec):
-    from ray.tune.schedulers import HyperBandForBOHB, HyperBandScheduler
-
-    cls = HyperBandForBOHB if spec.search.strategy == "bohb" else HyperBandScheduler
-    return cls(
-        time_attr="training_iteration",
-        max_t=max_epochs(spec.hyperparameters),
-        reduction_factor=spec.search.reduction_factor,
-    )

@@ -3,12 +3,17 @@ median of the other trials' running averages at the same epoch."""
 
 from __future__ import annotations
 
+from ._base import Scheduler
 
-def build(spec):
-    from ray.tune.schedulers import MedianStoppingRule
 
-    return MedianStoppingRule(
-        time_attr="training_iteration",
-        grace_period=spec.search.grace_period,
-        min_samples_required=2,
-    )
+class MedianStopping(Scheduler):
+    name = "median"
+
+    def build(self, spec):
+        from ray.tune.schedulers import MedianStoppingRule
+
+        return MedianStoppingRule(
+            time_attr="training_iteration",
+            grace_period=spec.search.grace_period,
+            min_samples_required=2,
+        )

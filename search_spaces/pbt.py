@@ -10,9 +10,10 @@ Categorical and integer settings keep the values drawn at the start.
 
 from __future__ import annotations
 
-from tune_service._distributions import Distribution
-
-from ._space import _set, max_epochs, mutable, to_tune_domain
+from ._base import Scheduler
+from ._distributions import Distribution
+from ._hyperparameters import set_path
+from ._space import max_epochs, mutable, to_tune_domain
 
 
 class ClipToSpace:
@@ -35,50 +36,46 @@ class ClipToSpace:
         return config
 
 
-def problems(spec) -> list[tuple[str, str]]:
-    search, hp = spec.search, spec.hyperparameters
-    out = []
-    if search.strategy != "random":
-        why = (
-            "a grid enumerates fixed points, while PBT replaces trials' values as they train"
-            if search.strategy == "grid"
-            else "Ray Tune's PBT draws its population itself; a model-based searcher would learn "
-            "from values PBT later changes"
-        )
-        return [("search.scheduler", f"pbt runs with strategy 'random' only, got '{search.strategy}': {why}")]
-    if isinstance(hp.epochs, Distribution):
-        out.append(("hyperparameters.epochs", "pbt trains the whole population for the same epochs: fix epochs"))
-    if not mutable(hp):
-        out.append(
-            (
-                "search.scheduler",
-                "pbt perturbs searched continuous hyperparameters (uniform, loguniform, quniform), "
-                "and none is searched",
+class PBT(Scheduler):
+    name = "pbt"
+
+    def problems(self, spec):
+        search, hp = spec.search, spec.hyperparameters
+        if search.strategy != "random":
+            why = (
+                "a grid enumerates fixed points, while PBT replaces trials' values as they train"
+                if search.strategy == "grid"
+                else "Ray Tune's PBT draws its population itself; a model-based searcher would learn "
+                "from values PBT later changes"
             )
+            return [("search.scheduler", f"pbt runs with strategy 'random' only, got '{search.strategy}': {why}")]
+        out = []
+        if isinstance(hp.epochs, Distribution):
+            out.append(("hyperparameters.epochs", "pbt trains the whole population for the same epochs: fix epochs"))
+        if not mutable(hp):
+            out.append(("search.scheduler", "pbt perturbs searched continuous hyperparameters (uniform, loguniform, "
+                                            "quniform), and none is searched"))  # fmt: skip
+        if search.perturbation_interval >= max_epochs(hp):
+            out.append(("search.perturbation_interval", f"got {search.perturbation_interval}, but trials train "
+                        f"{max_epochs(hp)} epochs: PBT would never perturb; lower it or train longer"))  # fmt: skip
+        if spec.resources.workers > 1:
+            out.append(("resources.workers", f"got {spec.resources.workers}, but scheduler 'pbt' continues trials "
+                        "from each other's Tune checkpoints, which a multi-worker trial keeps in Ray Train instead: "
+                        "use workers: 1 with pbt, or another scheduler"))  # fmt: skip
+        return out
+
+    def build(self, spec):
+        from ray.tune.schedulers import PopulationBasedTraining
+
+        dists = mutable(spec.hyperparameters)
+        mutations: dict = {}
+        for path, dist in dists.items():
+            set_path(mutations, path, to_tune_domain(dist))
+        return PopulationBasedTraining(
+            time_attr="training_iteration",
+            perturbation_interval=spec.search.perturbation_interval,
+            hyperparam_mutations=mutations,
+            custom_explore_fn=ClipToSpace(dists),
+            quantile_fraction=0.25,
+            resample_probability=0.25,
         )
-    if search.perturbation_interval >= max_epochs(hp):
-        out.append(
-            (
-                "search.perturbation_interval",
-                f"got {search.perturbation_interval}, but trials train {max_epochs(hp)} epochs: "
-                "PBT would never perturb; lower it or train longer",
-            )
-        )
-    return out
-
-
-def build(spec):
-    from ray.tune.schedulers import PopulationBasedTraining
-
-    dists = mutable(spec.hyperparameters)
-    mutations: dict = {}
-    for path, dist in dists.items():
-        _set(mutations, path, to_tune_domain(dist))
-    return PopulationBasedTraining(
-        time_attr="training_iteration",
-        perturbation_interval=spec.search.perturbation_interval,
-        hyperparam_mutations=mutations,
-        custom_explore_fn=ClipToSpace(dists),
-        quantile_fraction=0.25,
-        resample_probability=0.25,
-    )

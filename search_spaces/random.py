@@ -8,18 +8,23 @@ applies and is ``None`` otherwise.
 
 from __future__ import annotations
 
-from ._space import param_space, start_points, unflatten_points
+from ._base import Searcher
+from ._hyperparameters import unflatten_points
+from ._space import param_space, start_points
 
 
-def build(spec):
-    from ray.tune.search.basic_variant import BasicVariantGenerator
+class RandomSearch(Searcher):
+    name = "random"
 
-    search = spec.search
-    space = param_space(spec.hyperparameters)
-    # Tune ignores TuneConfig.max_concurrent_trials for a variant generator: set it here.
-    searcher = BasicVariantGenerator(
-        max_concurrent=search.max_concurrent_trials or 0,
-        random_state=search.seed,
-        points_to_evaluate=unflatten_points(start_points(spec)) or None,
-    )
-    return space, searcher
+    def build(self, spec, warm_trials=None):
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        search = spec.search
+        space = param_space(spec.hyperparameters)
+        # Tune ignores TuneConfig.max_concurrent_trials for a variant generator: set it here.
+        searcher = BasicVariantGenerator(
+            max_concurrent=search.max_concurrent_trials or 0,
+            random_state=search.seed,
+            points_to_evaluate=unflatten_points(start_points(spec)) or None,
+        )
+        return space, searcher

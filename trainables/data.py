@@ -17,12 +17,6 @@ from pathlib import Path
 
 BUILTIN_PREFIX = "builtin:"
 LOCAL_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-# The image+text task's offline default vision tower (``task.vision_model``): a small ViT for
-# 28x28 grayscale images, random init.
-DEFAULT_VISION_TOWER = {
-    "model_type": "vit", "image_size": 28, "patch_size": 7, "num_channels": 1, "hidden_size": 128,
-    "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 256,
-}  # fmt: skip
 
 
 class TaskError(ValueError):

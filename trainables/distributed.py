@@ -97,7 +97,7 @@ def fit_data_parallel(
             callbacks=[TuneReportCallback()],
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=keep_checkpoints,
-                checkpoint_score_attribute=run["monitor"],
+                checkpoint_score_attribute=run["metric"],
                 checkpoint_score_order=run["mode"],
             ),
         ),

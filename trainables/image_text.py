@@ -32,14 +32,16 @@ from collections.abc import Iterator, Mapping
 import torch
 from torch import nn
 
-from .data import DEFAULT_VISION_TOWER, TaskError
+from .data import TaskError
 from .image_data import ImageTextData, load_image_text_data
 from .loop import fit, loaded_task
+from .manifest import DEFAULT_VISION_TOWER, TASKS
 from .param_groups import Selector
 from .reporting import LocalReporter, Reporter, TuneReporter
 from .text_classification import LAYER, pad, resolve_model, set_dropout_config
 
-METRICS = ("val_zero_shot_accuracy", "val_recall_at_1", "val_recall_at_5", "val_loss", "train_loss")
+MANIFEST = TASKS["image_text"]
+METRICS = MANIFEST.metrics
 LABELLED_ONLY = ("val_zero_shot_accuracy",)
 EVAL_BATCH_SIZE = 256
 TOWERS = {"vision": "vision_model", "text": "text_model"}
@@ -337,7 +339,8 @@ SMOKE_TASK = {
     "dataset": {
         "source": "builtin:fashion_mnist", "image_column": "image", "label_column": "label", "caption_column": None,
         "caption_template": "a photo of a {label}", "train_split": "train", "validation_split": "test",
-        "train_size": 128, "validation_size": 64, "seed": 0,
+        "train_size": MANIFEST.smoke_train_size,
+        "validation_size": MANIFEST.smoke_validation_size, "seed": 0,
     },
     "groups": None,
 }  # fmt: skip
@@ -355,7 +358,9 @@ SMOKE_CONFIG = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainables.image_text", description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke-test", action="store_true", help="one epoch on 128 Fashion-MNIST images")
+    parser.add_argument(
+        "--smoke-test", action="store_true", help=f"one epoch on {MANIFEST.smoke_train_size} Fashion-MNIST images"
+    )
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--out-dir", help="keep each epoch's checkpoint here")
     parser.add_argument("--resume-from", help="a checkpoint folder to continue from")
@@ -363,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.smoke_test:
         parser.error("only --smoke-test runs standalone; sweeps run through `tune-service run`")
     config = {**SMOKE_CONFIG, "epochs": args.epochs}
-    run = {"monitor": "val_zero_shot_accuracy", "mode": "max", "num_threads": torch.get_num_threads()}
+    run = {"metric": "val_zero_shot_accuracy", "mode": "max", "num_threads": torch.get_num_threads()}
     metrics = train(config, SMOKE_TASK, run, LocalReporter(args.out_dir, args.resume_from))
     missing = [m for m in METRICS if m not in metrics]
     if missing:

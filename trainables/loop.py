@@ -12,7 +12,7 @@ and checkpoints; a :class:`Task` supplies the model, the data and the metrics.
      "max_grad_norm": ..., "frozen_layers": ..., "early_stopping_patience": ...,
      "seed": ...}
 
-``run`` holds what is not a hyperparameter: ``monitor`` and ``mode`` (the
+``run`` holds what is not a hyperparameter: ``metric`` and ``mode`` (the
 metric early stopping watches), ``num_threads``, and optionally ``device``
 (default: CUDA when this process sees a GPU) and ``precision`` (``fp32``,
 ``bf16`` or ``fp16`` autocast; fp16 with loss scaling).
@@ -306,7 +306,7 @@ def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
     all_params = [p for members in groups.values() for _, p in members]
     l1, l2 = float(config["l1"]), float(config["l2"])
     clip = config["max_grad_norm"]
-    monitor, mode = run["monitor"], run["mode"]
+    metric, mode = run["metric"], run["mode"]
     patience = config["early_stopping_patience"]
 
     start, best, stale = 1, None, 0
@@ -374,8 +374,8 @@ def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
             metrics[f"lr/{g}"] = optimizers[g].param_groups[0]["lr"]
             metrics[f"trainable_params/{g}"] = 0 if frozen[g] else count(groups[g])
         metrics["trainable_params"] = sum(metrics[f"trainable_params/{g}"] for g in groups)
-        if _improved(metrics[monitor], best, mode):
-            best, stale = metrics[monitor], 0
+        if _improved(metrics[metric], best, mode):
+            best, stale = metrics[metric], 0
         else:
             stale += 1
         stop = _any_rank(patience is not None and stale >= int(patience), device)
@@ -404,7 +404,7 @@ def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
                     raise CheckpointError(epoch, tmp, exc) from exc
                 reporter.report(metrics, tmp)
         if stop:
-            log.info("early stop at epoch %d: %s did not improve for %d epochs", epoch, monitor, stale)
+            log.info("early stop at epoch %d: %s did not improve for %d epochs", epoch, metric, stale)
             break
     return metrics
 

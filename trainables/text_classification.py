@@ -9,7 +9,7 @@ Without Ray, on the offline MiniLM and Rotten Tomatoes::
     python -m trainables.text_classification --smoke-test
 
 ``task`` is the spec's ``task`` section as plain data (model, dataset,
-max_length, groups); ``run`` is ``{monitor, mode, num_threads}``; the trial's
+max_length, groups); ``run`` is ``{metric, mode, num_threads}``; the trial's
 ``config`` is described in :mod:`trainables.loop`.
 """
 
@@ -28,10 +28,12 @@ from torch import nn
 
 from .data import BUILTIN_PREFIX, TaskError, load_text_data, package_dir
 from .loop import fit, loaded_task
+from .manifest import TASKS
 from .param_groups import Selector, default_selectors
 from .reporting import LocalReporter, Reporter, TuneReporter
 
-METRICS = ("val_accuracy", "val_f1", "val_loss", "train_loss")
+MANIFEST = TASKS["text_classification"]
+METRICS = MANIFEST.metrics
 EVAL_BATCH_SIZE = 64
 LAYER = re.compile(r"\.layers?\.(\d+)\.")
 
@@ -224,8 +226,8 @@ SMOKE_TASK = {
         "label_column": "label",
         "train_split": "train",
         "validation_split": 0.2,
-        "train_size": 64,
-        "validation_size": 64,
+        "train_size": MANIFEST.smoke_train_size,
+        "validation_size": MANIFEST.smoke_validation_size,
         "seed": 0,
     },
     "max_length": 64,
@@ -247,7 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m trainables.text_classification", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--smoke-test", action="store_true", help="one epoch on 64 examples of the offline defaults")
+    parser.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help=f"one epoch on {MANIFEST.smoke_train_size} examples of the offline defaults",
+    )
     parser.add_argument("--model", default=SMOKE_TASK["model"], help="builtin:minilm, a hub id or a local path")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--out-dir", help="keep each epoch's checkpoint here")
@@ -256,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.smoke_test:
         parser.error("only --smoke-test runs standalone; sweeps run through `tune-service run`")
     config = {**SMOKE_CONFIG, "epochs": args.epochs}
-    run = {"monitor": "val_accuracy", "mode": "max", "num_threads": torch.get_num_threads()}
+    run = {"metric": "val_accuracy", "mode": "max", "num_threads": torch.get_num_threads()}
     metrics = train(config, {**SMOKE_TASK, "model": args.model}, run, LocalReporter(args.out_dir, args.resume_from))
     missing = [m for m in METRICS if m not in metrics]
     if missing:

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 from .jobs import ClusterUnreachable, SweepJob, SweepJobError, list_sweeps, submit_sweep
 from .result import SweepInterrupted, SweepResult, TrialResult
-from .spec import SpecError, SweepSpec, load_spec, smoke_spec
+from .spec import SpecError, SweepSpec, smoke_spec
+from .validate import load_spec
 
 if TYPE_CHECKING:
     from .driver import resume_sweep, run_sweep

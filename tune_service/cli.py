@@ -12,7 +12,8 @@ import json
 import signal
 import sys
 
-from .spec import SpecError, SweepSpec, load_spec
+from .spec import SpecError, SweepSpec
+from .validate import load_spec
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 JOB_COMMANDS = ("status", "logs", "stop", "wait", "best")
@@ -95,8 +96,7 @@ def _terminate(signum, frame):  # a Ray Job is stopped with SIGTERM: end as on C
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from .jobs import ClusterUnreachable, SweepJobError
-    from .streaming import TrackingError
-    from .tracking import SweepNotFound
+    from .tracking import SweepNotFound, TrackingError
 
     try:
         if args.command == "schema":
@@ -105,9 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "validate":
             spec = load_spec(args.spec)
             if not args.spec_only:
-                from . import preflight
+                from .validate import check_task
 
-                preflight.check(spec)
+                check_task(spec)
             search = spec.search
             goal = ", ".join(f"{o} {m}" for m, o in search.all_objectives)
             print(f"{args.spec}: valid sweep spec '{spec.name}' ({search.strategy}+{search.scheduler}; {goal})")

@@ -33,8 +33,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Union
 
+from .errors import ClusterUnreachable, SweepJobError
 from .result import SweepResult, TrialResult
-from .spec import SweepSpec, load_spec, smoke_spec
+from .spec import SweepSpec, smoke_spec
+from .tracking import SUBMISSION_ENV, is_local_store
+from .validate import load_spec
 
 #: the job's last log line carries its result: ``RESULT_PREFIX + json``
 RESULT_PREFIX = "tune-service-result: "
@@ -44,14 +47,6 @@ TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 STOP_WAIT_ENV = "RAY_JOB_STOP_WAIT_TIME_S"
 STOP_WAIT_S = 60  # between `stop`'s SIGTERM and SIGKILL (a job's env_vars may set another)
 _PACKAGES = ("tune_service", "trainables", "search_spaces")
-
-
-class SweepJobError(RuntimeError):
-    """A submitted sweep could not be reached, submitted, or did not produce a result."""
-
-
-class ClusterUnreachable(SweepJobError):
-    """The Ray cluster's job API did not answer."""
 
 
 def _auth_headers() -> dict[str, str]:
@@ -125,7 +120,7 @@ def submit_sweep(
     """
     spec = load_spec(spec)
     if smoke_test:
-        spec = smoke_spec(spec)
+        spec = load_spec(smoke_spec(spec))
     client = _client(address)
     job_id = submission_id or sweep_id_for(spec.name)
     staging = Path(tempfile.mkdtemp(prefix="tune-service-submit-"))
@@ -133,7 +128,7 @@ def submit_sweep(
         (staging / "spec.yaml").write_text(spec.to_yaml(), encoding="utf-8")
         command = ["python", "-m", "tune_service.cli", "run", "spec.yaml", "--address", "auto"]
         command += ["--sweep-id", job_id, "--emit-result"]
-        if not tracking_uri and not _is_local_store(os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:"):
+        if not tracking_uri and not is_local_store(os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:"):
             tracking_uri = os.environ["MLFLOW_TRACKING_URI"]  # a server; a store on this disk means nothing there
         if tracking_uri:
             command += ["--tracking-uri", tracking_uri]
@@ -146,7 +141,8 @@ def submit_sweep(
         # `stop` sends the driver SIGTERM, then SIGKILL after RAY_JOB_STOP_WAIT_TIME_S (Ray's default: 3 s),
         # which the job supervisor reads from the job's env_vars. The driver needs longer to stop its
         # trials and end their MLflow runs KILLED.
-        env["env_vars"] = {STOP_WAIT_ENV: str(STOP_WAIT_S), **env.get("env_vars", {})}
+        # The submission id reaches the sweep's parent run as a tag.
+        env["env_vars"] = {STOP_WAIT_ENV: str(STOP_WAIT_S), **env.get("env_vars", {}), SUBMISSION_ENV: job_id}
         client.submit_job(
             entrypoint=shlex.join(command),
             submission_id=job_id,
@@ -161,12 +157,6 @@ def submit_sweep(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return SweepJob(job_id, address, _client=client)
-
-
-def _is_local_store(uri: str) -> bool:
-    from .tracking import is_local_store
-
-    return is_local_store(uri)
 
 
 def _version() -> str:

@@ -13,12 +13,15 @@ from collections.abc import Mapping
 
 from .spec import Resources, SpecError
 
+#: set on a cluster whose autoscaler adds nodes on demand: trials are not checked against today's nodes
+AUTOSCALING_ENV = "TUNE_SERVICE_AUTOSCALING"
+
 
 def worker_bundle(res: Resources) -> dict[str, float]:
     """Ray resources of one trial (``workers: 1``) or of one of its training workers."""
     bundle = {"CPU": float(res.cpu), "GPU": float(res.gpu)}
-    if res.memory_bytes is not None:
-        bundle["memory"] = float(res.memory_bytes)
+    if res.memory is not None:
+        bundle["memory"] = float(res.memory)
     return bundle
 
 
@@ -29,8 +32,8 @@ def trial_resources(res: Resources) -> dict[str, float]:
         # and a byte of memory keeps no worker off any node (a fraction of a CPU would)
         return {"cpu": 0, "memory": 1}
     out = {"cpu": res.cpu, "gpu": res.gpu}
-    if res.memory_bytes is not None:
-        out["memory"] = res.memory_bytes
+    if res.memory is not None:
+        out["memory"] = res.memory
     return out
 
 

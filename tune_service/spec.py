@@ -22,7 +22,6 @@ import copy
 import difflib
 import re
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -31,94 +30,36 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
+    ByteSize,
     ConfigDict,
     Field,
     PlainSerializer,
     ValidationError,
     WithJsonSchema,
+    WrapValidator,
     field_validator,
     model_validator,
 )
 
-from trainables.data import DEFAULT_VISION_TOWER
+from search_spaces import (
+    CONDITIONS,
+    DISTRIBUTIONS,
+    LR_SCHEDULERS,
+    OPTIMIZERS,
+    PRESETS,
+    SAMPLERS,
+    SCHEDULERS,
+    STRATEGIES,
+    Distribution,
+    Domain,
+    Relative,
+)
+from trainables.manifest import DEFAULT_VISION_TOWER
+from trainables.manifest import TASKS as TASK_MANIFESTS
 
-from ._distributions import DISTRIBUTIONS, Distribution, Domain, Relative
-
-__all__ = [
-    "SpecError",
-    "SweepSpec",
-    "load_spec",
-    "smoke_spec",
-    "iter_hyperparameters",
-    "TASK_METRICS",
-    "DEFAULT_GROUPS",
-    "OPTIMIZERS",
-    "LR_SCHEDULERS",
-    "STRATEGIES",
-    "SCHEDULERS",
-    "SAMPLERS",
-    "PRESETS",
-    "CONDITIONS",
-    "MODEL_BASED",
-    "searched",
-    "flat_point",
-]
-
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-LR_SCHEDULERS = ("constant", "linear", "cosine", "step", "exponential", "inverse_time")
-STRATEGIES = ("grid", "random", "bayesian", "bohb")
-SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt")
-SAMPLERS = ("tpe", "gp", "cmaes", "qmc")
-# Named presets for `search.strategy`, besides any "<strategy>+<scheduler>" pair.
-PRESETS = {
-    "asha": ("random", "asha"),
-    "hyperband": ("random", "hyperband"),
-    "pbt": ("random", "pbt"),
-    "bohb": ("bohb", "hyperband"),
-}
-# What each task's trainable reports every epoch; search metrics and objectives come from these.
-TASK_METRICS = {
-    "text_classification": (
-        "val_accuracy",
-        "val_f1",
-        "val_loss",
-        "train_loss",
-        "trainable_params",
-        "val_latency_ms",
-    ),
-    "image_text": (
-        "val_zero_shot_accuracy",
-        "val_recall_at_1",
-        "val_recall_at_5",
-        "val_loss",
-        "train_loss",
-        "trainable_params",
-        "val_latency_ms",
-    ),
-}
-# Group fields that only apply under some values of another field (a conditional space):
-# field -> (the field it depends on, the values under which it applies).
-CONDITIONS = {
-    "momentum": ("optimizer", ("sgd", "rmsprop")),
-    "beta1": ("optimizer", ("adam", "adamw")),
-    "beta2": ("optimizer", ("adam", "adamw")),
-    "gamma": ("scheduler", ("step", "exponential")),
-    "step_epochs": ("scheduler", ("step",)),
-    "decay": ("scheduler", ("inverse_time",)),
-}
-# Parameter groups a task gets when the spec names none (resolved against the model).
-# text_classification: `encoder` is the pretrained base model, `head` everything else;
-# image_text: `vision` and `text` are the towers, `head` the projections and the logit scale.
-DEFAULT_GROUPS = {"text_classification": ("encoder", "head"), "image_text": ("vision", "text", "head")}
-
-# Strategies that fit a model to the results so far (they sample; they cannot enumerate a grid).
-MODEL_BASED = ("bayesian", "bohb")
+__all__ = ["SpecError", "SweepSpec", "parse_spec", "smoke_spec", "TASKS"]
 
 SMOKE_TRIALS = 2
-# More trials than this from enumerated values is a mistake (an axis too many), not a sweep.
-MAX_GRID_TRIALS = 10_000
-SMOKE_TRAIN_SIZE = 64
-SMOKE_VALIDATION_SIZE = 64
 
 
 class SpecError(ValueError):
@@ -310,20 +251,24 @@ class DatasetSpec(_Strict):
     seed: int = Field(0, ge=0, description="seed of the split and subsets (the same for every trial)")
 
 
-class TextClassificationTask(_Strict):
+class _Task(_Strict):
+    groups: Optional[dict[str, GroupSelector]] = Field(
+        None, description="parameter groups by name (prefixes or a regex); default: the task's own"
+    )
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        """The parameter groups: the spec's, else the task's default ones."""
+        return tuple(self.groups) if self.groups else TASK_MANIFESTS[self.type].default_groups
+
+
+class TextClassificationTask(_Task):
     """Sequence classification: a pretrained encoder plus a new classification head."""
 
     type: Literal["text_classification"]
     model: str = Field("builtin:minilm", description="builtin:minilm, a hub id or a local path")
     dataset: DatasetSpec = DatasetSpec()
     max_length: int = Field(128, ge=8, le=8192, description="tokens per example")
-    groups: Optional[dict[str, GroupSelector]] = Field(
-        None, description="parameter groups by name; default: encoder (base model) and head"
-    )
-
-    @property
-    def group_names(self) -> tuple[str, ...]:
-        return tuple(self.groups) if self.groups else DEFAULT_GROUPS[self.type]
 
 
 def _check_tower(value: Any) -> Any:
@@ -397,7 +342,7 @@ class ImageTextDatasetSpec(_Strict):
         return self
 
 
-class ImageTextTask(_Strict):
+class ImageTextTask(_Task):
     """A vision-text dual encoder (CLIP-style): a vision tower, a text tower and projections."""
 
     type: Literal["image_text"]
@@ -407,16 +352,9 @@ class ImageTextTask(_Strict):
     projection_dim: int = Field(128, ge=1, le=8192, description="size of the shared embedding space")
     dataset: ImageTextDatasetSpec = ImageTextDatasetSpec()
     max_length: int = Field(32, ge=4, le=8192, description="tokens per caption")
-    groups: Optional[dict[str, GroupSelector]] = Field(
-        None, description="parameter groups by name; default: vision, text (the towers) and head"
-    )
-
-    @property
-    def group_names(self) -> tuple[str, ...]:
-        return tuple(self.groups) if self.groups else DEFAULT_GROUPS[self.type]
 
 
-TASKS = {"text_classification": TextClassificationTask, "image_text": ImageTextTask}
+TASKS = {"text_classification": TextClassificationTask, "image_text": ImageTextTask}  # as trainables.manifest
 Task = Annotated[Union[TextClassificationTask, ImageTextTask], Field(discriminator="type")]
 
 
@@ -441,22 +379,49 @@ class WarmStart(_Strict):
         return self
 
 
+def _preset(strategy: str, scheduler: Any) -> tuple[str, str]:
+    """``(searcher, scheduler)`` of a preset (``asha``) or a ``SEARCHER+SCHEDULER`` pair."""
+    searcher, _, paired = strategy.partition("+")
+    if strategy in PRESETS:
+        searcher, paired = PRESETS[strategy]
+    if searcher not in STRATEGIES or paired not in SCHEDULERS:
+        raise ValueError(
+            f"strategy '{strategy}' is not a preset; presets are {', '.join(PRESETS)} or "
+            f"STRATEGY+SCHEDULER with a strategy in {', '.join(STRATEGIES)} "
+            f"and a scheduler in {', '.join(SCHEDULERS)}"
+        )
+    if scheduler is not None and scheduler != paired:
+        raise ValueError(f"strategy '{strategy}' sets scheduler '{paired}', but scheduler is '{scheduler}'")
+    return searcher, paired
+
+
+def _objective_lists(data: dict) -> dict:
+    """``metric: [a, b]`` with ``mode: [max, min]``, as Optuna and Ray's OptunaSearch write it, as objectives."""
+    metric, mode = data.get("metric"), data.get("mode")
+    if isinstance(metric, list) and metric:
+        modes = mode if isinstance(mode, list) else [mode or "max"] * len(metric)
+        if len(modes) != len(metric):
+            raise ValueError(f"metric lists {len(metric)} objectives but mode lists {len(modes)}")
+        data["metric"], data["mode"] = metric[0], modes[0]
+        extra = [{"metric": m, "mode": o} for m, o in zip(metric[1:], modes[1:])]
+        data["objectives"] = extra + list(data.get("objectives") or [])
+    return data
+
+
 class SearchSpec(_Strict):
     """What to try (``strategy``, a searcher) and when to stop trials (``scheduler``), kept apart."""
 
-    strategy: Literal["grid", "random", "bayesian", "bohb"] = Field(
+    strategy: Literal[tuple(STRATEGIES)] = Field(
         "random",
         description="grid, random, bayesian (Optuna), bohb; or a preset: asha, hyperband, pbt, "
         "or STRATEGY+SCHEDULER such as bayesian+asha",
     )
-    scheduler: Literal["fifo", "asha", "hyperband", "median", "pbt"] = Field(
+    scheduler: Literal[tuple(SCHEDULERS)] = Field(
         "fifo",
         description="fifo: every trial runs all its epochs; asha, hyperband, median: poor trials stop early; "
         "pbt: trials copy better ones and perturb their hyperparameters",
     )
-    sampler: Optional[Literal["tpe", "gp", "cmaes", "qmc"]] = Field(
-        None, description="bayesian: Optuna's sampler (default tpe)"
-    )
+    sampler: Optional[Literal[SAMPLERS]] = Field(None, description="bayesian: Optuna's sampler (default tpe)")
     grace_period: int = Field(1, ge=1, description="asha, median: epochs every trial runs before it can be stopped")
     reduction_factor: float = Field(
         2, gt=1, description="asha, hyperband: 1/reduction_factor of trials go on at each rung"
@@ -500,38 +465,16 @@ class SearchSpec(_Strict):
     def _presets_and_defaults(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        data = dict(data)
+        data = _objective_lists(dict(data))
         strategy = data.get("strategy")
-        preset = strategy in PRESETS and strategy not in STRATEGIES  # "bohb" names a searcher too
-        if isinstance(strategy, str) and (preset or "+" in strategy):
-            searcher, _, scheduler = strategy.partition("+")
-            if strategy in PRESETS:
-                searcher, scheduler = PRESETS[strategy]
-            if searcher not in STRATEGIES or scheduler not in SCHEDULERS:
-                raise ValueError(
-                    f"strategy '{strategy}' is not a preset; presets are {', '.join(PRESETS)} or "
-                    f"STRATEGY+SCHEDULER with a strategy in {', '.join(STRATEGIES)} "
-                    f"and a scheduler in {', '.join(SCHEDULERS)}"
-                )
-            if data.get("scheduler", scheduler) != scheduler:
-                raise ValueError(
-                    f"strategy '{strategy}' sets scheduler '{scheduler}', but scheduler is '{data['scheduler']}'"
-                )
-            data.update(strategy=searcher, scheduler=scheduler)
+        # "bohb" names a searcher and a preset: the searcher, with its scheduler as a default below
+        if isinstance(strategy, str) and ((strategy in PRESETS and strategy not in STRATEGIES) or "+" in strategy):
+            data["strategy"], data["scheduler"] = _preset(strategy, data.get("scheduler"))
         if data.get("strategy") == "bohb":
             data.setdefault("scheduler", "hyperband")
         # Ray Tune repeats a grid num_samples times; a grid search runs each point once unless asked.
         if data.get("strategy") == "grid":
             data.setdefault("num_samples", 1)
-        # metric: [a, b] with mode: [max, min], as Optuna and Ray's OptunaSearch write it
-        metric, mode = data.get("metric"), data.get("mode")
-        if isinstance(metric, list) and metric:
-            modes = mode if isinstance(mode, list) else [mode or "max"] * len(metric)
-            if len(modes) != len(metric):
-                raise ValueError(f"metric lists {len(metric)} objectives but mode lists {len(modes)}")
-            data["metric"], data["mode"] = metric[0], modes[0]
-            extra = [{"metric": m, "mode": o} for m, o in zip(metric[1:], modes[1:])]
-            data["objectives"] = extra + list(data.get("objectives") or [])
         return data
 
     @property
@@ -540,19 +483,29 @@ class SearchSpec(_Strict):
         return [(self.metric, self.mode)] + [(o.metric, o.mode) for o in self.objectives]
 
 
-_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
-_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
-_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+def _memory(value: Any, handler) -> ByteSize:
+    """Bytes (``1e9`` too, which YAML reads as text) or a size with a unit, through pydantic's ByteSize."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        size = handler(value)
+    except (ValueError, ValidationError):
+        raise ValueError(f"got {value!r}: write bytes or a size such as 8GiB, 512MiB, 2GB") from None
+    if size <= 0:
+        raise ValueError(f"got {value!r}: memory must be more than 0 bytes")
+    return size
 
 
-def parse_memory(value: Union[int, float, str]) -> int:
-    """Bytes from an int or a string such as ``"8GiB"``, ``"512MB"`` or ``"1e9"``."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return int(value)
-    match = _MEMORY.match(str(value))
-    if not match:
-        raise ValueError(f"got {value!r}: write bytes or a size such as 8GiB, 512MiB, 2GB")
-    return int(float(match.group(1)) * _UNITS[(match.group(2) or "b").lower()])
+Memory = Annotated[
+    ByteSize,
+    WrapValidator(_memory),
+    WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "number"}, {"type": "string"}]}),
+]
 
 
 class Resources(_Strict):
@@ -565,7 +518,7 @@ class Resources(_Strict):
     gpu: float = Field(
         0, ge=0, description="GPUs per trial or worker; a fraction below 1 lets several trials share one GPU"
     )
-    memory: Optional[Union[int, str]] = Field(
+    memory: Optional[Memory] = Field(
         None, description="memory per trial or worker, reserved by Ray's scheduler: bytes or a size (8GiB, 512MB)"
     )
     workers: int = Field(
@@ -581,19 +534,6 @@ class Resources(_Strict):
         if v > 1 and v != int(v):
             raise ValueError(f"got {v}: more than one GPU must be a whole number (a fraction shares one GPU)")
         return v
-
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, v):
-        if v is None:
-            return v
-        if parse_memory(v) <= 0:
-            raise ValueError(f"got {v!r}: memory must be more than 0 bytes")
-        return v
-
-    @property
-    def memory_bytes(self) -> Optional[int]:
-        return None if self.memory is None else parse_memory(self.memory)
 
 
 class MlflowSpec(_Strict):
@@ -636,10 +576,13 @@ class SweepSpec(_Strict):
     @classmethod
     def _task_metric(cls, data: Any) -> Any:
         """Without ``search.metric``, the sweep optimizes the task's first metric (its accuracy)."""
-        if isinstance(data, dict) and isinstance(data.get("task"), dict) and data["task"].get("type") in TASK_METRICS:
+        task = data.get("task") if isinstance(data, dict) else None
+        task_type = task.get("type") if isinstance(task, dict) else None
+        if isinstance(task_type, str) and task_type in TASK_MANIFESTS:
             search = data.get("search")
             if search is None or (isinstance(search, dict) and "metric" not in search):
-                data = {**data, "search": {**(search or {}), "metric": TASK_METRICS[data["task"]["type"]][0]}}
+                metric = TASK_MANIFESTS[task_type].metrics[0]
+                data = {**data, "search": {**(search or {}), "metric": metric}}
         return data
 
     def to_dict(self) -> dict:
@@ -651,25 +594,6 @@ class SweepSpec(_Strict):
 
 
 # --------------------------------------------------------------------------- loading
-
-
-def iter_hyperparameters(hp: Hyperparameters) -> Iterator[tuple[tuple[str, ...], Any]]:
-    """Yield ``(path, value)`` for every hyperparameter, groups first.
-
-    ``path`` is relative to ``hyperparameters`` (``("groups", "encoder", "lr")``);
-    ``value`` is a fixed value or a :class:`Distribution`.
-    """
-    for gname, group in hp.groups.items():
-        for field in GroupHyperparameters.model_fields:
-            value = getattr(group, field)
-            if isinstance(value, Relative):
-                yield ("groups", gname, field, "relative_to"), value.relative_to
-                yield ("groups", gname, field, "ratio"), value.ratio
-            else:
-                yield ("groups", gname, field), value
-    for field in Hyperparameters.model_fields:
-        if field != "groups":
-            yield (field,), getattr(hp, field)
 
 
 def _unwrap(annotation: Any) -> list:
@@ -741,236 +665,60 @@ def _problems_from(exc: ValidationError) -> list[tuple[str, str]]:
     return problems
 
 
-def _cross_checks(spec: SweepSpec) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    task = spec.task
-    expected = task.group_names
-    got = tuple(spec.hyperparameters.groups)
-    if set(expected) != set(got):
-        missing = [g for g in expected if g not in got]
-        extra = [g for g in got if g not in expected]
-        detail = []
-        if missing:
-            detail.append(f"missing {missing}")
-        if extra:
-            detail.append(f"unknown {extra}")
-        source = "task.groups" if task.groups else f"the {task.type} default groups"
-        problems.append(
-            (
-                "hyperparameters.groups",
-                f"{'; '.join(detail)}: every parameter group needs its own settings; "
-                f"groups are {list(expected)} (from {source})",
-            )
-        )
-    if isinstance(task, ImageTextTask) and isinstance(task.text_model, dict) and task.tokenizer is None:
-        problems.append(
-            ("task.tokenizer", "a text tower built from a config needs a tokenizer: builtin:NAME, a hub id or a folder")
-        )
-    metrics = TASK_METRICS[task.type]
-    for i, (metric, _) in enumerate(spec.search.all_objectives):
-        if metric not in metrics:
-            close = difflib.get_close_matches(metric, metrics, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            where = "search.metric" if i == 0 else f"search.objectives[{i - 1}].metric"
-            problems.append((where, f"got '{metric}'{hint}; the {task.type} task reports {', '.join(metrics)}"))
-    names = [m for m, _ in spec.search.all_objectives]
-    if len(set(names)) != len(names):
-        problems.append(("search.objectives", f"an objective is listed twice: {names}"))
-    strategy = spec.search.strategy
-    for path, value in iter_hyperparameters(spec.hyperparameters):
-        if strategy == "grid" and isinstance(value, Distribution) and not value.is_finite:
-            problems.append(
-                (
-                    _path(("hyperparameters",) + path),
-                    f"strategy 'grid' enumerates finite values, but this is {value.kind}: "
-                    f"write {{grid: [...]}} or use strategy 'random'",
-                )
-            )
-        if strategy in MODEL_BASED and isinstance(value, Distribution) and value.kind == "grid":
-            problems.append(
-                (
-                    _path(("hyperparameters",) + path),
-                    f"strategy '{strategy}' samples every value it tries, so it cannot enumerate a grid: "
-                    "write {choice: [...]} or use strategy 'grid' or 'random'",
-                )
-            )
-    if spec.search.sampler is not None and strategy != "bayesian":
-        problems.append(
-            ("search.sampler", f"got '{spec.search.sampler}', but only strategy 'bayesian' uses an Optuna sampler")
-        )
-    if spec.search.warm_start is not None and strategy not in ("bayesian",):
-        problems.append(
-            (
-                "search.warm_start",
-                f"strategy '{strategy}' does not learn from earlier results: warm start needs strategy 'bayesian' "
-                "(or use points_to_evaluate to try given configurations first)",
-            )
-        )
-    if spec.resources.workers > 1 and spec.search.scheduler == "pbt":
-        problems.append(
-            (
-                "resources.workers",
-                f"got {spec.resources.workers}, but scheduler 'pbt' continues trials from each other's Tune "
-                "checkpoints, which a multi-worker trial keeps in Ray Train instead: use workers: 1 with pbt, "
-                "or another scheduler",
-            )
-        )
-    problems += _grid_size_checks(spec)
-    problems += _derived_checks(spec.hyperparameters)
-    problems += _conditional_checks(spec.hyperparameters)
-    problems += _points_checks(spec)
-    for gname, group in spec.hyperparameters.groups.items():
-        if (
-            group.frozen is False
-            and group.unfreeze_epoch is not None
-            and not isinstance(group.unfreeze_epoch, Distribution)
-        ):
-            problems.append(
-                (
-                    f"hyperparameters.groups.{gname}.unfreeze_epoch",
-                    f"got {group.unfreeze_epoch}, but the group is not frozen: set frozen: true",
-                )
-            )
-    if not problems:
-        import search_spaces  # strategy-specific pairings (Hyperband brackets, PBT, BOHB)
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (YAML lets the last one win)."""
 
-        problems += search_spaces.problems(spec)
-    return problems
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise SpecError([("", f"key {key!r} is written twice in one mapping, at lines {seen[key]} and "
+                                      f"{line}: keep one")])  # fmt: skip
+            if isinstance(key, typing.Hashable):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
-def _grid_size_checks(spec: SweepSpec) -> list[tuple[str, str]]:
-    """Tune runs every point of a grid (times num_samples): refuse a grid that explodes."""
-    enumerated = ("grid", "choice") if spec.search.strategy == "grid" else ("grid",)
-    axes = [
-        (".".join(path), len(value.values))
-        for path, value in iter_hyperparameters(spec.hyperparameters)
-        if isinstance(value, Distribution) and value.kind in enumerated
-    ]
-    total = spec.search.num_samples
-    for _, n in axes:
-        total *= n
-    if total <= MAX_GRID_TRIALS:
-        return []
-    shape = " x ".join(f"{n} ({name})" for name, n in axes)
-    return [
-        (
-            "hyperparameters",
-            f"the grid makes {total:,} trials ({shape} x num_samples {spec.search.num_samples}); "
-            f"at most {MAX_GRID_TRIALS:,}: fewer values, or search the widest axes with strategy random or bayesian",
-        )
-    ]
+def _read_yaml(path: Path) -> Any:
+    """The spec file's data; a :class:`SpecError` saying why it cannot be read."""
+    label = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SpecError([("", f"cannot read the spec file: {exc.strerror}")], label) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            [("", f"the spec file is not UTF-8 text (byte {exc.start}: {raw[exc.start]:#x})")], label
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except SpecError as exc:
+        raise SpecError(exc.problems, label) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError([("", f"YAML syntax error{where}: {problem}")], label) from None
+    if data is None:
+        raise SpecError([("", "the spec file is empty")], label)
+    return data
 
 
-def _derived_checks(hp: Hyperparameters) -> list[tuple[str, str]]:
-    problems = []
-    for gname, group in hp.groups.items():
-        for field in GroupHyperparameters.model_fields:
-            value = getattr(group, field)
-            if not isinstance(value, Relative):
-                continue
-            where = f"hyperparameters.groups.{gname}.{field}.relative_to"
-            target = hp.groups.get(value.relative_to)
-            if target is None or value.relative_to == gname:
-                others = [g for g in hp.groups if g != gname]
-                problems.append((where, f"got '{value.relative_to}'; accepted: another group, one of {others}"))
-            elif isinstance(getattr(target, field), Relative):
-                problems.append(
-                    (where, f"group '{value.relative_to}' has a derived {field} too: derive from a group that sets it")
-                )
-    return problems
+def parse_spec(source: Union[SweepSpec, dict, str, Path]) -> SweepSpec:
+    """A :class:`SweepSpec` from itself, a dict or a YAML file path, checked against the schema alone.
 
-
-def _conditional_checks(hp: Hyperparameters) -> list[tuple[str, str]]:
-    """A searched setting that never applies (momentum searched, optimizer fixed to adamw) is a mistake."""
-    problems = []
-    for gname, group in hp.groups.items():
-        for field, (parent, applies) in CONDITIONS.items():
-            value, parent_value = getattr(group, field), getattr(group, parent)
-            if not isinstance(value, Distribution):
-                continue
-            options = parent_value.values if isinstance(parent_value, Distribution) else (parent_value,)
-            if not set(options) & set(applies):
-                problems.append(
-                    (
-                        f"hyperparameters.groups.{gname}.{field}",
-                        f"searched, but {field} applies only when {parent} is one of {list(applies)} "
-                        f"and {parent} here is {list(options)}",
-                    )
-                )
-    return problems
-
-
-def searched(hp: Hyperparameters) -> dict[str, Distribution]:
-    """The searched hyperparameters by dotted name (``groups.encoder.lr``)."""
-    return {".".join(path): v for path, v in iter_hyperparameters(hp) if isinstance(v, Distribution)}
-
-
-def flat_point(point: dict) -> dict:
-    """A point written nested ({groups: {encoder: {lr: ..}}}) or dotted, as {dotted.name: value}."""
-    out = {}
-    for key, value in point.items():
-        if isinstance(value, dict):
-            out.update({f"{key}.{k}": v for k, v in flat_point(value).items()})
-        else:
-            out[str(key)] = value
-    return out
-
-
-def _points_checks(spec: SweepSpec) -> list[tuple[str, str]]:
-    points = spec.search.points_to_evaluate
-    if not points:
-        return []
-    if spec.search.strategy == "grid":
-        return [("search.points_to_evaluate", "strategy 'grid' tries every point anyway: drop points_to_evaluate")]
-    space = searched(spec.hyperparameters)
-    problems = []
-    for i, point in enumerate(points):
-        for name, value in flat_point(point).items():
-            where = f"search.points_to_evaluate[{i}].{name}"
-            dist = space.get(name)
-            if dist is None:
-                close = difflib.get_close_matches(name, list(space), n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                problems.append((where, f"not a searched hyperparameter{hint}; searched: {', '.join(space)}"))
-            elif not dist.contains(value):
-                accepted = (
-                    f"one of {list(dist.values)}" if dist.is_finite else f"a number in [{dist.args[0]}, {dist.upper()}]"
-                )
-                problems.append((where, f"got {value!r}; accepted: {accepted}"))
-    return problems
-
-
-def load_spec(source: Union[SweepSpec, dict, str, Path]) -> SweepSpec:
-    """Validate a spec given as a :class:`SweepSpec`, a dict, or a YAML file path.
-
-    Raises :class:`SpecError` listing every problem found.
+    Raises :class:`SpecError` listing every field at fault. The rules across
+    fields and sections are :func:`tune_service.validate.load_spec`'s.
     """
     label = None
     if isinstance(source, SweepSpec):
         data: Any = source.to_dict()
     elif isinstance(source, (str, Path)):
-        path = Path(source)
-        label = str(path)
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise SpecError([("", f"cannot read the spec file: {exc.strerror}")], label) from None
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise SpecError(
-                [("", f"the spec file is not UTF-8 text (byte {exc.start}: {raw[exc.start]:#x})")],
-                label,
-            ) from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise SpecError([("", f"YAML syntax error{where}: {problem}")], label) from None
-        if data is None:
-            raise SpecError([("", "the spec file is empty")], label)
+        label, data = str(source), _read_yaml(Path(source))
     elif isinstance(source, dict):
         data = copy.deepcopy(source)
     else:
@@ -981,21 +729,18 @@ def load_spec(source: Union[SweepSpec, dict, str, Path]) -> SweepSpec:
             label,
         )
     try:
-        spec = SweepSpec.model_validate(data)
+        return SweepSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(_problems_from(exc), label) from None
-    problems = _cross_checks(spec)
-    if problems:
-        raise SpecError(problems, label)
-    return spec
 
 
 def smoke_spec(spec: SweepSpec) -> SweepSpec:
     """The same sweep, shrunk to run end to end in a couple of minutes.
 
-    Same code path: at most :data:`SMOKE_TRIALS` trials of one epoch on small
-    subsets. A grid keeps two points: the first two values of its first axis,
-    the first value of every other axis.
+    Same code path: at most :data:`SMOKE_TRIALS` trials of one epoch on the
+    task's smoke subsets. A grid keeps two points: the first two values of its
+    first axis, the first value of every other axis. Checked against the schema;
+    :func:`tune_service.validate.load_spec` checks the rest.
     """
     data = spec.to_dict()
     hp = data["hyperparameters"]
@@ -1023,8 +768,9 @@ def smoke_spec(spec: SweepSpec) -> SweepSpec:
                 kind, args = next(iter(value.items()))
                 group[field] = args[0]
     ds = data["task"]["dataset"]
-    ds["train_size"] = min(ds["train_size"] or SMOKE_TRAIN_SIZE, SMOKE_TRAIN_SIZE)
-    ds["validation_size"] = min(ds["validation_size"] or SMOKE_VALIDATION_SIZE, SMOKE_VALIDATION_SIZE)
+    sizes = TASK_MANIFESTS[spec.task.type]
+    ds["train_size"] = min(ds["train_size"] or sizes.smoke_train_size, sizes.smoke_train_size)
+    ds["validation_size"] = min(ds["validation_size"] or sizes.smoke_validation_size, sizes.smoke_validation_size)
     search = data["search"]
     # Ray Tune repeats the whole grid num_samples times: with a grid, once is enough.
     search["num_samples"] = 1 if grids_kept else SMOKE_TRIALS
@@ -1032,4 +778,4 @@ def smoke_spec(spec: SweepSpec) -> SweepSpec:
     if spec.search.scheduler == "pbt":  # one exploit/explore step
         hp["epochs"], search["perturbation_interval"] = 2, 1
     data["name"] = f"{spec.name}-smoke"[:100]
-    return load_spec(data)
+    return parse_spec(data)

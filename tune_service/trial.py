@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 
-from .streaming import MlflowReporter, TrialTracking
+from trainables.manifest import manifest
+
+from .tracking.writers import MlflowReporter, TrialTracking
 
 
 def trainable(
@@ -27,10 +29,9 @@ def trainable(
 
     from trainables.reporting import TuneReporter
 
-    from .preflight import task_module
-    from .report import trial_label
+    from .console import trial_label
 
-    module = task_module(task_type)
+    module = manifest(task_type).trainable()
     label = "" if tracking is None else trial_label(config, tracking.searched)
     if parallel is not None and parallel["workers"] > 1:
         from trainables.distributed import fit_data_parallel

@@ -18,7 +18,7 @@ import yaml
 from tune_service import SpecError, run_sweep
 from tune_service.cli import main
 from tune_service.jobs import ClusterUnreachable
-from tune_service.streaming import TrackingError
+from tune_service.tracking import TrackingError
 
 G = "hyperparameters.groups"
 WIDE_GRID = {"grid": list(range(1, 23))}

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
 from tune_service import load_best, run_sweep
-from tune_service.streaming import NAMESPACE
+from tune_service.tracking.writers import NAMESPACE
 
 
 def children(client: MlflowClient, result) -> list:

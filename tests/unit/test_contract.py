@@ -26,8 +26,9 @@ from ray.tune.utils.util import merge_dicts
 import search_spaces
 from search_spaces._space import constants
 from tune_service import SpecError, load_spec
-from tune_service.spec import CONDITIONS
-from tune_service.streaming import flatten, param_from, param_value
+from search_spaces import CONDITIONS
+from search_spaces import flatten
+from tune_service.tracking import param_from, param_value
 
 ENC = ("hyperparameters", "groups", "encoder")
 
@@ -88,7 +89,7 @@ def spec_for(searcher: str, shape: str, **search) -> dict:
 
 def check_config(config: dict, spec) -> None:
     """A suggested config: the trainable's shape, inside the spec's space, conditionals consistent."""
-    from tune_service.spec import iter_hyperparameters
+    from search_spaces import iter_hyperparameters
 
     for path, value in iter_hyperparameters(spec.hyperparameters):
         node = config

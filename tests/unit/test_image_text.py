@@ -30,7 +30,7 @@ CONFIG = {
     "batch_size": 16, "epochs": 3, "dropout": 0.0, "l1": 0.0, "l2": 0.0, "max_grad_norm": 1.0,
     "frozen_layers": 0, "early_stopping_patience": None, "seed": 0,
 }  # fmt: skip
-RUN = {"monitor": "val_zero_shot_accuracy", "mode": "max", "num_threads": 1}
+RUN = {"metric": "val_zero_shot_accuracy", "mode": "max", "num_threads": 1}
 
 
 @pytest.fixture
@@ -167,7 +167,7 @@ def test_captions_from_a_caption_column_and_image_paths_from_a_csv(make_image_ta
     captions_only = make_image_task(str(data), image_column="path", caption_column="text", label_column=None)
     adapter = ImageText(captions_only)
     assert adapter.data.class_captions is None and "val_zero_shot_accuracy" in adapter.unavailable_metrics
-    metrics = train(config(epochs=1), captions_only, {**RUN, "monitor": "val_recall_at_1"}, LocalReporter(stream=None))
+    metrics = train(config(epochs=1), captions_only, {**RUN, "metric": "val_recall_at_1"}, LocalReporter(stream=None))
     assert "val_zero_shot_accuracy" not in metrics and "val_recall_at_5" in metrics
 
 
@@ -224,7 +224,7 @@ def test_contrastive_loss_is_clips_with_distinct_captions_and_keeps_duplicates_p
 
 def test_spec_problems_are_refused_before_any_training(make_image_spec):
     from tune_service import load_spec
-    from tune_service.preflight import check
+    from tune_service.validate import check_task as check
     from tune_service.spec import SpecError
 
     adapter = check(load_spec(make_image_spec()))  # a good spec passes, and the data is loaded

@@ -24,7 +24,7 @@ CONFIG = {
     "batch_size": 16, "epochs": 3, "dropout": 0.1, "l1": 0.0, "l2": 0.0, "max_grad_norm": 1.0,
     "frozen_layers": 0, "early_stopping_patience": None, "seed": 3,
 }  # fmt: skip
-RUN = {"monitor": "val_accuracy", "mode": "max", "num_threads": 1}
+RUN = {"metric": "val_accuracy", "mode": "max", "num_threads": 1}
 
 
 def config(**changes) -> dict:

@@ -5,17 +5,30 @@ from __future__ import annotations
 import pytest
 
 from tune_service.resources import check_fits, trial_resources, worker_bundle
-from tune_service.spec import Resources, SpecError, load_spec, parse_memory
+from tune_service import load_spec
+from tune_service.spec import Resources, SpecError
 
 GiB = 2**30
 NODES = [{"CPU": 4.0, "memory": 16.0 * GiB}, {"CPU": 8.0, "GPU": 2.0, "memory": 64.0 * GiB}]
 
 
 @pytest.mark.parametrize(
-    "text, expected", [("8GiB", 8 * GiB), ("512MB", 512 * 10**6), ("1.5 GiB", int(1.5 * GiB)), (1024, 1024)]
+    "text, expected",
+    [("8GiB", 8 * GiB), ("512MB", 512 * 10**6), ("1.5 GiB", int(1.5 * GiB)), (1024, 1024), ("1e9", 10**9)],
 )
 def test_memory_sizes(text, expected):
-    assert parse_memory(text) == expected
+    assert Resources(memory=text).memory == expected
+
+
+def test_memory_written_in_yaml_as_1e9_is_bytes(tmp_path, make_spec):
+    """YAML reads 1e9 (no dot) as text: it is a number of bytes all the same."""
+    import yaml
+
+    path = tmp_path / "spec.yaml"
+    spec = make_spec()
+    spec.pop("resources", None)
+    path.write_text(yaml.safe_dump(spec) + "resources: {memory: 1e9}\n")
+    assert load_spec(path).resources.memory == 10**9
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from ray.tune.search.sample import Categorical, Float, Integer
 import search_spaces
 from search_spaces import param_space, to_tune_domain
 from tune_service import SpecError, load_spec
-from tune_service._distributions import Distribution
+from search_spaces import Distribution
 
 BASE = {
     "name": "s",
@@ -192,7 +192,7 @@ def test_bayesian_search_is_seeded():
     ],
 )
 def test_the_center_of_each_distribution(raw, center):
-    from tune_service._distributions import parse_distribution
+    from search_spaces._distributions import parse_distribution
 
     dist = parse_distribution(raw)
     assert dist.center() == pytest.approx(center) and dist.contains(dist.center())
@@ -222,7 +222,7 @@ CENTER = {
 
 def at(config: dict) -> dict:
     """The config's values of the centered hyperparameters, by dotted name."""
-    from tune_service.spec import flat_point
+    from search_spaces import flatten as flat_point
 
     flat = flat_point(config)
     return {name: flat[name] for name in flat_point(CENTER)}
@@ -230,7 +230,7 @@ def at(config: dict) -> dict:
 
 @pytest.mark.parametrize("strategy", ["bayesian", "bohb"])
 def test_model_based_searchers_start_at_the_center_then_search(strategy):
-    from tune_service.spec import flat_point
+    from search_spaces import flatten as flat_point
 
     def suggestions(spec) -> list:
         plan = search_spaces.build(load_spec(spec))
@@ -264,11 +264,11 @@ def test_the_center_is_left_to_grids_and_warm_starts():
 
 def test_unknown_strategy_or_scheduler_is_an_error(monkeypatch):
     spec = load_spec(BASE)
-    monkeypatch.setattr(search_spaces, "STRATEGIES", {"grid": "search_spaces.grid"})
+    monkeypatch.setattr(search_spaces, "STRATEGIES", {"grid": ("search_spaces.grid", "GridSearch")})
     with pytest.raises(ValueError, match="search.strategy='random'; accepted: grid"):
         search_spaces.build(spec)
-    monkeypatch.setattr(search_spaces, "STRATEGIES", {"random": "search_spaces.random"})
-    monkeypatch.setattr(search_spaces, "SCHEDULERS", {"asha": "search_spaces.asha"})
+    monkeypatch.setattr(search_spaces, "STRATEGIES", {"random": ("search_spaces.random", "RandomSearch")})
+    monkeypatch.setattr(search_spaces, "SCHEDULERS", {"asha": ("search_spaces.asha", "ASHA")})
     with pytest.raises(ValueError, match="search.scheduler='fifo'; accepted: asha"):
         search_spaces.build(spec)
 

@@ -12,8 +12,8 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
 from mlflow.tracking import MlflowClient
 
 from tune_service import load_spec
-from tune_service.reports import TrialHistory, figures
-from tune_service.streaming import Secret, TrialTracking, TrialWriter, _transient
+from tune_service.figures import TrialHistory, figures
+from tune_service.tracking.writers import Secret, TrialTracking, TrialWriter, _transient
 from tune_service.tracking import is_local_store
 
 

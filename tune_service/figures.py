@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .streaming import flatten
+from search_spaces import SEP, DefineByRun, flatten, searched
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,6 @@ class TrialHistory:
 def study(spec, trials: list[TrialHistory]):
     """An in-memory Optuna study holding ``trials``, over the sweep's search space."""
     import optuna
-
-    from search_spaces._space import SEP, DefineByRun
-
-    from .spec import searched
 
     objectives = spec.search.all_objectives
     names = set(searched(spec.hyperparameters))

@@ -43,30 +43,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ray.tune import Callback
+
+from search_spaces import flatten
+
+from ._names import (
+    CHECKPOINTS,
+    CREDENTIAL_VARS,
+    FAILED_ATTEMPTS,
+    PARENT_RUN,
+    TAG_BEST_CHECKPOINT,
+    TAG_CHECKPOINTS,
+    TAG_FAILED_ATTEMPTS,
+    TAG_NODE,
+    TAG_NODE_ID,
+    TAG_TRIAL_ID,
+    numeric_metrics,
+    param_from,
+    param_value,
+)
+from ._target import TrackingError
+
 log = logging.getLogger(__name__)
 
-NAMESPACE = "tune-service"
+NAMESPACE = "tune-service"  # the Ray namespace of the writers
 WRITER_PREFIX = "mlflow-writer"
-CHECKPOINTS = "checkpoints"
-TAG_TRIAL_ID = "tune_service.trial_id"
-TAG_NODE = "tune_service.node"
-TAG_NODE_ID = "tune_service.node_id"
-TAG_CHECKPOINTS = "tune_service.checkpoints"
-TAG_BEST_CHECKPOINT = "tune_service.best_checkpoint"
-TAG_FAILED_ATTEMPTS = "tune_service.failed_attempts"
-FAILED_ATTEMPTS = "failed_attempts"  # a metric: one step per failed attempt of a retried trial
-PARENT_RUN = "mlflow.parentRunId"
-# what MLflow reads from the environment to reach a secured server
-CREDENTIAL_VARS = (
-    "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD",
-    "MLFLOW_TRACKING_TOKEN",
-    "MLFLOW_TRACKING_INSECURE_TLS",
-    "MLFLOW_TRACKING_SERVER_CERT_PATH",
-    "MLFLOW_TRACKING_CLIENT_CERT_PATH",
-)
-# Tune bookkeeping left out of a trial's MLflow metrics
-SKIP_METRICS = {"timestamp", "pid", "time_this_iter_s", "time_since_restore", "iterations_since_restore", "done"}
 
 
 class Secret:
@@ -96,50 +97,13 @@ class TrialTracking:
     experiment_id: str
     parent_run_id: str
     sweep_id: str
-    monitor: str
+    metric: str
     mode: str
     searched: tuple[str, ...]
     keep_checkpoints: int = 1
     log_checkpoints: bool = True
     tags: Mapping[str, str] = field(default_factory=dict)
     credentials: Any = None  # an ObjectRef to a Secret (put by the driver)
-
-
-def flatten(config: Mapping, prefix: str = "") -> dict[str, Any]:
-    """``{"groups": {"encoder": {"lr": 1}}}`` -> ``{"groups.encoder.lr": 1}``."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
-def numeric_metrics(result: Mapping) -> dict[str, float]:
-    """The finite numbers of a result, Tune's bookkeeping keys left out."""
-    out = {}
-    for key, value in result.items():
-        if key in SKIP_METRICS or key == "config" or isinstance(value, (dict, list, str)) or value is None:
-            continue
-        if isinstance(value, (bool, int, float)) and math.isfinite(float(value)):
-            out[key] = float(value)
-    return out
-
-
-def param_value(v: Any, limit: int = 6000) -> str:
-    # numpy scalars (ConfigSpace, under BOHB, hands out numpy integers) are logged as plain numbers
-    text = v if isinstance(v, str) else json.dumps(v, default=lambda o: o.item() if hasattr(o, "item") else str(o))
-    return text[:limit]
-
-
-def param_from(text: str) -> Any:
-    """A param as logged by :func:`param_value`, back to its value (strings are logged bare)."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def writer_name(sweep_id: str, node_id: str) -> str:
@@ -444,8 +408,41 @@ def flush_writers(sweep_id: str, timeout_s: float) -> dict:
     return stats
 
 
-class TrackingError(RuntimeError):
-    """MLflow could not take what the sweep produced."""
+class TrialStatusCallback(Callback):
+    """Ends each trial's run as Tune ends the trial, through the node writers (never blocking Tune)."""
+
+    def __init__(self, sweep_id: str):
+        self.sweep_id = sweep_id
+
+    def _finish(self, trial, status: str) -> None:
+        now = int(time.time() * 1000)
+        for writer in sweep_writers(self.sweep_id):
+            writer.finish_trial.remote(trial.trial_id, status, now)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._finish(trial, "FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        """The last attempt Tune allows failed: its error goes on the run like the others', and the run FAILED."""
+        self._note_failure(trial)
+        self._finish(trial, "FAILED")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        """A failed attempt that Tune retries: its error goes on the trial's run, which stays open."""
+        self._note_failure(trial)
+
+    def _note_failure(self, trial) -> None:
+        error = ""
+        if trial.error_file and os.path.isfile(trial.error_file):
+            with open(trial.error_file, encoding="utf-8", errors="replace") as fh:
+                error = fh.read()[-20_000:]
+        now = int(time.time() * 1000)
+        try:  # the driver node's writer: the trial's own may have gone with its node
+            writer = driver_writer(self.sweep_id)
+        except ValueError:
+            log.warning("no MLflow writer on the driver's node: attempt %d of %s not logged", trial.num_failures, trial)
+            return
+        writer.note_failure.remote(trial.trial_id, int(trial.num_failures), error, now)
 
 
 class MlflowReporter:
@@ -475,7 +472,7 @@ class MlflowReporter:
         if self.t.log_checkpoints and checkpoint_dir is not None:
             staged = self.staging / f"epoch-{step:03d}"
             _stage(os.path.join(checkpoint_dir, _model_dir()), staged)
-            score = metrics.get(self.t.monitor)
+            score = metrics.get(self.t.metric)
             self.writer.log_checkpoint.remote(self.trial_id, step, score, str(staged))
         # normally MLflow has the epoch's metrics before Tune does (a scheduler reading them finds them
         # there); with the server away, train on: the writer holds them, and the checkpoint behind them

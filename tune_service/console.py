@@ -1,4 +1,5 @@
-"""Human-readable summaries of a sweep for the terminal (and the parent run)."""
+"""The console: a sweep's progress lines and its summary, as a user reads them in the terminal (and the
+parent run's trials table)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from collections.abc import Sequence
 
 from ray.tune import Callback
 
+from search_spaces import flatten
+
 from .result import SweepResult
-from .streaming import flatten
 from .tracking import ui_command
 
 

@@ -1,0 +1,67 @@
+"""Each task described once, without torch: what the spec, validation and the trainable all read.
+
+A task's manifest names its trainable module (imported only where a trial or a
+check runs it), the metrics it reports every epoch (the first is a sweep's
+default ``search.metric``), the parameter groups it gets when the spec names
+none, and the sizes of its smoke test. Standard library only: the spec imports
+this module, and the spec never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+# The image+text task's offline default vision tower (``task.vision_model``): a small ViT for
+# 28x28 grayscale images, random init.
+DEFAULT_VISION_TOWER = {
+    "model_type": "vit", "image_size": 28, "patch_size": 7, "num_channels": 1, "hidden_size": 128,
+    "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 256,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TaskManifest:
+    type: str
+    module: str  # the trainable: exposes Adapter (a trainables.loop.Task), tune_trainable, load_pretrained
+    metrics: tuple[str, ...]  # reported every epoch; the first is the default search.metric
+    default_groups: tuple[str, ...]  # parameter groups when task.groups names none
+    smoke_train_size: int = 64  # a smoke test's subsets (tune-service run --smoke-test, python -m MODULE)
+    smoke_validation_size: int = 64
+
+    def trainable(self):
+        """The task's trainable module (imports torch and transformers)."""
+        return importlib.import_module(self.module)
+
+
+TASKS = {
+    # `encoder` is the pretrained base model, `head` everything else
+    "text_classification": TaskManifest(
+        type="text_classification",
+        module="trainables.text_classification",
+        metrics=("val_accuracy", "val_f1", "val_loss", "train_loss", "trainable_params", "val_latency_ms"),
+        default_groups=("encoder", "head"),
+    ),
+    # `vision` and `text` are the towers, `head` the projections and the logit scale
+    "image_text": TaskManifest(
+        type="image_text",
+        module="trainables.image_text",
+        metrics=(
+            "val_zero_shot_accuracy",
+            "val_recall_at_1",
+            "val_recall_at_5",
+            "val_loss",
+            "train_loss",
+            "trainable_params",
+            "val_latency_ms",
+        ),  # fmt: skip
+        default_groups=("vision", "text", "head"),
+    ),
+}
+
+
+def manifest(task_type: str) -> TaskManifest:
+    """The manifest of ``task_type``; a ValueError naming the accepted types otherwise."""
+    if task_type not in TASKS:
+        raise ValueError(f"task.type={task_type!r}; accepted: {', '.join(TASKS)}")
+    return TASKS[task_type]

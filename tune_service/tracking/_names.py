@@ -1,0 +1,80 @@
+"""What tune-service writes to MLflow: its tag names, and how values are written and read back.
+
+The one home of every tag, metric and artifact name the service reads or writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+CHECKPOINTS = "checkpoints"
+TAG_TRIAL_ID = "tune_service.trial_id"
+TAG_NODE = "tune_service.node"
+TAG_NODE_ID = "tune_service.node_id"
+TAG_CHECKPOINTS = "tune_service.checkpoints"
+TAG_BEST_CHECKPOINT = "tune_service.best_checkpoint"
+TAG_FAILED_ATTEMPTS = "tune_service.failed_attempts"
+FAILED_ATTEMPTS = "failed_attempts"  # a metric: one step per failed attempt of a retried trial
+PARENT_RUN = "mlflow.parentRunId"
+# what MLflow reads from the environment to reach a secured server
+CREDENTIAL_VARS = (
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_INSECURE_TLS",
+    "MLFLOW_TRACKING_SERVER_CERT_PATH",
+    "MLFLOW_TRACKING_CLIENT_CERT_PATH",
+)
+# Tune bookkeeping left out of a trial's MLflow metrics
+SKIP_METRICS = {"timestamp", "pid", "time_this_iter_s", "time_since_restore", "iterations_since_restore", "done"}
+
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+TAG_SWEEP_ID = "tune_service.sweep_id"
+TAG_STRATEGY = "tune_service.strategy"
+TAG_RESUMED = "tune_service.resumed"
+TAG_BEST = "tune_service.best"
+TAG_BEST_RUN = "tune_service.best_run_id"
+TAG_PARETO = "tune_service.pareto"
+TAG_MODEL_VERSION = "tune_service.model_version"
+TAG_JOB = "tune_service.ray_job_id"
+TAG_SUBMISSION = "tune_service.ray_submission_id"
+TAG_CODE = "tune_service.version"
+TAG_GIT = "mlflow.source.git.commit"
+REPORTS = "reports"
+EXPERIMENT_KIND = "mlflow.experimentKind"
+
+
+TAG_TASK = "tune_service.task"
+TAG_CONFIG = "tune_service.config"
+TAG_STOPPED_BY = "tune_service.stopped_by"
+TAG_NOTE = "mlflow.note.content"
+SPEC_FILE = "spec.yaml"
+
+
+def numeric_metrics(result: Mapping) -> dict[str, float]:
+    """The finite numbers of a result, Tune's bookkeeping keys left out."""
+    out = {}
+    for key, value in result.items():
+        if key in SKIP_METRICS or key == "config" or isinstance(value, (dict, list, str)) or value is None:
+            continue
+        if isinstance(value, (bool, int, float)) and math.isfinite(float(value)):
+            out[key] = float(value)
+    return out
+
+
+def param_value(v: Any, limit: int = 6000) -> str:
+    # numpy scalars (ConfigSpace, under BOHB, hands out numpy integers) are logged as plain numbers
+    text = v if isinstance(v, str) else json.dumps(v, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+    return text[:limit]
+
+
+def param_from(text: str) -> Any:
+    """A param as logged by :func:`param_value`, back to its value (strings are logged bare)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

@@ -1,0 +1,307 @@
+"""Every check made before a sweep runs, in the order it runs: where bad input is refused.
+
+1. **The spec** (:func:`load_spec`): its schema (:func:`tune_service.spec.parse_spec`:
+   types, ranges, unknown keys, YAML), then the rules across its sections
+   (:func:`spec_problems`: the groups match the task's, the metrics are the task's,
+   derived values and conditional settings make sense), then the pairings the
+   strategies refuse (:func:`search_spaces.problems`: each searcher's and
+   scheduler's ``problems``).
+2. **What must answer** (:func:`check_reachable`): the MLflow tracking server and the
+   Ray cluster's address, before the data is loaded.
+3. **The task's data and model** (:func:`check_task`): loaded with the trials' own
+   code, the model as a skeleton on the meta device (no weights).
+4. **Warm start** (:func:`warm_trials`): the earlier sweep's trials, read from MLflow.
+5. **The resources** (:func:`check_local_resources`, then :func:`check_cluster` once
+   connected): a trial must fit some node, and a store on this machine's disk cannot
+   take writes from a cluster of several nodes.
+
+A problem raises :class:`SpecError` (``TrackingError`` or ``ClusterUnreachable`` for
+what does not answer) naming the field, the value and what is accepted; nothing is
+started or written before the checks of the steps above it pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any, Union
+
+import search_spaces
+from search_spaces import CONDITIONS, Distribution, Relative, searched, upper
+from trainables.manifest import TASKS as TASK_MANIFESTS
+
+from . import resources, tracking
+from .errors import ClusterUnreachable
+from .spec import ImageTextTask, SpecError, SweepSpec, parse_spec
+
+log = logging.getLogger(__name__)
+
+Problem = tuple[str, str]
+
+__all__ = [
+    "check_cluster", "check_local_resources", "check_reachable", "check_task", "load_spec", "spec_problems",
+    "warm_trials",
+]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- 1. the spec
+
+
+def load_spec(source: Union[SweepSpec, dict, str, Path]) -> SweepSpec:
+    """A validated spec from a :class:`SweepSpec`, a dict or a YAML file path.
+
+    Raises :class:`SpecError` listing every problem found: the schema's first,
+    then the rules across sections, then the strategies' refusals.
+    """
+    spec = parse_spec(source)
+    label = str(source) if isinstance(source, (str, Path)) else None
+    problems = spec_problems(spec)
+    if not problems:  # the strategies' rules read a spec whose own rules hold
+        problems = search_spaces.problems(spec)
+    if problems:
+        raise SpecError(problems, label)
+    return spec
+
+
+def spec_problems(spec: SweepSpec) -> list[Problem]:
+    """The rules across the spec's sections, each problem as ``(field path, message)``."""
+    hp = spec.hyperparameters
+    return (
+        _group_problems(spec)
+        + _metric_problems(spec)
+        + _derived_problems(hp)
+        + _conditional_problems(hp)
+        + _unfreeze_problems(hp)
+    )
+
+
+def _group_problems(spec: SweepSpec) -> list[Problem]:
+    task, out = spec.task, []
+    expected, got = task.group_names, tuple(spec.hyperparameters.groups)
+    if set(expected) != set(got):
+        detail = []
+        missing = [g for g in expected if g not in got]
+        extra = [g for g in got if g not in expected]
+        if missing:
+            detail.append(f"missing {missing}")
+        if extra:
+            detail.append(f"unknown {extra}")
+        source = "task.groups" if task.groups else f"the {task.type} default groups"
+        out.append(("hyperparameters.groups", f"{'; '.join(detail)}: every parameter group needs its own settings; "
+                                              f"groups are {list(expected)} (from {source})"))  # fmt: skip
+    if isinstance(task, ImageTextTask) and isinstance(task.text_model, dict) and task.tokenizer is None:
+        out.append(("task.tokenizer", "a text tower built from a config needs a tokenizer: builtin:NAME, a hub id or "
+                                      "a folder"))  # fmt: skip
+    return out
+
+
+def _objective_path(i: int) -> str:
+    return "search.metric" if i == 0 else f"search.objectives[{i - 1}].metric"
+
+
+def _metric_problems(spec: SweepSpec) -> list[Problem]:
+    metrics, out = TASK_MANIFESTS[spec.task.type].metrics, []
+    names = [m for m, _ in spec.search.all_objectives]
+    for i, metric in enumerate(names):
+        if metric not in metrics:
+            close = difflib.get_close_matches(metric, metrics, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            out.append((_objective_path(i), f"got '{metric}'{hint}; the {spec.task.type} task reports "
+                                             f"{', '.join(metrics)}"))  # fmt: skip
+    if len(set(names)) != len(names):
+        out.append(("search.objectives", f"an objective is listed twice: {names}"))
+    return out
+
+
+def _derived_problems(hp) -> list[Problem]:
+    """A derived value (``{relative_to: GROUP, ratio: ...}``) names another group that sets the value itself."""
+    out = []
+    for gname, group in hp.groups.items():
+        for field in type(group).model_fields:
+            value = getattr(group, field)
+            if not isinstance(value, Relative):
+                continue
+            where = f"hyperparameters.groups.{gname}.{field}.relative_to"
+            target = hp.groups.get(value.relative_to)
+            if target is None or value.relative_to == gname:
+                others = [g for g in hp.groups if g != gname]
+                out.append((where, f"got '{value.relative_to}'; accepted: another group, one of {others}"))
+            elif isinstance(getattr(target, field), Relative):
+                out.append((where, f"group '{value.relative_to}' has a derived {field} too: derive from a group "
+                                   "that sets it"))  # fmt: skip
+    return out
+
+
+def _conditional_problems(hp) -> list[Problem]:
+    """A searched setting that never applies (momentum searched, optimizer fixed to adamw) is a mistake."""
+    out = []
+    for gname, group in hp.groups.items():
+        for field, (parent, applies) in CONDITIONS.items():
+            value, parent_value = getattr(group, field), getattr(group, parent)
+            if not isinstance(value, Distribution):
+                continue
+            options = parent_value.values if isinstance(parent_value, Distribution) else (parent_value,)
+            if not set(options) & set(applies):
+                out.append((f"hyperparameters.groups.{gname}.{field}", f"searched, but {field} applies only when "
+                            f"{parent} is one of {list(applies)} and {parent} here is {list(options)}"))  # fmt: skip
+    return out
+
+
+def _unfreeze_problems(hp) -> list[Problem]:
+    return [
+        (f"hyperparameters.groups.{gname}.unfreeze_epoch",
+         f"got {group.unfreeze_epoch}, but the group is not frozen: set frozen: true")
+        for gname, group in hp.groups.items()
+        if group.frozen is False and group.unfreeze_epoch is not None
+        and not isinstance(group.unfreeze_epoch, Distribution)
+    ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- 2. what must answer
+
+
+def check_reachable(tracking_uri: str, address: str | None) -> None:
+    """The tracking server answers, and so does the Ray cluster at ``address`` (when one is named)."""
+    tracking.check_server(tracking_uri)
+    if address:
+        _check_address(address)
+
+
+def _check_address(address: str, timeout_s: float = 5.0) -> None:
+    """Raise ``ClusterUnreachable`` when nothing listens at a Ray address (``HOST:PORT`` or ``ray://HOST:PORT``).
+
+    ``ray.init`` would otherwise retry for minutes. ``auto`` and ``local`` are Ray's to resolve.
+    """
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or "://" in target:
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return
+    except OSError as exc:
+        raise ClusterUnreachable(
+            f"no Ray cluster answers at {address} ({exc.strerror or exc}): check the head node's address and port "
+            "(the GCS port, 6379 by default, or ray://HOST:10001 for Ray Client)"
+        ) from None
+
+
+# --------------------------------------------------------------------------- 3. the task's data and model
+
+
+def check_task(spec: SweepSpec) -> Any:
+    """Load the data and the model skeleton with the trials' code; raise :class:`SpecError` on a problem.
+
+    Returns the task adapter (data loaded), for callers that want to inspect it.
+    ``datasets``' progress bars stay off meanwhile: a problem reads as one message.
+    """
+    import datasets
+
+    shown = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        adapter = _load_task(spec)
+        model = _skeleton(spec, adapter)
+        _check_task_fits(spec, adapter, model)
+        return adapter
+    finally:
+        if shown:
+            datasets.enable_progress_bars()
+
+
+def _model_field(spec: SweepSpec) -> str:
+    return repr(getattr(spec.task, "model", spec.task.type))
+
+
+def _load_task(spec: SweepSpec):
+    from trainables.data import TaskError
+
+    try:
+        return TASK_MANIFESTS[spec.task.type].trainable().Adapter(spec.task.model_dump(mode="json"))
+    except TaskError as exc:
+        raise SpecError([(exc.field, str(exc))]) from None
+    except OSError as exc:  # transformers: no such model folder or hub id
+        raise SpecError([("task.model", f"cannot load {_model_field(spec)}: {exc}")]) from None
+
+
+def _skeleton(spec: SweepSpec, adapter):
+    from trainables.data import TaskError
+
+    try:
+        return adapter.model_skeleton()
+    except TaskError as exc:
+        raise SpecError([(exc.field, str(exc))]) from None
+    except (OSError, ValueError) as exc:
+        raise SpecError([("task.model", f"cannot load {_model_field(spec)}: {exc}")]) from None
+
+
+def _check_task_fits(spec: SweepSpec, adapter, model) -> None:
+    """The metrics this data can give, the groups this model has, the layers it can freeze."""
+    from trainables.loop import freeze_lowest_layers
+    from trainables.param_groups import ParamGroupError, build_param_groups
+
+    unavailable = getattr(adapter, "unavailable_metrics", {})  # a task's metrics that this data cannot give
+    for i, (metric, _) in enumerate(spec.search.all_objectives):
+        if metric in unavailable:
+            raise SpecError([(_objective_path(i), f"got '{metric}', which this dataset cannot give: "
+                                                  f"{unavailable[metric]}")])  # fmt: skip
+    try:
+        build_param_groups(model, adapter.selectors(model))
+    except ParamGroupError as exc:
+        raise SpecError([("task.groups", str(exc))]) from None
+    try:
+        freeze_lowest_layers(model, adapter.layers(model), upper(spec.hyperparameters.frozen_layers))
+    except ValueError as exc:
+        raise SpecError([("hyperparameters.frozen_layers", str(exc))]) from None
+
+
+# --------------------------------------------------------------------------- 4. warm start
+
+
+def warm_trials(spec: SweepSpec, tracking_uri: str) -> list | None:
+    """The earlier sweep's evaluated trials (``search.warm_start``), read from MLflow before Ray starts."""
+    warm = spec.search.warm_start
+    if warm is None:
+        return None
+    try:
+        trials, skipped = tracking.earlier_trials(
+            tracking.resolve_tracking_uri(warm.tracking_uri, None) if warm.tracking_uri else tracking_uri,
+            experiment=warm.experiment,
+            parent_run_id=warm.parent_run_id,
+            accepts={name: d.contains for name, d in searched(spec.hyperparameters).items()},
+            objectives=spec.search.all_objectives,
+        )
+    except tracking.WarmStartError as exc:
+        raise SpecError([("search.warm_start", str(exc))]) from None
+    log.info("warm start: %d earlier trials (%d outside this space skipped)", len(trials), skipped)
+    return trials
+
+
+# --------------------------------------------------------------------------- 5. resources
+
+
+def check_local_resources(spec: SweepSpec, num_cpus: int | None) -> None:
+    """A trial larger than the in-process Ray a sweep would start here is refused before it starts."""
+    resources.check_fits(spec.resources, [resources.local_node(num_cpus)])
+
+
+def check_cluster(spec: SweepSpec, tracking_uri: str) -> None:
+    """Once connected: a trial fits some node of the cluster, and every node can reach the tracking store.
+
+    On a cluster whose autoscaler adds nodes on demand (``$TUNE_SERVICE_AUTOSCALING``), nodes that do
+    not exist yet cannot be checked, so the fit is not.
+    """
+    import ray
+
+    if not os.environ.get(resources.AUTOSCALING_ENV):
+        resources.check_fits(spec.resources, resources.cluster_nodes())
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) > 1 and tracking.is_local_store(tracking_uri):
+        raise tracking.TrackingError(
+            f"tracking URI {tracking_uri} is a store on this machine's disk, but the Ray cluster has {len(nodes)} "
+            "nodes whose trials write to MLflow themselves: run an MLflow tracking server (see cluster/README.md) "
+            "and pass its http(s) URI (--tracking-uri, MLFLOW_TRACKING_URI or mlflow.tracking_uri)"
+        )
