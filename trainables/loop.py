@@ -44,7 +44,7 @@ import torch
 from safetensors import SafetensorError
 from torch import nn
 
-from .optim import make_optimizer, make_scheduler
+from .optim import configure_optimizers
 from .param_groups import Selector, build_param_groups, count
 from .reporting import Reporter
 
@@ -159,11 +159,12 @@ def restore_optimizer(optimizer, scheduler, optimizer_state: Mapping, scheduler_
     With an unchanged config this is an exact resume.
     """
     settings = [{k: v for k, v in pg.items() if k != "params"} for pg in optimizer.param_groups]
-    lambdas, base_lrs = list(scheduler.lr_lambdas), list(scheduler.base_lrs)
+    base_lrs = list(scheduler.base_lrs)
     optimizer.load_state_dict(optimizer_state)
-    scheduler.load_state_dict(scheduler_state)
-    scheduler.lr_lambdas, scheduler.base_lrs = lambdas, base_lrs
-    for pg, setting, base, fn in zip(optimizer.param_groups, settings, base_lrs, lambdas):
+    # LambdaLR would write the checkpoint's schedule into this one's (in place): the step count alone comes back
+    scheduler.load_state_dict({**scheduler_state, "lr_lambdas": [None] * len(scheduler.lr_lambdas)})
+    scheduler.base_lrs = base_lrs
+    for pg, setting, base, fn in zip(optimizer.param_groups, settings, base_lrs, scheduler.lr_lambdas):
         pg.update(setting)
         pg["lr"] = base * fn(scheduler.last_epoch)
 
@@ -300,9 +301,8 @@ def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
     freeze_lowest_layers(model, task.layers(model), int(config["frozen_layers"]))
     groups = {g: [(n, p) for n, p in members if p.requires_grad] for g, members in groups.items()}
     steps = task.steps_per_epoch(batch_size) // world  # each rank's share
-    optimizers = {g: make_optimizer(groups[g], group_hp[g]) for g in groups}
-    schedulers = {g: make_scheduler(optimizers[g], group_hp[g], steps, epochs) for g in groups}
-    penalized = [p for members in groups.values() for n, p in members if p.dim() > 1]
+    configured = configure_optimizers(model, groups, group_hp, steps, epochs)
+    optimizers, schedulers, penalized = configured.optimizers, configured.schedulers, configured.penalized
     all_params = [p for members in groups.values() for _, p in members]
     l1, l2 = float(config["l1"]), float(config["l2"])
     clip = config["max_grad_norm"]

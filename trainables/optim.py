@@ -9,23 +9,47 @@ size or the batch size.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-NO_DECAY_SUFFIXES = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+# normalization layers whose class is not one of torch's (LlamaRMSNorm, T5LayerNorm, ...) end their name so
+_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.LocalResponseNorm, nn.modules.batchnorm._NormBase)
 
 
-def make_optimizer(params: Iterable[tuple[str, nn.Parameter]], hp: Mapping) -> torch.optim.Optimizer:
+def is_norm(module: nn.Module) -> bool:
+    """Whether ``module`` is a normalization layer, by its type (torch's own, or any class named ...Norm)."""
+    return isinstance(module, _NORMS) or type(module).__name__.lower().endswith("norm")
+
+
+def decayed_names(model: nn.Module) -> set[str]:
+    """The parameters weight decay and the L1/L2 penalties apply to: every weight outside normalization layers.
+
+    One rule by module type, for every architecture (transformers' ``Trainer.get_decay_parameter_names``
+    decides the same way): a normalization layer's scale and shift, and every bias, are left alone.
+    """
+    names = set()
+    for prefix, module in model.named_modules():
+        if is_norm(module):
+            continue
+        for name, _ in module.named_parameters(prefix=prefix, recurse=False):
+            if not name.endswith("bias"):
+                names.add(name)
+    return names
+
+
+def make_optimizer(
+    params: Iterable[tuple[str, nn.Parameter]], hp: Mapping, decayed: Collection[str]
+) -> torch.optim.Optimizer:
     """The optimizer ``hp["optimizer"]`` over ``params`` with the group's settings.
 
-    Weight decay skips biases and norm weights (as transformers' Trainer does).
+    Weight decay applies to the parameters named in ``decayed`` (:func:`decayed_names`), not to the rest.
     """
     decay, no_decay = [], []
     for name, p in params:
-        (no_decay if name.endswith(NO_DECAY_SUFFIXES) else decay).append(p)
+        (decay if name in decayed else no_decay).append(p)
     wd = float(hp["weight_decay"])
     param_groups = [
         g for g in ({"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]
@@ -101,3 +125,34 @@ def make_scheduler(
     optimizer: torch.optim.Optimizer, hp: Mapping, steps_per_epoch: int, epochs: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, make_schedule(hp, steps_per_epoch, epochs))
+
+
+@dataclass
+class Optimizers:
+    """Each group's optimizer and LR schedule, and the parameters the L1/L2 penalties apply to."""
+
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR]
+    penalized: list[nn.Parameter]
+
+
+def configure_optimizers(
+    model: nn.Module,
+    groups: Mapping[str, list[tuple[str, nn.Parameter]]],
+    group_hp: Mapping[str, Mapping],
+    steps_per_epoch: int,
+    epochs: int,
+) -> Optimizers:
+    """One optimizer and one schedule per parameter group, weight decay and penalties by one rule.
+
+    ``groups`` are the trainable parameters by group (``build_param_groups``, frozen layers left out),
+    ``group_hp`` each group's settings. Weight decay and the L1/L2 penalties both apply to
+    :func:`decayed_names`: every weight outside normalization layers, no bias.
+    """
+    decayed = decayed_names(model)
+    optimizers = {g: make_optimizer(members, group_hp[g], decayed) for g, members in groups.items()}
+    return Optimizers(
+        optimizers=optimizers,
+        schedulers={g: make_scheduler(optimizers[g], group_hp[g], steps_per_epoch, epochs) for g in groups},
+        penalized=[p for members in groups.values() for n, p in members if n in decayed],
+    )

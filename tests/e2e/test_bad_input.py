@@ -57,6 +57,16 @@ CASES = [
     ("unknown-optimizer", {f"{G}.head.optimizer": "adagrad"}, [], ["'adagrad'", "sgd, adam, adamw, rmsprop"]),
     ("unknown-lr-schedule", {f"{G}.head.scheduler": "onecycle"}, [], ["'onecycle'", "cosine"]),
     ("unknown-strategy", {"search.strategy": "evolution"}, [], ["search.strategy", "'evolution'"]),
+    # a mapping where a name goes: its type named before any rule looks at it (no TypeError)
+    ("strategy-mapping", {"search.strategy": {"zz": 1}}, [], ["search.strategy", "{'zz': 1}", "'random'"]),
+    ("task-type-mapping", {"task.type": {"zz": 1}}, [], ["task.type", "{'zz': 1}", "'text_classification'"]),
+    ("key-twice", raw(b"name: x\nname: y\n"), [], ["key 'name' is written twice", "lines 1 and 2"]),
+    (
+        "lr-twice-in-a-group",
+        raw(b"name: x\nhyperparameters:\n  groups:\n    encoder:\n      lr: 1.0e-5\n      lr: 2.0e-5\n"),
+        [],
+        ["key 'lr' is written twice", "lines 5 and 6"],
+    ),
     ("mode-word", {"search.mode": "maximize"}, [], ["search.mode", "'maximize'"]),
     ("num-samples-zero", {"search.num_samples": 0}, [], ["search.num_samples"]),
     ("concurrency-zero", {"search.max_concurrent_trials": 0}, [], ["search.max_concurrent_trials"]),
