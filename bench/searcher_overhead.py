@@ -31,9 +31,9 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.tune.utils.util import merge_dicts
 
 import search_spaces
+from search_spaces import searched
 from search_spaces._space import DefineByRun, param_space
 from tune_service import load_spec
-from search_spaces import searched
 
 ROOT = Path(__file__).resolve().parents[1]
 optuna.logging.set_verbosity(optuna.logging.WARNING)

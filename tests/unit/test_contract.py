@@ -24,10 +24,9 @@ from ray.tune.search.variant_generator import generate_variants
 from ray.tune.utils.util import merge_dicts
 
 import search_spaces
+from search_spaces import CONDITIONS, flatten
 from search_spaces._space import constants
 from tune_service import SpecError, load_spec
-from search_spaces import CONDITIONS
-from search_spaces import flatten
 from tune_service.tracking import param_from, param_value
 
 ENC = ("hyperparameters", "groups", "encoder")

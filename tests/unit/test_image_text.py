@@ -224,8 +224,8 @@ def test_contrastive_loss_is_clips_with_distinct_captions_and_keeps_duplicates_p
 
 def test_spec_problems_are_refused_before_any_training(make_image_spec):
     from tune_service import load_spec
-    from tune_service.validate import check_task as check
     from tune_service.spec import SpecError
+    from tune_service.validate import check_task as check
 
     adapter = check(load_spec(make_image_spec()))  # a good spec passes, and the data is loaded
     assert len(adapter.data.train) == 90

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tune_service.resources import check_fits, trial_resources, worker_bundle
 from tune_service import load_spec
+from tune_service.resources import check_fits, trial_resources, worker_bundle
 from tune_service.spec import Resources, SpecError
 
 GiB = 2**30

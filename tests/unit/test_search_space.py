@@ -20,9 +20,8 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.sample import Categorical, Float, Integer
 
 import search_spaces
-from search_spaces import param_space, to_tune_domain
+from search_spaces import Distribution, param_space, to_tune_domain
 from tune_service import SpecError, load_spec
-from search_spaces import Distribution
 
 BASE = {
     "name": "s",

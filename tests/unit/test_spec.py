@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tune_service import SpecError, load_spec, smoke_spec
 from search_spaces import Distribution, iter_hyperparameters
+from tune_service import SpecError, load_spec, smoke_spec
 from tune_service.spec import SweepSpec
 
 ROOT = Path(__file__).resolve().parents[2]

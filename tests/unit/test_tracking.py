@@ -13,8 +13,8 @@ from mlflow.tracking import MlflowClient
 
 from tune_service import load_spec
 from tune_service.figures import TrialHistory, figures
-from tune_service.tracking.writers import Secret, TrialTracking, TrialWriter, _transient
 from tune_service.tracking import is_local_store
+from tune_service.tracking.writers import Secret, TrialTracking, TrialWriter, _transient
 
 
 @pytest.fixture
