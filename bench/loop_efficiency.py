@@ -31,6 +31,7 @@ import time
 
 import torch
 
+from trainables.config import TrialConfig
 from trainables.loop import _DTYPES, fit, seed_everything
 from trainables.reporting import LocalReporter
 from trainables.text_classification import SMOKE_CONFIG, SMOKE_TASK, TextClassification, resolve_model
@@ -41,7 +42,7 @@ H100_BF16_DENSE_TFLOPS = 989.0  # H100 SXM, dense (no sparsity)
 def bare_loop(task: TextClassification, batch_size: int, device: torch.device, precision: str) -> dict:
     """One epoch by hand: one AdamW, forward, backward, clip, step. Returns samples/s and tokens."""
     seed_everything(0)
-    model = task.build_model({"dropout": None}, None).to(device)
+    model = task.build_model(TrialConfig.from_dict(SMOKE_CONFIG), None).to(device)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.01)
     generator = torch.Generator().manual_seed(1)
@@ -113,7 +114,7 @@ def main() -> None:
         task_cfg["max_length"] = args.max_length
         task_cfg["dataset"].update(train_size=args.train_size, validation_size=64)
         task = TextClassification(task_cfg)
-        built = task.build_model({"dropout": None}, None)
+        built = task.build_model(TrialConfig.from_dict(SMOKE_CONFIG), None)
         params = sum(p.numel() for p in built.parameters())
         # lookups, not matrix products: embedding tables do no FLOPs worth counting
         embedding = sum(m.weight.numel() for m in built.modules() if isinstance(m, torch.nn.Embedding))

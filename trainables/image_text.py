@@ -32,6 +32,7 @@ from collections.abc import Iterator, Mapping
 import torch
 from torch import nn
 
+from .config import TrialConfig
 from .data import TaskError
 from .image_data import ImageTextData, load_image_text_data
 from .loop import fit, loaded_task
@@ -163,10 +164,10 @@ class ImageText:
             vision_config, text_config, projection_dim=int(self.task["projection_dim"])
         )
 
-    def build_model(self, config: Mapping, model_dir: str | None) -> nn.Module:
+    def build_model(self, config: TrialConfig, model_dir: str | None) -> nn.Module:
         from transformers import VisionTextDualEncoderConfig, VisionTextDualEncoderModel
 
-        p = config.get("dropout")
+        p = config.dropout
         if model_dir:
             cfg = VisionTextDualEncoderConfig.from_pretrained(model_dir)
             set_dropout_config(cfg.vision_config, p)

@@ -5,17 +5,10 @@ schedule per parameter group: the "two-optimizers" approach. The loop owns
 seeding, freezing, penalties, clipping, per-epoch evaluation, early stopping
 and checkpoints; a :class:`Task` supplies the model, the data and the metrics.
 
-``config`` is the trial's hyperparameters as plain data::
-
-    {"groups": {"encoder": {"lr": ..., "optimizer": ..., ...}, "head": {...}},
-     "batch_size": ..., "epochs": ..., "dropout": ..., "l1": ..., "l2": ...,
-     "max_grad_norm": ..., "frozen_layers": ..., "early_stopping_patience": ...,
-     "seed": ...}
-
-``run`` holds what is not a hyperparameter: ``metric`` and ``mode`` (the
-metric early stopping watches), ``num_threads``, and optionally ``device``
-(default: CUDA when this process sees a GPU) and ``precision`` (``fp32``,
-``bf16`` or ``fp16`` autocast; fp16 with loss scaling).
+A trial is configured by a :class:`~trainables.config.TrialConfig` (its
+hyperparameters, one :class:`~trainables.config.GroupConfig` per group) and
+:class:`~trainables.config.RunSettings` (what is not a hyperparameter: the metric
+early stopping watches, threads, device, precision).
 
 Data-parallel: when a ``torch.distributed`` process group is up (Ray Train's
 TorchTrainer, torchrun), the same loop trains under DistributedDataParallel.
@@ -37,6 +30,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -44,7 +38,8 @@ import torch
 from safetensors import SafetensorError
 from torch import nn
 
-from .optim import configure_optimizers
+from .config import RunSettings, TrialConfig
+from .optim import Optimizers, configure_optimizers
 from .param_groups import Selector, build_param_groups, count
 from .reporting import Reporter
 
@@ -57,7 +52,7 @@ MODEL_DIR = "model"
 class Task(Protocol):
     """What the loop needs from a task (text classification, image+text, ...)."""
 
-    def build_model(self, config: Mapping, model_dir: str | None) -> nn.Module:
+    def build_model(self, config: TrialConfig, model_dir: str | None) -> nn.Module:
         """The model, from ``model_dir`` (a checkpoint's) when given, else the pretrained source."""
 
     def model_skeleton(self) -> nn.Module:
@@ -133,23 +128,6 @@ def freeze_lowest_layers(model: nn.Module, layers: list[list[str]], k: int) -> l
     return frozen
 
 
-def group_frozen(hp: Mapping, epoch: int) -> bool:
-    """Whether a group is frozen in ``epoch`` (1-based)."""
-    if not hp["frozen"]:
-        return False
-    return hp["unfreeze_epoch"] is None or epoch < hp["unfreeze_epoch"]
-
-
-def resolve_derived(groups: Mapping) -> dict:
-    """Group settings with derived values (``{relative_to: encoder, ratio: r}``) made concrete."""
-    out = {g: dict(hp) for g, hp in groups.items()}
-    for hp in out.values():
-        for field, value in hp.items():
-            if isinstance(value, Mapping) and "relative_to" in value:
-                hp[field] = float(groups[value["relative_to"]][field]) * float(value["ratio"])
-    return out
-
-
 def restore_optimizer(optimizer, scheduler, optimizer_state: Mapping, scheduler_state: Mapping) -> None:
     """Continue from a checkpoint's optimizer and schedule under this trial's hyperparameters.
 
@@ -203,14 +181,14 @@ def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def pick_device(run: Mapping) -> torch.device:
-    """``run["device"]``, else this process's GPU when it sees one, else the CPU.
+def pick_device(run: RunSettings) -> torch.device:
+    """``run.device``, else this process's GPU when it sees one, else the CPU.
 
     With several GPUs visible, a data-parallel rank takes the one of its local rank
     (``LOCAL_RANK``, set by torchrun and Ray Train), so DDP gets a device index.
     """
-    if run.get("device"):
-        return torch.device(run["device"])
+    if run.device:
+        return torch.device(run.device)
     if not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
@@ -269,99 +247,51 @@ def _loaded(make: Callable[[Mapping], Task], task_json: str) -> Task:
     return make(json.loads(task_json))
 
 
-def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
+@dataclass
+class _Progress:
+    """Where a trial is: the next epoch, the best monitored value so far, epochs since it improved."""
+
+    start: int = 1
+    best: float | None = None
+    stale: int = 0
+
+
+def fit(task: Task, config: TrialConfig | Mapping, run: RunSettings | Mapping, reporter: Reporter) -> dict:
     """Train with one optimizer per group, evaluate and checkpoint every epoch.
 
-    Resumes from ``reporter.latest_checkpoint()`` when there is one: model,
-    optimizers, schedulers, RNG and early-stopping state continue exactly, so
-    an interrupted and resumed run ends with the same metrics as one left
-    alone. Returns the last epoch's metrics.
+    ``config`` is the trial's :class:`~trainables.config.TrialConfig` (or the plain data Ray
+    Tune hands a trial), ``run`` its :class:`~trainables.config.RunSettings`. Resumes from
+    ``reporter.latest_checkpoint()`` when there is one: model, optimizers, schedulers, RNG
+    and early-stopping state continue exactly, so an interrupted and resumed run ends with
+    the same metrics as one left alone. Returns the last epoch's metrics.
     """
-    torch.set_num_threads(max(1, int(run.get("num_threads", 1))))
-    seed = int(config["seed"])
-    seed_everything(seed)
-    group_hp = resolve_derived(config["groups"])
-    epochs = int(config["epochs"])
-    batch_size = int(config["batch_size"])
-
-    device = pick_device(run)
-    precision = run.get("precision") or "fp32"
-    rank, world = _dist()
+    config, run = TrialConfig.from_dict(config), RunSettings.from_dict(run)
+    torch.set_num_threads(run.num_threads)
+    seed_everything(config.seed)
+    device, (rank, world) = pick_device(run), _dist()
     with reporter.latest_checkpoint() as ckpt:
         model = task.build_model(config, os.path.join(ckpt, MODEL_DIR) if ckpt else None)
         state = torch.load(os.path.join(ckpt, TRAIN_STATE), weights_only=True, map_location="cpu") if ckpt else None
-    set_dropout(model, config["dropout"])
+    set_dropout(model, config.dropout)
     model.to(device)
     # fp16 needs loss scaling against underflow; bf16 keeps fp32's range
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-
-    groups = build_param_groups(model, task.selectors(model))
-    if set(groups) != set(group_hp):
-        raise ValueError(f"hyperparameters for groups {sorted(group_hp)}, model groups {sorted(groups)}")
-    freeze_lowest_layers(model, task.layers(model), int(config["frozen_layers"]))
-    groups = {g: [(n, p) for n, p in members if p.requires_grad] for g, members in groups.items()}
-    steps = task.steps_per_epoch(batch_size) // world  # each rank's share
-    configured = configure_optimizers(model, groups, group_hp, steps, epochs)
-    optimizers, schedulers, penalized = configured.optimizers, configured.schedulers, configured.penalized
-    all_params = [p for members in groups.values() for _, p in members]
-    l1, l2 = float(config["l1"]), float(config["l2"])
-    clip = config["max_grad_norm"]
-    metric, mode = run["metric"], run["mode"]
-    patience = config["early_stopping_patience"]
-
-    start, best, stale = 1, None, 0
-    if state is not None:
-        for g in groups:
-            restore_optimizer(optimizers[g], schedulers[g], state["optimizers"][g], state["schedulers"][g])
-        start, best, stale = state["epoch"] + 1, state["best"], state["stale"]
-        _set_rng_state(state["rng"])
-        if "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
+    scaler = torch.amp.GradScaler(device.type, enabled=run.precision == "fp16")
+    groups = _trained_groups(task, model, config)
+    steps = task.steps_per_epoch(config.batch_size) // world  # each rank's share
+    opt = configure_optimizers(model, groups, config.groups, steps, config.epochs)
+    progress = _Progress() if state is None else _restored(state, opt, scaler)
 
     metrics: dict = {}
     trained, wrapped_for = model, None
-    for epoch in range(start, epochs + 1):
+    for epoch in range(progress.start, config.epochs + 1):
         t0 = time.perf_counter()
-        frozen = {g: group_frozen(group_hp[g], epoch) for g in groups}
+        frozen = {g: config.groups[g].frozen_in(epoch) for g in groups}
         for g, members in groups.items():
             for _, p in members:
                 p.requires_grad_(not frozen[g])
         if world > 1 and wrapped_for != frozen:  # DDP syncs the parameters that train when it is built
             trained, wrapped_for = _data_parallel(model, device), dict(frozen)
-        model.train()
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        loss_sum, samples = torch.zeros((), device=device), 0  # summed on the device: no sync per step
-        with warnings.catch_warnings():
-            # a frozen group's schedule still advances with the global step, before its optimizer ever steps
-            warnings.filterwarnings("ignore", message=r".*lr_scheduler\.step\(\)")
-            for i, batch in enumerate(task.train_batches(batch_size, generator)):
-                if world > 1 and (i % world != rank or i >= steps * world):
-                    continue
-                batch = _to(batch, device)
-                with torch.autocast(device.type, dtype=_DTYPES.get(precision), enabled=precision != "fp32"):
-                    loss = task.loss(trained, batch)
-                total = loss
-                if l1:
-                    total = total + l1 * sum(p.abs().sum() for p in penalized if p.requires_grad)
-                if l2:
-                    total = total + l2 * sum(p.pow(2).sum() for p in penalized if p.requires_grad)
-                scaler.scale(total).backward()
-                for g, opt in optimizers.items():
-                    if not frozen[g]:
-                        scaler.unscale_(opt)
-                if clip:
-                    torch.nn.utils.clip_grad_norm_([p for p in all_params if p.grad is not None], float(clip))
-                for g, opt in optimizers.items():
-                    if not frozen[g]:
-                        scaler.step(opt)
-                    opt.zero_grad(set_to_none=True)
-                scaler.update()
-                for sched in schedulers.values():
-                    sched.step()
-                n = int(batch["labels"].shape[0])
-                loss_sum += loss.detach().float() * n
-                samples += n
-        train_loss = float(loss_sum) / max(1, samples)  # waits for the device: the epoch's work is done
+        train_loss, samples = _train_epoch(task, trained, config, run, opt, scaler, frozen, epoch, steps, device)
         train_time = time.perf_counter() - t0
         metrics = dict(task.evaluate(model))
         metrics.update(
@@ -370,43 +300,121 @@ def fit(task: Task, config: Mapping, run: Mapping, reporter: Reporter) -> dict:
             train_samples_per_s=samples * world / train_time if train_time > 0 else 0.0,  # every rank alike
             epoch_time_s=time.perf_counter() - t0,
         )
-        for g in groups:
-            metrics[f"lr/{g}"] = optimizers[g].param_groups[0]["lr"]
-            metrics[f"trainable_params/{g}"] = 0 if frozen[g] else count(groups[g])
-        metrics["trainable_params"] = sum(metrics[f"trainable_params/{g}"] for g in groups)
-        if _improved(metrics[metric], best, mode):
-            best, stale = metrics[metric], 0
+        metrics.update(_group_metrics(opt, groups, frozen))
+        if _improved(metrics[run.metric], progress.best, run.mode):
+            progress.best, progress.stale = metrics[run.metric], 0
         else:
-            stale += 1
-        stop = _any_rank(patience is not None and stale >= int(patience), device)
+            progress.stale += 1
+        patience = config.early_stopping_patience
+        stop = _any_rank(patience is not None and progress.stale >= patience, device)
         metrics["early_stopped"] = bool(stop)
         if world > 1:
             metrics["workers"] = world
         if rank != 0:  # rank 0 writes the checkpoint; every rank reports (Ray Train waits for all)
             reporter.report(metrics, None)
         else:
-            with tempfile.TemporaryDirectory(prefix="tune-ckpt-") as tmp:
-                # written whole into a fresh folder, then handed over: a failed write never touches the last one
-                try:
-                    task.save_model(model, os.path.join(tmp, MODEL_DIR))
-                    train_state = {
-                        "epoch": epoch,
-                        "best": best,
-                        "stale": stale,
-                        "optimizers": {g: o.state_dict() for g, o in optimizers.items()},
-                        "schedulers": {g: s.state_dict() for g, s in schedulers.items()},
-                        "rng": _rng_state(),
-                    }
-                    if scaler.is_enabled():
-                        train_state["scaler"] = scaler.state_dict()
-                    _atomic_save(train_state, os.path.join(tmp, TRAIN_STATE))
-                except (OSError, SafetensorError) as exc:  # safetensors raises its own error for the weights
-                    raise CheckpointError(epoch, tmp, exc) from exc
-                reporter.report(metrics, tmp)
+            _checkpoint_and_report(task, model, opt, scaler, epoch, progress, metrics, reporter)
         if stop:
-            log.info("early stop at epoch %d: %s did not improve for %d epochs", epoch, metric, stale)
+            log.info("early stop at epoch %d: %s did not improve for %d epochs", epoch, run.metric, progress.stale)
             break
     return metrics
+
+
+def _trained_groups(task: Task, model: nn.Module, config: TrialConfig) -> dict[str, list[tuple[str, nn.Parameter]]]:
+    """The task's parameter groups, less the lowest ``frozen_layers`` (frozen for the whole run)."""
+    groups = build_param_groups(model, task.selectors(model))
+    if set(groups) != set(config.groups):
+        raise ValueError(f"hyperparameters for groups {sorted(config.groups)}, model groups {sorted(groups)}")
+    freeze_lowest_layers(model, task.layers(model), config.frozen_layers)
+    return {g: [(n, p) for n, p in members if p.requires_grad] for g, members in groups.items()}
+
+
+def _restored(state: Mapping, opt: Optimizers, scaler) -> _Progress:
+    """The checkpoint's optimizers, schedules, RNG and loss scale put back; where the trial was."""
+    for g in opt.optimizers:
+        restore_optimizer(opt.optimizers[g], opt.schedulers[g], state["optimizers"][g], state["schedulers"][g])
+    _set_rng_state(state["rng"])
+    if "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
+    return _Progress(state["epoch"] + 1, state["best"], state["stale"])
+
+
+def _train_epoch(task, trained, config, run, opt: Optimizers, scaler, frozen, epoch, steps, device):
+    """One epoch of optimizer steps, each group stepping its own optimizer; ``(mean train loss, samples)``."""
+    rank, world = _dist()
+    trained.train()
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+    params = [p for members in opt.optimizers.values() for pg in members.param_groups for p in pg["params"]]
+    loss_sum, samples = torch.zeros((), device=device), 0  # summed on the device: no sync per step
+    with warnings.catch_warnings():
+        # a frozen group's schedule still advances with the global step, before its optimizer ever steps
+        warnings.filterwarnings("ignore", message=r".*lr_scheduler\.step\(\)")
+        for i, batch in enumerate(task.train_batches(config.batch_size, generator)):
+            if world > 1 and (i % world != rank or i >= steps * world):
+                continue
+            batch = _to(batch, device)
+            with torch.autocast(device.type, dtype=_DTYPES.get(run.precision), enabled=run.precision != "fp32"):
+                loss = task.loss(trained, batch)
+            total = loss
+            if config.l1:
+                total = total + config.l1 * sum(p.abs().sum() for p in opt.penalized if p.requires_grad)
+            if config.l2:
+                total = total + config.l2 * sum(p.pow(2).sum() for p in opt.penalized if p.requires_grad)
+            scaler.scale(total).backward()
+            _step(opt, scaler, frozen, params, config.max_grad_norm)
+            n = int(batch["labels"].shape[0])
+            loss_sum += loss.detach().float() * n
+            samples += n
+    return float(loss_sum) / max(1, samples), samples  # float() waits for the device: the epoch's work is done
+
+
+def _step(opt: Optimizers, scaler, frozen: Mapping[str, bool], params: list, clip: float | None) -> None:
+    """Clip, step each training group's optimizer, advance every schedule."""
+    for g, o in opt.optimizers.items():
+        if not frozen[g]:
+            scaler.unscale_(o)
+    if clip:
+        torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], clip)
+    for g, o in opt.optimizers.items():
+        if not frozen[g]:
+            scaler.step(o)
+        o.zero_grad(set_to_none=True)
+    scaler.update()
+    for sched in opt.schedulers.values():
+        sched.step()
+
+
+def _group_metrics(opt: Optimizers, groups: Mapping, frozen: Mapping[str, bool]) -> dict:
+    out = {}
+    for g in groups:
+        out[f"lr/{g}"] = opt.optimizers[g].param_groups[0]["lr"]
+        out[f"trainable_params/{g}"] = 0 if frozen[g] else count(groups[g])
+    out["trainable_params"] = sum(out[f"trainable_params/{g}"] for g in groups)
+    return out
+
+
+def _checkpoint_and_report(task, model, opt: Optimizers, scaler, epoch, progress: _Progress, metrics, reporter):
+    """Write the epoch's checkpoint whole into a fresh folder, then hand it over with the metrics.
+
+    A failed write never touches the last checkpoint.
+    """
+    with tempfile.TemporaryDirectory(prefix="tune-ckpt-") as tmp:
+        try:
+            task.save_model(model, os.path.join(tmp, MODEL_DIR))
+            train_state = {
+                "epoch": epoch,
+                "best": progress.best,
+                "stale": progress.stale,
+                "optimizers": {g: o.state_dict() for g, o in opt.optimizers.items()},
+                "schedulers": {g: s.state_dict() for g, s in opt.schedulers.items()},
+                "rng": _rng_state(),
+            }
+            if scaler.is_enabled():
+                train_state["scaler"] = scaler.state_dict()
+            _atomic_save(train_state, os.path.join(tmp, TRAIN_STATE))
+        except (OSError, SafetensorError) as exc:  # safetensors raises its own error for the weights
+            raise CheckpointError(epoch, tmp, exc) from exc
+        reporter.report(metrics, tmp)
 
 
 __all__ = [
@@ -416,8 +424,6 @@ __all__ = [
     "seed_everything",
     "set_dropout",
     "freeze_lowest_layers",
-    "group_frozen",
-    "resolve_derived",
     "restore_optimizer",
     "pick_device",
 ]

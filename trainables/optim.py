@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .config import GroupConfig
+
 # normalization layers whose class is not one of torch's (LlamaRMSNorm, T5LayerNorm, ...) end their name so
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.LocalResponseNorm, nn.modules.batchnorm._NormBase)
 
@@ -41,29 +43,28 @@ def decayed_names(model: nn.Module) -> set[str]:
 
 
 def make_optimizer(
-    params: Iterable[tuple[str, nn.Parameter]], hp: Mapping, decayed: Collection[str]
+    params: Iterable[tuple[str, nn.Parameter]], hp: GroupConfig, decayed: Collection[str]
 ) -> torch.optim.Optimizer:
-    """The optimizer ``hp["optimizer"]`` over ``params`` with the group's settings.
+    """The optimizer ``hp.optimizer`` over ``params`` with the group's settings.
 
     Weight decay applies to the parameters named in ``decayed`` (:func:`decayed_names`), not to the rest.
     """
     decay, no_decay = [], []
     for name, p in params:
         (decay if name in decayed else no_decay).append(p)
-    wd = float(hp["weight_decay"])
+    wd = hp.weight_decay
     param_groups = [
         g for g in ({"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]
     ]
-    lr = float(hp["lr"])
-    kind = hp["optimizer"]
+    lr, kind = hp.lr, hp.optimizer
     if kind == "sgd":
-        return torch.optim.SGD(param_groups, lr=lr, momentum=float(hp["momentum"]))
+        return torch.optim.SGD(param_groups, lr=lr, momentum=hp.momentum)
     if kind == "adam":
-        return torch.optim.Adam(param_groups, lr=lr, betas=(float(hp["beta1"]), float(hp["beta2"])))
+        return torch.optim.Adam(param_groups, lr=lr, betas=(hp.beta1, hp.beta2))
     if kind == "adamw":
-        return torch.optim.AdamW(param_groups, lr=lr, betas=(float(hp["beta1"]), float(hp["beta2"])))
+        return torch.optim.AdamW(param_groups, lr=lr, betas=(hp.beta1, hp.beta2))
     if kind == "rmsprop":
-        return torch.optim.RMSprop(param_groups, lr=lr, momentum=float(hp["momentum"]))
+        return torch.optim.RMSprop(param_groups, lr=lr, momentum=hp.momentum)
     raise ValueError(f"optimizer={kind!r}; accepted: sgd, adam, adamw, rmsprop")
 
 
@@ -81,9 +82,9 @@ class LRSchedule:
     total_steps: int
     steps_per_epoch: int
     warmup_steps: int = 0
-    gamma: float = 0.5
-    step_epochs: int = 1
-    decay: float = 1.0
+    gamma: float | None = 0.5  # None where the schedule does not use it
+    step_epochs: int | None = 1
+    decay: float | None = 1.0
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
@@ -108,21 +109,21 @@ class LRSchedule:
         )
 
 
-def make_schedule(hp: Mapping, steps_per_epoch: int, epochs: int) -> LRSchedule:
+def make_schedule(hp: GroupConfig, steps_per_epoch: int, epochs: int) -> LRSchedule:
     total = steps_per_epoch * epochs
     return LRSchedule(
-        kind=hp["scheduler"],
+        kind=hp.scheduler,
         total_steps=total,
         steps_per_epoch=steps_per_epoch,
-        warmup_steps=int(round(float(hp["warmup_ratio"]) * total)),
-        gamma=float(hp["gamma"]),
-        step_epochs=int(hp["step_epochs"]),
-        decay=float(hp["decay"]),
+        warmup_steps=int(round(hp.warmup_ratio * total)),
+        gamma=hp.gamma,
+        step_epochs=hp.step_epochs,
+        decay=hp.decay,
     )
 
 
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, hp: Mapping, steps_per_epoch: int, epochs: int
+    optimizer: torch.optim.Optimizer, hp: GroupConfig, steps_per_epoch: int, epochs: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, make_schedule(hp, steps_per_epoch, epochs))
 
@@ -139,7 +140,7 @@ class Optimizers:
 def configure_optimizers(
     model: nn.Module,
     groups: Mapping[str, list[tuple[str, nn.Parameter]]],
-    group_hp: Mapping[str, Mapping],
+    group_hp: Mapping[str, GroupConfig],
     steps_per_epoch: int,
     epochs: int,
 ) -> Optimizers:

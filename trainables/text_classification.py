@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .config import TrialConfig
 from .data import BUILTIN_PREFIX, TaskError, load_text_data, package_dir
 from .loop import fit, loaded_task
 from .manifest import TASKS
@@ -105,7 +106,7 @@ class TextClassification:
             labels = torch.tensor([val_labels[i] for i in idx], dtype=torch.long)
             self.val_batches.append({"input_ids": ids, "attention_mask": mask, "labels": labels})
 
-    def build_model(self, config: Mapping, model_dir: str | None) -> nn.Module:
+    def build_model(self, config: TrialConfig, model_dir: str | None) -> nn.Module:
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
         src = model_dir or self.source
@@ -116,7 +117,7 @@ class TextClassification:
             id2label=dict(enumerate(names)),
             label2id={n: i for i, n in enumerate(names)},
         )
-        set_dropout_config(cfg, config.get("dropout"))
+        set_dropout_config(cfg, config.dropout)
         return AutoModelForSequenceClassification.from_pretrained(src, config=cfg)
 
     def model_skeleton(self) -> nn.Module:

@@ -13,6 +13,7 @@ import pytest
 import torch
 from test_loop import Interrupt, InterruptingReporter, weights
 
+from trainables.config import TrialConfig
 from trainables.data import DataError, TaskError
 from trainables.image_text import METRICS, ImageText, contrastive_loss, load_pretrained, train
 from trainables.param_groups import build_param_groups
@@ -51,7 +52,7 @@ def config(**changes) -> dict:
 
 def test_default_groups_cover_every_parameter_exactly_once(task):
     adapter = ImageText(task)
-    model = adapter.build_model(CONFIG, None)
+    model = adapter.build_model(TrialConfig.from_dict(CONFIG), None)
     groups = build_param_groups(model, adapter.selectors(model))  # raises on a stray or an overlap
     names = {g: {n for n, _ in members} for g, members in groups.items()}
     everything = {n for n, _ in model.named_parameters()}
@@ -85,7 +86,10 @@ def test_frozen_text_tower_is_unchanged_until_it_unfreezes(task, tmp_path):
     train(cfg, task, RUN, rep)
     # the initial weights: the same seed builds the same towers
     torch.manual_seed(cfg["seed"])
-    initial = {k: v.detach().clone() for k, v in ImageText(task).build_model(cfg, None).state_dict().items()}
+    initial = {
+        k: v.detach().clone()
+        for k, v in ImageText(task).build_model(TrialConfig.from_dict(cfg), None).state_dict().items()
+    }
     after1, after2 = weights(rep.checkpoints[0]), weights(rep.checkpoints[1])
     text = [k for k in after1 if k.startswith("text_model.") and "position_ids" not in k]
     vision = [k for k in after1 if k.startswith("vision_model.")]
@@ -100,7 +104,7 @@ def test_frozen_layers_freeze_the_lowest_layers_of_both_towers(task, tmp_path):
     rep = LocalReporter(tmp_path, stream=None)
     train(config(epochs=1, frozen_layers=1), task, RUN, rep)
     torch.manual_seed(CONFIG["seed"])
-    initial = ImageText(task).build_model(CONFIG, None).state_dict()
+    initial = ImageText(task).build_model(TrialConfig.from_dict(CONFIG), None).state_dict()
     final = weights(rep.checkpoints[-1])
     frozen = [k for k in final if k.startswith(("vision_model.embeddings.", "text_model.embeddings."))]
     trained = [k for k in final if ".layers.0." in k or ".layer.0." in k]
@@ -270,7 +274,7 @@ def test_towers_from_local_folders_train_with_their_own_preprocessing(make_image
     adapter = ImageText(task)
     assert adapter.data.train.pixels.shape[1:] == (1, 16, 16)
     assert list(adapter.processor.image_mean) == [0.2]  # its own normalization, not the default 0.5
-    model = adapter.build_model(CONFIG, None)
+    model = adapter.build_model(TrialConfig.from_dict(CONFIG), None)
     saved = dict(AutoModel.from_pretrained(vision_dir).named_parameters())
     assert all(torch.equal(p, saved[n.removeprefix("vision_model.")]) for n, p in model.named_parameters()
                if n.startswith("vision_model.") and n.removeprefix("vision_model.") in saved)  # fmt: skip

@@ -173,7 +173,7 @@ def test_resume_under_a_changed_config_trains_with_the_new_rates(task, tmp_path)
 
 
 def test_derived_rates_resolve_against_their_group():
-    from trainables.loop import resolve_derived
+    from trainables.config import resolve_derived
 
     groups = {"encoder": {"lr": 2e-5, "weight_decay": 0.1}, "head": {"lr": {"relative_to": "encoder", "ratio": 50}}}
     resolved = resolve_derived(groups)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
+from trainables.config import GroupConfig
 from trainables.optim import LRSchedule, decayed_names, make_optimizer, make_schedule, make_scheduler
 
 GROUP = {
@@ -16,7 +18,7 @@ GROUP = {
 
 
 def curve(kind: str, steps_per_epoch: int = 10, epochs: int = 4, **hp) -> list[float]:
-    sched = make_schedule({**GROUP, "scheduler": kind, **hp}, steps_per_epoch, epochs)
+    sched = make_schedule(GroupConfig.from_dict({**GROUP, "scheduler": kind, **hp}), steps_per_epoch, epochs)
     return [sched(s) for s in range(steps_per_epoch * epochs)]
 
 
@@ -73,7 +75,9 @@ def test_unknown_schedule_is_refused():
 )
 def test_each_optimizer_gets_its_group_settings(kind, cls, check):
     layer = torch.nn.Linear(3, 2)
-    opt = make_optimizer(layer.named_parameters(), {**GROUP, "optimizer": kind}, decayed_names(layer))
+    opt = make_optimizer(
+        layer.named_parameters(), GroupConfig.from_dict({**GROUP, "optimizer": kind}), decayed_names(layer)
+    )
     assert type(opt) is cls
     decayed, plain = opt.param_groups
     assert decayed["lr"] == 0.1 and decayed["weight_decay"] == 0.01 and check(decayed)
@@ -82,8 +86,8 @@ def test_each_optimizer_gets_its_group_settings(kind, cls, check):
 
 def test_scheduler_drives_the_optimizer_lr():
     layer = torch.nn.Linear(3, 2)
-    opt = make_optimizer(layer.named_parameters(), GROUP, decayed_names(layer))
-    sched = make_scheduler(opt, {**GROUP, "scheduler": "linear"}, steps_per_epoch=5, epochs=2)
+    opt = make_optimizer(layer.named_parameters(), GroupConfig.from_dict(GROUP), decayed_names(layer))
+    sched = make_scheduler(opt, GroupConfig.from_dict({**GROUP, "scheduler": "linear"}), steps_per_epoch=5, epochs=2)
     lrs = []
     for _ in range(10):
         lrs.append(opt.param_groups[0]["lr"])
@@ -97,7 +101,7 @@ def test_a_restored_trial_trains_with_its_own_schedule_not_the_checkpoints():
     new config's (gamma here), the step count the checkpoint's."""
     from trainables.loop import restore_optimizer
 
-    donor_hp = {**GROUP, "scheduler": "exponential", "gamma": 0.5}
+    donor_hp = GroupConfig.from_dict({**GROUP, "scheduler": "exponential", "gamma": 0.5})
     layer = torch.nn.Linear(3, 2)
     opt = make_optimizer(layer.named_parameters(), donor_hp, decayed_names(layer))
     sched = make_scheduler(opt, donor_hp, steps_per_epoch=5, epochs=4)
@@ -106,7 +110,7 @@ def test_a_restored_trial_trains_with_its_own_schedule_not_the_checkpoints():
         sched.step()
     optimizer_state, scheduler_state = opt.state_dict(), sched.state_dict()
 
-    perturbed = {**donor_hp, "gamma": 0.9, "lr": 0.2}
+    perturbed = dataclasses.replace(donor_hp, gamma=0.9, lr=0.2)
     layer = torch.nn.Linear(3, 2)
     opt = make_optimizer(layer.named_parameters(), perturbed, decayed_names(layer))
     sched = make_scheduler(opt, perturbed, steps_per_epoch=5, epochs=4)
@@ -142,7 +146,7 @@ def test_weight_decay_and_penalties_skip_every_norm_and_bias_by_module_type():
     assert not {n for n in names if n.endswith("bias")} & decayed
     assert {"proj.weight", "vit.embeddings.patch_embeddings.projection.weight"} <= decayed
 
-    hp = {**GROUP, "optimizer": "adamw", "weight_decay": 0.1}
+    hp = GroupConfig.from_dict({**GROUP, "optimizer": "adamw", "weight_decay": 0.1})
     configured = configure_optimizers(model, {"all": list(names.items())}, {"all": hp}, 1, 1)
     with_decay, without = configured.optimizers["all"].param_groups
     assert with_decay["weight_decay"] == 0.1 and without["weight_decay"] == 0.0
