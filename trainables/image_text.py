@@ -22,9 +22,7 @@ Without Ray, on Fashion-MNIST::
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -38,7 +36,8 @@ from .image_data import ImageTextData, load_image_text_data
 from .loop import fit, loaded_task
 from .manifest import DEFAULT_VISION_TOWER, TASKS
 from .param_groups import Selector
-from .reporting import LocalReporter, Reporter, TuneReporter
+from .reporting import Reporter, TuneReporter
+from .standalone import quiet_transformers, smoke_config, smoke_main
 from .text_classification import LAYER, pad, resolve_model, set_dropout_config
 
 MANIFEST = TASKS["image_text"]
@@ -324,10 +323,7 @@ def train(config: Mapping, task: Mapping, run: Mapping, reporter: Reporter) -> d
 
 def tune_trainable(config: dict, task: Mapping, run: Mapping, reporter: Reporter | None = None) -> None:
     """Ray Tune function trainable (bind ``task`` and ``run`` with ``tune.with_parameters``)."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    quiet_transformers()
     train(config, task, run, reporter or TuneReporter())
 
 
@@ -345,38 +341,11 @@ SMOKE_TASK = {
     },
     "groups": None,
 }  # fmt: skip
-_GROUP = {
-    "optimizer": "adamw", "weight_decay": 0.01, "momentum": 0.9, "beta1": 0.9, "beta2": 0.999,
-    "scheduler": "constant", "warmup_ratio": 0.0, "gamma": 0.5, "step_epochs": 1, "decay": 1.0,
-    "frozen": False, "unfreeze_epoch": None,
-}  # fmt: skip
-SMOKE_CONFIG = {
-    "groups": {"vision": {**_GROUP, "lr": 1e-3}, "text": {**_GROUP, "lr": 2e-5}, "head": {**_GROUP, "lr": 1e-3}},
-    "batch_size": 32, "epochs": 1, "dropout": None, "l1": 0.0, "l2": 0.0, "max_grad_norm": 1.0,
-    "frozen_layers": 0, "early_stopping_patience": None, "seed": 0,
-}  # fmt: skip
+SMOKE_CONFIG = smoke_config({"vision": {"lr": 1e-3}, "text": {"lr": 2e-5}, "head": {"lr": 1e-3}}, batch_size=32)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainables.image_text", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--smoke-test", action="store_true", help=f"one epoch on {MANIFEST.smoke_train_size} Fashion-MNIST images"
-    )
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--out-dir", help="keep each epoch's checkpoint here")
-    parser.add_argument("--resume-from", help="a checkpoint folder to continue from")
-    args = parser.parse_args(argv)
-    if not args.smoke_test:
-        parser.error("only --smoke-test runs standalone; sweeps run through `tune-service run`")
-    config = {**SMOKE_CONFIG, "epochs": args.epochs}
-    run = {"metric": "val_zero_shot_accuracy", "mode": "max", "num_threads": torch.get_num_threads()}
-    metrics = train(config, SMOKE_TASK, run, LocalReporter(args.out_dir, args.resume_from))
-    missing = [m for m in METRICS if m not in metrics]
-    if missing:
-        print(f"missing metrics: {missing}", file=sys.stderr)
-        return 1
-    print(json.dumps({m: metrics[m] for m in METRICS}))
-    return 0
+    return smoke_main(argv, MANIFEST, train, SMOKE_TASK, SMOKE_CONFIG, __doc__.split("\n")[0])
 
 
 if __name__ == "__main__":

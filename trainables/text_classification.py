@@ -15,8 +15,6 @@ max_length, groups); ``run`` is ``{metric, mode, num_threads}``; the trial's
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import sys
 import time
@@ -31,7 +29,8 @@ from .data import BUILTIN_PREFIX, TaskError, load_text_data, package_dir
 from .loop import fit, loaded_task
 from .manifest import TASKS
 from .param_groups import Selector, default_selectors
-from .reporting import LocalReporter, Reporter, TuneReporter
+from .reporting import Reporter, TuneReporter
+from .standalone import quiet_transformers, smoke_config, smoke_main
 
 MANIFEST = TASKS["text_classification"]
 METRICS = MANIFEST.metrics
@@ -210,12 +209,7 @@ def tune_trainable(config: dict, task: Mapping, run: Mapping, reporter: Reporter
 
     ``reporter`` defaults to :class:`TuneReporter`; the service passes one that also streams to MLflow.
     """
-    from transformers.utils import logging as hf_logging
-
-    # This process is a Ray worker of its own: quiet the per-trial load reports and
-    # progress bars that would otherwise interleave in the driver's console.
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    quiet_transformers()
     train(config, task, run, reporter or TuneReporter())
 
 
@@ -234,43 +228,15 @@ SMOKE_TASK = {
     "max_length": 64,
     "groups": None,
 }
-_GROUP = {
-    "optimizer": "adamw", "weight_decay": 0.01, "momentum": 0.9, "beta1": 0.9, "beta2": 0.999,
-    "scheduler": "linear", "warmup_ratio": 0.1, "gamma": 0.5, "step_epochs": 1, "decay": 1.0,
-    "frozen": False, "unfreeze_epoch": None,
-}  # fmt: skip
-SMOKE_CONFIG = {
-    "groups": {"encoder": {**_GROUP, "lr": 5e-5}, "head": {**_GROUP, "lr": 1e-3, "optimizer": "sgd"}},
-    "batch_size": 16, "epochs": 1, "dropout": None, "l1": 0.0, "l2": 0.0, "max_grad_norm": 1.0,
-    "frozen_layers": 0, "early_stopping_patience": None, "seed": 0,
-}  # fmt: skip
+_LINEAR = {"scheduler": "linear", "warmup_ratio": 0.1}
+SMOKE_CONFIG = smoke_config(
+    {"encoder": {**_LINEAR, "lr": 5e-5}, "head": {**_LINEAR, "lr": 1e-3, "optimizer": "sgd"}}, batch_size=16
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m trainables.text_classification", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument(
-        "--smoke-test",
-        action="store_true",
-        help=f"one epoch on {MANIFEST.smoke_train_size} examples of the offline defaults",
-    )
-    parser.add_argument("--model", default=SMOKE_TASK["model"], help="builtin:minilm, a hub id or a local path")
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--out-dir", help="keep each epoch's checkpoint here")
-    parser.add_argument("--resume-from", help="a checkpoint folder to continue from")
-    args = parser.parse_args(argv)
-    if not args.smoke_test:
-        parser.error("only --smoke-test runs standalone; sweeps run through `tune-service run`")
-    config = {**SMOKE_CONFIG, "epochs": args.epochs}
-    run = {"metric": "val_accuracy", "mode": "max", "num_threads": torch.get_num_threads()}
-    metrics = train(config, {**SMOKE_TASK, "model": args.model}, run, LocalReporter(args.out_dir, args.resume_from))
-    missing = [m for m in METRICS if m not in metrics]
-    if missing:
-        print(f"missing metrics: {missing}", file=sys.stderr)
-        return 1
-    print(json.dumps({m: metrics[m] for m in METRICS}))
-    return 0
+    description = __doc__.split("\n")[0]
+    return smoke_main(argv, MANIFEST, train, SMOKE_TASK, SMOKE_CONFIG, description, model_option="model")
 
 
 if __name__ == "__main__":

@@ -115,19 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("run", "resume"):
             return _run(args)
         return _jobs(args)
-    except SpecError as exc:
+    # bad input, refused before anything runs: the spec, a sweep id, the tracking target or the cluster
+    except (SpecError, SweepNotFound, TrackingError, ClusterUnreachable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except SweepNotFound as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except TrackingError as exc:  # raised before the sweep starts: the tracking target cannot take it
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except SweepJobError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT if isinstance(exc, ClusterUnreachable) else EXIT_FAILED
-    except TimeoutError as exc:
+    except (SweepJobError, TimeoutError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt as exc:
@@ -140,25 +132,14 @@ def _run(args) -> int:
     from .jobs import RESULT_PREFIX
 
     signal.signal(signal.SIGTERM, _terminate)
+    where = {"tracking_uri": args.tracking_uri, "address": args.address, "storage_path": args.storage_path}
     if args.command == "resume":
         from .driver import resume_sweep
 
-        result = resume_sweep(
-            args.sweep_id,
-            tracking_uri=args.tracking_uri,
-            address=args.address,
-            storage_path=args.storage_path,
-            num_cpus=args.num_cpus,
-        )
+        result = resume_sweep(args.sweep_id, num_cpus=args.num_cpus, **where)
     else:
         result = run_sweep(
-            args.spec,
-            smoke_test=args.smoke_test,
-            tracking_uri=args.tracking_uri,
-            address=args.address,
-            storage_path=args.storage_path,
-            num_cpus=args.num_cpus,
-            sweep_id=args.sweep_id,
+            args.spec, smoke_test=args.smoke_test, num_cpus=args.num_cpus, sweep_id=args.sweep_id, **where
         )
     if args.json == "-":
         print(result.to_json(indent=2))
