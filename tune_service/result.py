@@ -66,20 +66,3 @@ class SweepResult:
 
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.to_dict(), **kwargs)
-
-
-def pareto_front(points: dict[str, list[float]], modes: list[str]) -> list[str]:
-    """Ids of the non-dominated points: none other is at least as good on every objective and better on one."""
-
-    def as_min(values):  # every objective as a minimisation
-        return [v if m == "min" else -v for v, m in zip(values, modes)]
-
-    scored = {k: as_min(v) for k, v in points.items()}
-    front = []
-    for k, a in scored.items():
-        dominated = any(
-            all(y <= x for x, y in zip(a, b)) and any(y < x for x, y in zip(a, b)) for j, b in scored.items() if j != k
-        )
-        if not dominated:
-            front.append(k)
-    return front

@@ -14,7 +14,7 @@ from search_spaces import unflatten_points
 from trainables.distributed import CHECKPOINT_PATH
 
 from .figures import TrialHistory
-from .result import SweepResult, TrialResult, pareto_front
+from .result import SweepResult, TrialResult
 from .spec import SweepSpec
 from .tracking import numeric_metrics
 
@@ -121,6 +121,18 @@ def _front(trials: list[TrialResult], objectives: list[tuple[str, str]]) -> list
         t.trial_id: [t.metrics[m] for m, _ in objectives] for t in trials if all(m in t.metrics for m, _ in objectives)
     }
     return pareto_front(points, [o for _, o in objectives])
+
+
+def pareto_front(points: dict[str, list[float]], modes: list[str]) -> list[str]:
+    """Ids of the non-dominated points (none other is at least as good on every objective and better on
+    one), as Optuna's study finds its ``best_trials``; in the order given."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["maximize" if m == "max" else "minimize" for m in modes])
+    ids = list(points)
+    study.add_trials([optuna.trial.create_trial(values=list(points[i])) for i in ids])
+    return [ids[n] for n in sorted(t.number for t in study.best_trials)]
 
 
 def stopped_by(spec: SweepSpec, epochs: int, wall: float) -> str | None:

@@ -307,7 +307,7 @@ def test_warm_start_tells_earlier_trials_to_the_study_before_it_suggests():
 
 
 def test_pareto_front_keeps_the_trials_nothing_beats_on_every_objective():
-    from tune_service.result import pareto_front
+    from tune_service.summary import pareto_front
 
     points = {"a": [0.8, 10.0], "b": [0.7, 5.0], "c": [0.7, 6.0], "d": [0.6, 20.0], "e": [0.8, 10.0]}
     assert pareto_front(points, ["max", "min"]) == ["a", "b", "e"]
