@@ -20,14 +20,23 @@ DEFAULT_VISION_TOWER = {
 }  # fmt: skip
 
 
+# what every task's trials also report each epoch: the model's size in training, its inference time
+COST_METRICS = ("trainable_params", "val_latency_ms")
+
+
 @dataclass(frozen=True)
 class TaskManifest:
     type: str
     module: str  # the trainable: exposes Adapter (a trainables.loop.Task), tune_trainable, load_pretrained
-    metrics: tuple[str, ...]  # reported every epoch; the first is the default search.metric
+    metrics: tuple[str, ...]  # the model's scores, every epoch; the first is the default search.metric
     default_groups: tuple[str, ...]  # parameter groups when task.groups names none
     smoke_train_size: int = 64  # a smoke test's subsets (tune-service run --smoke-test, python -m MODULE)
     smoke_validation_size: int = 64
+
+    @property
+    def reported(self) -> tuple[str, ...]:
+        """Every metric a trial reports each epoch that a sweep may optimize: the scores, then the costs."""
+        return self.metrics + COST_METRICS
 
     def trainable(self):
         """The task's trainable module (imports torch and transformers)."""
@@ -39,7 +48,7 @@ TASKS = {
     "text_classification": TaskManifest(
         type="text_classification",
         module="trainables.text_classification",
-        metrics=("val_accuracy", "val_f1", "val_loss", "train_loss", "trainable_params", "val_latency_ms"),
+        metrics=("val_accuracy", "val_f1", "val_loss", "train_loss"),
         default_groups=("encoder", "head"),
     ),
     # `vision` and `text` are the towers, `head` the projections and the logit scale

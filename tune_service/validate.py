@@ -58,9 +58,7 @@ def load_spec(source: Union[SweepSpec, dict, str, Path]) -> SweepSpec:
     """
     spec = parse_spec(source)
     label = str(source) if isinstance(source, (str, Path)) else None
-    problems = spec_problems(spec)
-    if not problems:  # the strategies' rules read a spec whose own rules hold
-        problems = search_spaces.problems(spec)
+    problems = spec_problems(spec) + search_spaces.problems(spec)
     if problems:
         raise SpecError(problems, label)
     return spec
@@ -103,7 +101,7 @@ def _objective_path(i: int) -> str:
 
 
 def _metric_problems(spec: SweepSpec) -> list[Problem]:
-    metrics, out = TASK_MANIFESTS[spec.task.type].metrics, []
+    metrics, out = TASK_MANIFESTS[spec.task.type].reported, []
     names = [m for m, _ in spec.search.all_objectives]
     for i, metric in enumerate(names):
         if metric not in metrics:
