@@ -10,7 +10,7 @@ Bottom first, each layer importing only those below it (and never the service):
 - the strategies, one module each, behind the contract in :mod:`._base`: a
   searcher ("what to try", ``search.strategy``) or a scheduler ("when to stop",
   ``search.scheduler``), kept apart as Ray Tune keeps them and imported lazily
-  from :data:`STRATEGIES` and :data:`SCHEDULERS` (Ray Tune's
+  from :data:`SEARCHERS` and :data:`SCHEDULERS` (Ray Tune's
   ``search/__init__.py`` does the same).
 
 The service asks two things: :func:`problems` (validation, before anything
@@ -40,8 +40,8 @@ from ._space import DefineByRun, param_space, to_tune_domain
 if TYPE_CHECKING:
     from tune_service.spec import SweepSpec
 
-# name -> (module, class): the searchers of ``search.strategy``
-STRATEGIES = {
+# name -> (module, class): the searchers ("what to try"), named by ``search.strategy``
+SEARCHERS = {
     "grid": ("search_spaces.grid", "GridSearch"),
     "random": ("search_spaces.random", "RandomSearch"),
     "bayesian": ("search_spaces.bayesian", "Bayesian"),
@@ -67,7 +67,7 @@ SAMPLERS = ("tpe", "gp", "cmaes", "qmc")
 
 __all__ = [
     "CONDITIONS", "DISTRIBUTIONS", "LR_SCHEDULERS", "MAX_GRID_TRIALS", "OPTIMIZERS", "PRESETS", "SAMPLERS",
-    "SCHEDULERS", "SEP", "STRATEGIES", "DefineByRun", "Distribution", "Domain", "Problem", "Relative",
+    "SCHEDULERS", "SEP", "SEARCHERS", "DefineByRun", "Distribution", "Domain", "Problem", "Relative",
     "Scheduler", "SearchPlan",
     "Searcher", "build", "flatten", "iter_hyperparameters", "param_space", "problems", "searched", "to_tune_domain",
     "unflatten_points", "upper",
@@ -90,7 +90,7 @@ def _load(registry: dict, kind: str, name: str):
 
 def searcher(name: str) -> Searcher:
     """The searcher registered as ``name`` (``search.strategy``)."""
-    return _load(STRATEGIES, "strategy", name)
+    return _load(SEARCHERS, "strategy", name)
 
 
 def scheduler(name: str) -> Scheduler:

@@ -49,7 +49,7 @@ from search_spaces import (
     PRESETS,
     SAMPLERS,
     SCHEDULERS,
-    STRATEGIES,
+    SEARCHERS,
     Distribution,
     Domain,
     Relative,
@@ -384,10 +384,10 @@ def _preset(strategy: str, scheduler: Any) -> tuple[str, str]:
     searcher, _, paired = strategy.partition("+")
     if strategy in PRESETS:
         searcher, paired = PRESETS[strategy]
-    if searcher not in STRATEGIES or paired not in SCHEDULERS:
+    if searcher not in SEARCHERS or paired not in SCHEDULERS:
         raise ValueError(
             f"strategy '{strategy}' is not a preset; presets are {', '.join(PRESETS)} or "
-            f"STRATEGY+SCHEDULER with a strategy in {', '.join(STRATEGIES)} "
+            f"STRATEGY+SCHEDULER with a strategy in {', '.join(SEARCHERS)} "
             f"and a scheduler in {', '.join(SCHEDULERS)}"
         )
     if scheduler is not None and scheduler != paired:
@@ -411,10 +411,10 @@ def _objective_lists(data: dict) -> dict:
 class SearchSpec(_Strict):
     """What to try (``strategy``, a searcher) and when to stop trials (``scheduler``), kept apart."""
 
-    strategy: Literal[tuple(STRATEGIES)] = Field(
+    strategy: Literal[tuple(SEARCHERS)] = Field(
         "random",
-        description="grid, random, bayesian (Optuna), bohb; or a preset: asha, hyperband, pbt, "
-        "or STRATEGY+SCHEDULER such as bayesian+asha",
+        description="the searcher: grid, random, bayesian (Optuna), bohb; or a preset naming a searcher and a "
+        "scheduler: asha, hyperband, pbt, or SEARCHER+SCHEDULER such as bayesian+asha",
     )
     scheduler: Literal[tuple(SCHEDULERS)] = Field(
         "fifo",
@@ -468,7 +468,7 @@ class SearchSpec(_Strict):
         data = _objective_lists(dict(data))
         strategy = data.get("strategy")
         # "bohb" names a searcher and a preset: the searcher, with its scheduler as a default below
-        if isinstance(strategy, str) and ((strategy in PRESETS and strategy not in STRATEGIES) or "+" in strategy):
+        if isinstance(strategy, str) and ((strategy in PRESETS and strategy not in SEARCHERS) or "+" in strategy):
             data["strategy"], data["scheduler"] = _preset(strategy, data.get("scheduler"))
         if data.get("strategy") == "bohb":
             data.setdefault("scheduler", "hyperband")

@@ -80,7 +80,7 @@ def test_param_space_has_the_trainable_config_shape():
     assert space["epochs"] == 1 and space["seed"] == 0
 
 
-PAIRS = [(st, sc) for st in sorted(search_spaces.STRATEGIES) for sc in sorted(search_spaces.SCHEDULERS)]
+PAIRS = [(st, sc) for st in sorted(search_spaces.SEARCHERS) for sc in sorted(search_spaces.SCHEDULERS)]
 # pairings refused at validation, and a word of the reason
 REFUSED_PAIRS = {
     ("grid", "pbt"): "a grid enumerates fixed points",
@@ -263,10 +263,10 @@ def test_the_center_is_left_to_grids_and_warm_starts():
 
 def test_unknown_strategy_or_scheduler_is_an_error(monkeypatch):
     spec = load_spec(BASE)
-    monkeypatch.setattr(search_spaces, "STRATEGIES", {"grid": ("search_spaces.grid", "GridSearch")})
+    monkeypatch.setattr(search_spaces, "SEARCHERS", {"grid": ("search_spaces.grid", "GridSearch")})
     with pytest.raises(ValueError, match="search.strategy='random'; accepted: grid"):
         search_spaces.build(spec)
-    monkeypatch.setattr(search_spaces, "STRATEGIES", {"random": ("search_spaces.random", "RandomSearch")})
+    monkeypatch.setattr(search_spaces, "SEARCHERS", {"random": ("search_spaces.random", "RandomSearch")})
     monkeypatch.setattr(search_spaces, "SCHEDULERS", {"asha": ("search_spaces.asha", "ASHA")})
     with pytest.raises(ValueError, match="search.scheduler='fifo'; accepted: asha"):
         search_spaces.build(spec)

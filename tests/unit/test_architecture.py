@@ -1,0 +1,55 @@
+"""The direction of imports: the service imports search_spaces and trainables, never the other way."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def runtime_imports(path: Path) -> set[str]:
+    """The top-level packages a module imports, type hints under ``if TYPE_CHECKING:`` aside."""
+    tree = ast.parse(path.read_text())
+    hints = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for sub in node.body
+        for n in ast.walk(sub)
+    }
+    out = set()
+    for node in ast.walk(tree):
+        if id(node) in hints:
+            continue
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+@pytest.mark.parametrize(
+    "package, forbidden", [("search_spaces", {"tune_service"}), ("trainables", {"tune_service", "search_spaces"})]
+)
+def test_lower_packages_never_import_the_ones_above(package, forbidden):
+    offenders = {
+        str(p.relative_to(ROOT)): runtime_imports(p) & forbidden
+        for p in (ROOT / package).rglob("*.py")
+        if runtime_imports(p) & forbidden
+    }
+    assert not offenders, offenders
+
+
+def test_a_strategy_imports_without_the_service_or_torch():
+    code = (
+        "import sys, search_spaces.grid, search_spaces.bayesian, search_spaces.pbt, trainables.manifest; "
+        "print(sorted(m for m in ('tune_service', 'torch', 'ray') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
