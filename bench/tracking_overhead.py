@@ -39,7 +39,7 @@ from ray import tune
 
 from trainables.text_classification import SMOKE_CONFIG
 from tune_service import load_spec, trial
-from tune_service.tracking import writers as streaming
+from tune_service.tracking import writers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,7 +69,7 @@ def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
 
 def one_run(task: dict, config: dict, tracking, storage: str) -> list[float]:
     if tracking is not None:
-        streaming.start_writers(tracking)
+        writers.start_writers(tracking)
     trainable = tune.with_parameters(
         trial.trainable,
         task_type="text_classification",
@@ -84,7 +84,7 @@ def one_run(task: dict, config: dict, tracking, storage: str) -> list[float]:
     )
     grid = tuner.fit()
     if tracking is not None:
-        streaming.flush_writers(tracking.sweep_id, 600)
+        writers.flush_writers(tracking.sweep_id, 600)
     df = grid[0].metrics_dataframe
     return [(float(a), float(a - b)) for a, b in zip(df["time_this_iter_s"], df["epoch_time_s"])]
 
@@ -116,7 +116,7 @@ def main() -> None:
                     tracking = None
                     if mode == "on":
                         parent = client.create_run(experiment, run_name=f"round {r}")
-                        tracking = streaming.TrialTracking(
+                        tracking = writers.TrialTracking(
                             tracking_uri=uri,
                             experiment_id=experiment,
                             parent_run_id=parent.info.run_id,

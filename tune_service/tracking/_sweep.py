@@ -46,7 +46,7 @@ SUBMISSION_ENV = "TUNE_SERVICE_SUBMISSION_ID"
 
 
 class SweepTracker:
-    """The sweep's parent run, from the driver; trials write their own child runs (:mod:`.streaming`)."""
+    """The sweep's parent run, from the driver; trials write their own child runs (:mod:`.writers`)."""
 
     def __init__(self, tracking_uri: str, experiment: str):
         from mlflow.tracking import MlflowClient
