@@ -1,9 +1,10 @@
-"""The sweep spec: a typed, validated description of one hyperparameter sweep.
+"""The sweep spec's schema: a typed description of one hyperparameter sweep, and nothing else.
 
-A spec is written once, as YAML or as the same structure in Python, and is
-refused at the door when anything in it is wrong: :func:`load_spec` raises
-:class:`SpecError`, whose message names each bad field by its path, the value
-found and what would be accepted. Nothing touches Ray or MLflow before that.
+A spec is written once, as YAML or as the same structure in Python.
+:func:`parse_spec` checks it against the schema (types, ranges, unknown keys, a
+key written twice) and raises :class:`SpecError`, whose message names each bad
+field by its path, the value found and what would be accepted. The rules across
+fields and every later check are :mod:`tune_service.validate`'s.
 
 Layout (see ``examples/quickstart.yaml``)::
 

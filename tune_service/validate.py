@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Union
 
 import search_spaces
-from search_spaces import CONDITIONS, Distribution, Relative, searched, upper
+from search_spaces import CONDITIONS, Distribution, Problem, Relative, searched, upper
 from trainables.manifest import TASKS as TASK_MANIFESTS
 
 from . import resources, tracking
@@ -38,8 +38,6 @@ from .errors import ClusterUnreachable
 from .spec import ImageTextTask, SpecError, SweepSpec, parse_spec
 
 log = logging.getLogger(__name__)
-
-Problem = tuple[str, str]
 
 __all__ = [
     "check_cluster", "check_local_resources", "check_reachable", "check_task", "load_spec", "spec_problems",
