@@ -33,6 +33,8 @@ CONDITIONS = {
     "decay": ("scheduler", ("inverse_time",)),
 }
 SEP = "/"  # Ray Tune's, Optuna's and ConfigSpace's flat-name separator (groups/encoder/lr)
+# Sections of trial-wide settings, absent (None) when the sweep does not use them: an adapter's rank, scale, dropout.
+SECTIONS = ("adapter",)
 
 
 def iter_hyperparameters(hp: Hyperparameters) -> Iterator[tuple[tuple[str, ...], Any]]:
@@ -42,7 +44,8 @@ def iter_hyperparameters(hp: Hyperparameters) -> Iterator[tuple[tuple[str, ...],
     model too; fields in declaration order). ``path`` is relative to it
     (``("groups", "encoder", "lr")``); ``value`` is a fixed value or a
     :class:`Distribution`. A derived value yields its two parts
-    (``(..., "lr", "relative_to")`` and ``(..., "lr", "ratio")``).
+    (``(..., "lr", "relative_to")`` and ``(..., "lr", "ratio")``); a section's settings
+    their own paths (``("adapter", "r")``), an absent section nothing.
     """
     for gname, group in hp.groups.items():
         for field in type(group).model_fields:
@@ -53,8 +56,13 @@ def iter_hyperparameters(hp: Hyperparameters) -> Iterator[tuple[tuple[str, ...],
             else:
                 yield ("groups", gname, field), value
     for field in type(hp).model_fields:
-        if field != "groups":
-            yield (field,), getattr(hp, field)
+        value = getattr(hp, field)
+        if field == "groups" or (field in SECTIONS and value is None):
+            continue
+        if field in SECTIONS:
+            yield from (((field, sub), getattr(value, sub)) for sub in type(value).model_fields)
+        else:
+            yield (field,), value
 
 
 def searched(hp: Hyperparameters) -> dict[str, Distribution]:

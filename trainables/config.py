@@ -74,6 +74,21 @@ class GroupConfig:
 
 
 @dataclass(frozen=True)
+class AdapterSettings:
+    """A LoRA adapter's rank, scale (the update times alpha / r) and input dropout."""
+
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+
+    @classmethod
+    def from_dict(cls, settings: Mapping | None) -> AdapterSettings | None:
+        if settings is None:
+            return None
+        return cls(r=int(settings["r"]), alpha=float(settings["alpha"]), dropout=float(settings["dropout"] or 0.0))
+
+
+@dataclass(frozen=True)
 class TrialConfig:
     """One trial's hyperparameters: a :class:`GroupConfig` per parameter group, and the trial-wide ones."""
 
@@ -87,6 +102,7 @@ class TrialConfig:
     max_grad_norm: float | None = None
     frozen_layers: int = 0
     early_stopping_patience: int | None = None
+    adapter: AdapterSettings | None = None  # with an adapter on the model (the task's adapter section)
 
     @classmethod
     def from_dict(cls, config: Mapping) -> TrialConfig:
@@ -105,6 +121,7 @@ class TrialConfig:
             max_grad_norm=_float(config.get("max_grad_norm")),
             frozen_layers=int(config.get("frozen_layers") or 0),
             early_stopping_patience=_int(config.get("early_stopping_patience")),
+            adapter=AdapterSettings.from_dict(config.get("adapter")),
         )
 
 

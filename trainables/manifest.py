@@ -30,6 +30,7 @@ class TaskManifest:
     module: str  # the trainable: exposes Adapter (a trainables.loop.Task), tune_trainable, load_pretrained
     metrics: tuple[str, ...]  # the model's scores, every epoch; the first is the default search.metric
     default_groups: tuple[str, ...]  # parameter groups when task.groups names none
+    adapter_groups: tuple[str, ...] = ()  # the same under an adapter (task.adapter); () : no adapter on this task
     smoke_train_size: int = 64  # a smoke test's subsets (tune-service run --smoke-test, python -m MODULE)
     smoke_validation_size: int = 64
 
@@ -50,6 +51,7 @@ TASKS = {
         module="trainables.text_classification",
         metrics=("val_accuracy", "val_f1", "val_loss", "train_loss"),
         default_groups=("encoder", "head"),
+        adapter_groups=("lora_A", "lora_B", "head"),  # the adapter's A and B matrices; the head trains in full
     ),
     # `vision` and `text` are the towers, `head` the projections and the logit scale
     "image_text": TaskManifest(

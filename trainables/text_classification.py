@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import adapters
 from .config import TrialConfig
 from .data import BUILTIN_PREFIX, TaskError, load_text_data, package_dir
 from .loop import fit, loaded_task
@@ -87,7 +88,9 @@ class TextClassification:
     def __init__(self, task: Mapping):
         from transformers import AutoTokenizer
 
+        self.model_name = task["model"]  # as the spec names it (builtin:minilm), recorded with an adapter
         self.source = resolve_model(task["model"])
+        self.adapter = task.get("adapter")
         self.data = load_text_data(task["dataset"], int(task["dataset"].get("seed", 0)))
         self.groups = task.get("groups")
         self.tokenizer = AutoTokenizer.from_pretrained(self.source)
@@ -105,19 +108,33 @@ class TextClassification:
             labels = torch.tensor([val_labels[i] for i in idx], dtype=torch.long)
             self.val_batches.append({"input_ids": ids, "attention_mask": mask, "labels": labels})
 
-    def build_model(self, config: TrialConfig, model_dir: str | None) -> nn.Module:
-        from transformers import AutoConfig, AutoModelForSequenceClassification
+    def _base_config(self, source: str, dropout: float | None):
+        from transformers import AutoConfig
 
-        src = model_dir or self.source
         names = self.data.label_names
         cfg = AutoConfig.from_pretrained(
-            src,
-            num_labels=len(names),
-            id2label=dict(enumerate(names)),
-            label2id={n: i for i, n in enumerate(names)},
+            source, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)}
         )
-        set_dropout_config(cfg, config.dropout)
-        return AutoModelForSequenceClassification.from_pretrained(src, config=cfg)
+        set_dropout_config(cfg, dropout)
+        return cfg
+
+    def build_model(self, config: TrialConfig, model_dir: str | None) -> nn.Module:
+        """The pretrained model (with an adapter under ``task.adapter``), or a checkpoint's."""
+        from transformers import AutoModelForSequenceClassification
+
+        if self.adapter is None:
+            src = model_dir or self.source
+            return AutoModelForSequenceClassification.from_pretrained(
+                src, config=self._base_config(src, config.dropout)
+            )
+        base = AutoModelForSequenceClassification.from_pretrained(
+            self.source, config=self._base_config(self.source, config.dropout)
+        )
+        if model_dir:  # the checkpoint holds the adapter and the head alone
+            from peft import PeftModel
+
+            return PeftModel.from_pretrained(base, model_dir, is_trainable=True)
+        return adapters.attach(base, self.adapter, config.adapter, self.model_name)
 
     def model_skeleton(self) -> nn.Module:
         """The model's parameter layout without its weights (meta device), for checks."""
@@ -125,16 +142,17 @@ class TextClassification:
 
         cfg = AutoConfig.from_pretrained(self.source, num_labels=self.data.num_labels)
         with torch.device("meta"):
-            return AutoModelForSequenceClassification.from_config(cfg)
+            model = AutoModelForSequenceClassification.from_config(cfg)
+            return model if self.adapter is None else adapters.attach(model, self.adapter, None, self.model_name)
 
     def selectors(self, model: nn.Module) -> dict[str, Selector]:
         if self.groups:
             return {g: Selector.from_dict(sel) for g, sel in self.groups.items()}
-        return default_selectors(model)
+        return default_selectors(model) if self.adapter is None else adapters.selectors()
 
     def layers(self, model: nn.Module) -> list[list[str]]:
-        base = getattr(model, "base_model_prefix", "") + "."
-        names = [n for n, _ in model.named_parameters() if n.startswith(base)]
+        base = getattr(model, "base_model_prefix", "") + "."  # under an adapter, inside peft's wrapper
+        names = [n for n, _ in model.named_parameters() if n.startswith(base) or f".{base}" in n]
         embeddings = [n for n in names if ".embeddings." in n or n.startswith(base + "embeddings.")]
         by_layer: dict[int, list[str]] = {}
         for n in names:
@@ -183,7 +201,10 @@ class TextClassification:
         }
 
     def save_model(self, model: nn.Module, path: str) -> None:
+        """The model (under an adapter: the adapter and the head, with the base's config), and the tokenizer."""
         model.save_pretrained(path)
+        if self.adapter is not None:
+            model.get_base_model().config.save_pretrained(path)  # the labels, for loading onto the base
         self.tokenizer.save_pretrained(path)
 
 
@@ -191,10 +212,22 @@ Adapter = TextClassification
 
 
 def load_pretrained(model_dir: str) -> tuple[nn.Module, object]:
-    """A saved checkpoint (``save_model``'s folder) as a ready ``(model, tokenizer)``, in eval mode."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """A saved checkpoint (``save_model``'s folder) as a ready ``(model, tokenizer)``, in eval mode.
 
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    An adapter's checkpoint (adapter and head only) is loaded onto the base model its config names.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    if Path(model_dir, "adapter_config.json").exists():
+        from peft import PeftConfig, PeftModel
+
+        base_source = resolve_model(PeftConfig.from_pretrained(model_dir).base_model_name_or_path)
+        base = AutoModelForSequenceClassification.from_pretrained(
+            base_source, config=AutoConfig.from_pretrained(model_dir)
+        )
+        model = PeftModel.from_pretrained(base, model_dir)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     model.eval()
     return model, AutoTokenizer.from_pretrained(model_dir)
 

@@ -185,10 +185,21 @@ class GroupHyperparameters(_Strict):
     unfreeze_epoch: HP(Domain("int", ge=1, nullable=True), "first epoch in which a frozen group trains") = None
 
 
+class AdapterHyperparameters(_Strict):
+    """A LoRA adapter's settings (with ``task.adapter``): its rank, scale and dropout, each fixed or searched."""
+
+    r: HP(Domain("int", ge=1), "rank of the A and B matrices") = 8
+    alpha: HP(_pos, "scale: the adapter's update is multiplied by alpha / r") = 16.0
+    dropout: HP(Domain("float", ge=0, lt=1), "dropout on the adapter's input") = 0.0
+
+
 class Hyperparameters(_Strict):
     """Everything a trial is configured by; each entry fixed or searched."""
 
     groups: dict[str, GroupHyperparameters]
+    adapter: Optional[AdapterHyperparameters] = Field(
+        None, description="the adapter's rank, scale and dropout (with task.adapter; default r 8, alpha 16)"
+    )
     batch_size: HP(Domain("int", ge=1), "training batch size") = 16
     epochs: HP(Domain("int", ge=1), "training epochs") = 1
     dropout: HP(Domain("float", ge=0, lt=1, nullable=True), "dropout of every dropout layer") = None
@@ -252,6 +263,17 @@ class DatasetSpec(_Strict):
     seed: int = Field(0, ge=0, description="seed of the split and subsets (the same for every trial)")
 
 
+class AdapterSpec(_Strict):
+    """A LoRA adapter on the pretrained model (``peft``): the base stays frozen, the adapter and the head train."""
+
+    type: Literal["lora"] = "lora"
+    target_modules: Union[Literal["attention", "attention+mlp", "all-linear"], list[str]] = Field(
+        "attention",
+        description="the modules adapted: attention (peft's list for the architecture, e.g. query and value), "
+        "attention+mlp (every linear layer of the layers), all-linear, or a list of module names",
+    )
+
+
 class _Task(_Strict):
     groups: Optional[dict[str, GroupSelector]] = Field(
         None, description="parameter groups by name (prefixes or a regex); default: the task's own"
@@ -259,8 +281,11 @@ class _Task(_Strict):
 
     @property
     def group_names(self) -> tuple[str, ...]:
-        """The parameter groups: the spec's, else the task's default ones."""
-        return tuple(self.groups) if self.groups else TASK_MANIFESTS[self.type].default_groups
+        """The parameter groups: the spec's, else the task's default ones (lora_A, lora_B, head under an adapter)."""
+        if self.groups:
+            return tuple(self.groups)
+        manifest = TASK_MANIFESTS[self.type]
+        return manifest.adapter_groups if getattr(self, "adapter", None) else manifest.default_groups
 
 
 class TextClassificationTask(_Task):
@@ -270,6 +295,11 @@ class TextClassificationTask(_Task):
     model: str = Field("builtin:minilm", description="builtin:minilm, a hub id or a local path")
     dataset: DatasetSpec = DatasetSpec()
     max_length: int = Field(128, ge=8, le=8192, description="tokens per example")
+    adapter: Optional[AdapterSpec] = Field(
+        None,
+        description="train a LoRA adapter (and the head) instead of every weight; its settings in "
+        "hyperparameters.adapter",
+    )
 
 
 def _check_tower(value: Any) -> Any:
@@ -584,6 +614,17 @@ class SweepSpec(_Strict):
             if search is None or (isinstance(search, dict) and "metric" not in search):
                 metric = TASK_MANIFESTS[task_type].metrics[0]
                 data = {**data, "search": {**(search or {}), "metric": metric}}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _adapter_defaults(cls, data: Any) -> Any:
+        """With ``task.adapter``, every trial gets the adapter's settings: the defaults where none are written."""
+        task = data.get("task") if isinstance(data, dict) else None
+        hp = data.get("hyperparameters") if isinstance(data, dict) else None
+        if isinstance(task, dict) and task.get("adapter") is not None and isinstance(hp, dict):
+            if hp.get("adapter") is None:
+                data = {**data, "hyperparameters": {**hp, "adapter": {}}}
         return data
 
     def to_dict(self) -> dict:

@@ -88,6 +88,9 @@ def _group_problems(spec: SweepSpec) -> list[Problem]:
         source = "task.groups" if task.groups else f"the {task.type} default groups"
         out.append(("hyperparameters.groups", f"{'; '.join(detail)}: every parameter group needs its own settings; "
                                               f"groups are {list(expected)} (from {source})"))  # fmt: skip
+    if spec.hyperparameters.adapter is not None and getattr(task, "adapter", None) is None:
+        out.append(("hyperparameters.adapter", "an adapter's settings, but no task.adapter: add task.adapter "
+                                               "({type: lora}) or drop hyperparameters.adapter"))  # fmt: skip
     if isinstance(task, ImageTextTask) and isinstance(task.text_model, dict) and task.tokenizer is None:
         out.append(("task.tokenizer", "a text tower built from a config needs a tokenizer: builtin:NAME, a hub id or "
                                       "a folder"))  # fmt: skip

@@ -19,7 +19,8 @@ WARM = ("bayesian_asha", "warm_start")
 AS_TYPED = ("quickstart", "pbt")  # through the CLI, in tests/e2e/test_cli.py
 # the shared-rate baseline is the dual-rate example but for its rates: checked for that below, not run again
 TWIN = "image_text_shared_lr"
-EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if p.stem not in WARM + AS_TYPED + (TWIN,))
+LORA = "lora_plus"  # run once, then its best adapter loaded back from the registry
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if p.stem not in WARM + AS_TYPED + (TWIN, LORA))
 
 
 def run_example(example: Path, where: Path):
@@ -79,3 +80,21 @@ def test_shared_rate_example_differs_from_the_dual_rate_one_only_in_its_rates():
     assert rates["text"].relative_to == rates["head"].relative_to == "vision" and rates["text"].ratio == 1.0
     dual_rates = load_spec(ROOT / "examples" / "image_text_dual_lr.yaml").hyperparameters.groups
     assert dual_rates["vision"].lr.args == dual_rates["text"].lr.args == rates["vision"].args  # the same range
+
+
+def test_lora_example_runs_and_its_best_adapter_loads_back_from_the_registry(tmp_path):
+    """The registered version is the adapter and the head alone; load_best puts them on the base model,
+    which then predicts what the trial's own checkpoint does."""
+    import torch
+
+    from trainables.text_classification import load_pretrained
+    from tune_service import load_best
+
+    result = run_example(ROOT / "examples" / f"{LORA}.yaml", tmp_path)
+    assert result.model_version is not None
+    model, tokenizer = load_best(result)
+    assert type(model).__name__ == "PeftModelForSequenceClassification"
+    trial_model, _ = load_pretrained(str(Path(result.best_checkpoint) / "model"))
+    batch = tokenizer(["a gripping, funny film", "dull and far too long"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        assert torch.allclose(model(**batch).logits, trial_model(**batch).logits)
