@@ -49,6 +49,7 @@ class GroupConfig:
     decay: float | None = None  # inverse_time
     frozen: bool = False
     unfreeze_epoch: int | None = None
+    layer_decay: float | None = None  # each lower layer at layer_decay x the rate of the one above
 
     @classmethod
     def from_dict(cls, hp: Mapping) -> GroupConfig:
@@ -66,6 +67,7 @@ class GroupConfig:
             decay=_float(hp.get("decay")),
             frozen=bool(hp.get("frozen", False)),
             unfreeze_epoch=_int(hp.get("unfreeze_epoch")),
+            layer_decay=_float(hp.get("layer_decay")),
         )
 
     def frozen_in(self, epoch: int) -> bool:

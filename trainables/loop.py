@@ -276,9 +276,10 @@ def fit(task: Task, config: TrialConfig | Mapping, run: RunSettings | Mapping, r
     model.to(device)
     # fp16 needs loss scaling against underflow; bf16 keeps fp32's range
     scaler = torch.amp.GradScaler(device.type, enabled=run.precision == "fp16")
-    groups = _trained_groups(task, model, config)
+    layers = task.layers(model)
+    groups = _trained_groups(task, model, config, layers)
     steps = task.steps_per_epoch(config.batch_size) // world  # each rank's share
-    opt = configure_optimizers(model, groups, config.groups, steps, config.epochs)
+    opt = configure_optimizers(model, groups, config.groups, steps, config.epochs, layers)
     progress = _Progress() if state is None else _restored(state, opt, scaler)
 
     metrics: dict = {}
@@ -320,12 +321,12 @@ def fit(task: Task, config: TrialConfig | Mapping, run: RunSettings | Mapping, r
     return metrics
 
 
-def _trained_groups(task: Task, model: nn.Module, config: TrialConfig) -> dict[str, list[tuple[str, nn.Parameter]]]:
+def _trained_groups(task: Task, model: nn.Module, config: TrialConfig, layers: list[list[str]]) -> dict[str, list]:
     """The task's parameter groups, less the lowest ``frozen_layers`` (frozen for the whole run)."""
     groups = build_param_groups(model, task.selectors(model))
     if set(groups) != set(config.groups):
         raise ValueError(f"hyperparameters for groups {sorted(config.groups)}, model groups {sorted(groups)}")
-    freeze_lowest_layers(model, task.layers(model), config.frozen_layers)
+    freeze_lowest_layers(model, layers, config.frozen_layers)
     return {g: [(n, p) for n, p in members if p.requires_grad] for g, members in groups.items()}
 
 
@@ -385,9 +386,13 @@ def _step(opt: Optimizers, scaler, frozen: Mapping[str, bool], params: list, cli
 
 
 def _group_metrics(opt: Optimizers, groups: Mapping, frozen: Mapping[str, bool]) -> dict:
+    """Each group's rate (its top layer's, and its bottom layer's under layer-wise decay) and trained size."""
     out = {}
     for g in groups:
-        out[f"lr/{g}"] = opt.optimizers[g].param_groups[0]["lr"]
+        rates = [pg["lr"] for pg in opt.optimizers[g].param_groups]
+        out[f"lr/{g}"] = rates[0]
+        if min(rates) < rates[0]:
+            out[f"lr/{g}/bottom"] = min(rates)
         out[f"trainable_params/{g}"] = 0 if frozen[g] else count(groups[g])
     out["trainable_params"] = sum(out[f"trainable_params/{g}"] for g in groups)
     return out

@@ -43,18 +43,25 @@ def decayed_names(model: nn.Module) -> set[str]:
 
 
 def make_optimizer(
-    params: Iterable[tuple[str, nn.Parameter]], hp: GroupConfig, decayed: Collection[str]
+    params: Iterable[tuple[str, nn.Parameter]],
+    hp: GroupConfig,
+    decayed: Collection[str],
+    below_top: Mapping[str, int] | None = None,
 ) -> torch.optim.Optimizer:
     """The optimizer ``hp.optimizer`` over ``params`` with the group's settings.
 
     Weight decay applies to the parameters named in ``decayed`` (:func:`decayed_names`), not to the rest.
+    ``below_top`` (:func:`layers_below_top`) gives a parameter ``hp.layer_decay`` to that power times the
+    rate; the torch parameter groups come top layer first, one per layer whatever the decay's value (so
+    a checkpoint's optimizer state fits a config whose decay PBT changed).
     """
-    decay, no_decay = [], []
+    buckets: dict[tuple[int, bool], list[nn.Parameter]] = {}
     for name, p in params:
-        (decay if name in decayed else no_decay).append(p)
-    wd = hp.weight_decay
+        buckets.setdefault(((below_top or {}).get(name, 0), name in decayed), []).append(p)
+    decay = hp.layer_decay if hp.layer_decay is not None else 1.0
     param_groups = [
-        g for g in ({"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]
+        {"params": members, "weight_decay": hp.weight_decay if decays else 0.0, "lr": hp.lr * decay**steps}
+        for (steps, decays), members in sorted(buckets.items(), key=lambda kv: (kv[0][0], not kv[0][1]))
     ]
     lr, kind = hp.lr, hp.optimizer
     if kind == "sgd":
@@ -137,21 +144,42 @@ class Optimizers:
     penalized: list[nn.Parameter]
 
 
+def layers_below_top(names: Iterable[str], layers: list[list[str]]) -> dict[str, int]:
+    """For layer-wise rate decay: how many layers below the group's top layer each parameter sits.
+
+    ``layers`` are the model's layers' parameter names, lowest first (the embeddings first, so last in
+    rate); a parameter of the group in no layer (a pooler, a head) counts as the top.
+    """
+    depth = {n: k for k, layer in enumerate(layers) for n in layer}
+    names = list(names)
+    top = max((depth[n] for n in names if n in depth), default=0)
+    return {n: top - depth[n] if n in depth else 0 for n in names}
+
+
 def configure_optimizers(
     model: nn.Module,
     groups: Mapping[str, list[tuple[str, nn.Parameter]]],
     group_hp: Mapping[str, GroupConfig],
     steps_per_epoch: int,
     epochs: int,
+    layers: list[list[str]] | None = None,
 ) -> Optimizers:
     """One optimizer and one schedule per parameter group, weight decay and penalties by one rule.
 
     ``groups`` are the trainable parameters by group (``build_param_groups``, frozen layers left out),
     ``group_hp`` each group's settings. Weight decay and the L1/L2 penalties both apply to
-    :func:`decayed_names`: every weight outside normalization layers, no bias.
+    :func:`decayed_names`: every weight outside normalization layers, no bias. A group with
+    ``layer_decay`` gives each of its layers its own rate (:func:`layers_below_top` over ``layers``,
+    the model's stack lowest first).
     """
     decayed = decayed_names(model)
-    optimizers = {g: make_optimizer(members, group_hp[g], decayed) for g, members in groups.items()}
+    optimizers = {}
+    for g, members in groups.items():
+        hp = group_hp[g]
+        below_top = None
+        if hp.layer_decay is not None and layers:
+            below_top = layers_below_top((n for n, _ in members), layers)
+        optimizers[g] = make_optimizer(members, hp, decayed, below_top)
     return Optimizers(
         optimizers=optimizers,
         schedulers={g: make_scheduler(optimizers[g], group_hp[g], steps_per_epoch, epochs) for g in groups},

@@ -183,6 +183,11 @@ class GroupHyperparameters(_Strict):
     decay: HP(_nonneg, "inverse_time decay: lr / (1 + decay * epoch)") = 1.0
     frozen: HP(Domain("bool"), "freeze this group's parameters") = False
     unfreeze_epoch: HP(Domain("int", ge=1, nullable=True), "first epoch in which a frozen group trains") = None
+    layer_decay: HP(
+        Domain("float", gt=0, le=1, nullable=True),
+        "layer-wise rate decay: the group's top layer at lr, each layer below at layer_decay times the one above, "
+        "the embeddings last; null: one rate",
+    ) = None
 
 
 class AdapterHyperparameters(_Strict):

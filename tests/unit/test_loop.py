@@ -240,3 +240,32 @@ def test_a_reused_process_loads_the_task_once_and_its_trials_train_as_in_a_fresh
     assert loop._loaded.cache_info().misses == 1  # built once, by the first trial
     # the first trial left nothing in the task that changes the next one's training
     assert again["train_loss"] == fresh["train_loss"] and again["val_accuracy"] == fresh["val_accuracy"]
+
+
+def test_layer_decay_gives_each_layer_its_rate_the_embeddings_last(task):
+    """The encoder's top layer (and the pooler, in no layer) at its lr, each layer below at decay x the one
+    above; the head, without layer_decay, at one rate; the rates reported for the top and the bottom."""
+    from trainables.config import TrialConfig
+    from trainables.optim import configure_optimizers
+    from trainables.param_groups import build_param_groups
+
+    cfg = TrialConfig.from_dict(config(groups__encoder__layer_decay=0.5))
+    adapter = TextClassification(task)
+    model = adapter.build_model(cfg, None)
+    layers = adapter.layers(model)  # embeddings, layer 0, layer 1
+    groups = build_param_groups(model, adapter.selectors(model))
+    opt = configure_optimizers(model, groups, cfg.groups, steps_per_epoch=1, epochs=1, layers=layers)
+    rate = {id(p): pg["lr"] for o in opt.optimizers.values() for pg in o.param_groups for p in pg["params"]}
+    named = dict(model.named_parameters())
+    lr = 3e-3  # CONFIG's encoder rate
+    assert len(layers) == 3
+    for k, layer in enumerate(layers):
+        assert [rate[id(named[n])] for n in layer] == pytest.approx([lr * 0.5 ** (2 - k)] * len(layer))
+    assert rate[id(named["bert.pooler.dense.weight"])] == pytest.approx(lr)
+    assert {rate[id(p)] for _, p in groups["head"]} == {1e-2}
+
+    history = LocalReporter(stream=None)
+    train(config(epochs=1, groups__encoder__layer_decay=0.5), task, RUN, history)
+    m = history.history[0]
+    assert m["lr/encoder"] == pytest.approx(lr) and m["lr/encoder/bottom"] == pytest.approx(lr * 0.25)
+    assert "lr/head/bottom" not in m
