@@ -369,6 +369,9 @@ def _publish(spec: SweepSpec, result: SweepResult, tracker, histories, searched:
         tracking.TAG_CONFIG: tracking.param_value(result.best_config),
         result.metric: str(result.best_value),
     }
+    adapter = getattr(spec.task, "adapter", None)
+    if adapter is not None:  # the version is the adapter and the head: it says which base it needs
+        tags |= {tracking.TAG_ADAPTER: adapter.type, tracking.TAG_BASE_MODEL: spec.task.model}
     try:
         result.model_version = tracker.register_best(
             spec.name,

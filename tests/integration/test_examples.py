@@ -92,6 +92,9 @@ def test_lora_example_runs_and_its_best_adapter_loads_back_from_the_registry(tmp
 
     result = run_example(ROOT / "examples" / f"{LORA}.yaml", tmp_path)
     assert result.model_version is not None
+    version = MlflowClient(result.tracking_uri).get_model_version(result.name, result.model_version)
+    assert version.tags["tune_service.adapter"] == "lora"
+    assert version.tags["tune_service.base_model"] == "builtin:minilm"
     model, tokenizer = load_best(result)
     assert type(model).__name__ == "PeftModelForSequenceClassification"
     trial_model, _ = load_pretrained(str(Path(result.best_checkpoint) / "model"))

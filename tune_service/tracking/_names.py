@@ -50,6 +50,8 @@ EXPERIMENT_KIND = "mlflow.experimentKind"
 
 TAG_TASK = "tune_service.task"
 TAG_CONFIG = "tune_service.config"
+TAG_ADAPTER = "tune_service.adapter"  # a registered version that is an adapter: its type
+TAG_BASE_MODEL = "tune_service.base_model"  # and the base model it goes on, as the spec names it
 TAG_STOPPED_BY = "tune_service.stopped_by"
 TAG_NOTE = "mlflow.note.content"
 SPEC_FILE = "spec.yaml"
