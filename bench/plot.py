@@ -1,4 +1,5 @@
-"""BENCHMARKS.md's figure: each benchmark's ratio against its goal, and the driver's memory by sweep size.
+"""BENCHMARKS.md's figure: each benchmark's ratio against its goal, the driver's memory by sweep size, and
+full fine-tuning against adapters.
 
 Reads the JSON lines the bench scripts print (``bench/results.jsonl``, one line per script, the
 latest run of each) and draws ``bench/benchmarks.png``.
@@ -15,7 +16,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-MANY = ("loop_efficiency", "orchestration", "ideal", "strategies")  # every line read: per precision, size, way
+# every line read: per precision, size, way
+MANY = ("loop_efficiency", "lm_loop_efficiency", "orchestration", "ideal", "strategies")
 
 
 def latest(path: Path) -> tuple[dict[str, dict], dict[str, list[dict]]]:
@@ -38,6 +40,13 @@ def ratios(runs: dict[str, dict], many: dict[str, list[dict]]) -> list[tuple[str
         where = "CPU" if r["device"].startswith("cpu") else r["device"].replace("NVIDIA ", "").split()[0]
         label = f"loop / bare PyTorch\n{where} {r['precision']}, batch {r['batch_size']}"
         rows.append((label, r["efficiency"], 0.97, True))
+    for r in many["lm_loop_efficiency"]:
+        where = "CPU" if r["device"].startswith("cpu") else r["device"].replace("NVIDIA ", "").split()[0]
+        way = {"lora": "LoRA", "qlora": "QLoRA 4-bit"}.get(r.get("adapter"), "full")
+        tokens = f"{r['batch_size'] * r['seq_len'] // 1024}k tokens a step"
+        rows.append((f"LM loop / bare PyTorch\n{where} {r['precision']}, {way}, {tokens}", r["efficiency"], 0.97, True))
+        if "mfu" in r and not r.get("adapter"):
+            rows.append((f"LM MFU, full fine-tuning\n{where} {r['precision']}, {tokens}", r["mfu"], 0.40, True))
     # the latest run of each size (a rerun of one size replaces its bar; early lines lack train_size)
     sizes = {(o.get("model"), o["trials"], o.get("epochs")): o for o in many["orchestration"]}
     for o in sizes.values():
@@ -74,6 +83,23 @@ def ratios(runs: dict[str, dict], many: dict[str, list[dict]]) -> list[tuple[str
     return rows
 
 
+def draw_adapters(ax, run: dict) -> None:
+    """Best validation accuracy of each way within the budget, its trained parameters and checkpoint size."""
+    rows = run["rows"]
+    xs = range(len(rows))
+    ax.bar(list(xs), [r["best"] or 0 for r in rows], color="tab:blue", width=0.6)
+    for x, r in zip(xs, rows):
+        text = f"{r['best']:.3f}\n{r['trainable_params'] / 1e6:.2g}M trained\n{r['model_mb']:.3g} MB model"
+        ax.text(x, (r["best"] or 0) + 0.005, text, ha="center", va="bottom", fontsize=8)
+    ax.axhline(run["target"], color="black", linestyle=":", label=f"target {run['target']}")
+    ax.set_xticks(list(xs), [r["way"] for r in rows])
+    low = min(r["best"] or 0 for r in rows)
+    ax.set_ylim(max(0.0, low - 0.1), 1.0)
+    ax.set_ylabel("best validation accuracy")
+    ax.set_title(f"Full fine-tuning and adapters, {run['budget_s']:.0f} s each, seed {run['seed']}")
+    ax.legend(loc="lower right")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=HERE / "results.jsonl")
@@ -87,9 +113,10 @@ def main() -> None:
 
     runs, many = latest(args.results)
     rows = ratios(runs, many)
-    memory = runs.get("memory")
+    memory, adapters = runs.get("memory"), runs.get("adapters")
+    panels = 1 + bool(memory) + bool(adapters)
     height = max(6.0, 0.45 * len(rows))  # two-line labels, one bar each
-    fig, axes = plt.subplots(1, 2 if memory else 1, figsize=(14 if memory else 8, height), squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(8 + 6 * (panels - 1), height), squeeze=False)
     ax = axes[0][0]
     ys = range(len(rows))
     colors = ["tab:green" if (m >= g if up else m <= g) else "tab:red" for _, m, g, up in rows]
@@ -112,9 +139,11 @@ def main() -> None:
         mx.set_ylim(bottom=0)
         mx.set_title(f"Memory ({memory['driver_growth_mb_per_100_trials']} MB per 100 trials)")
         mx.legend()
+    if adapters:
+        draw_adapters(axes[0][-1], adapters)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
-    print(json.dumps({"bench": "plot", "figures": len(rows) + (1 if memory else 0), "out": str(args.out)}))
+    print(json.dumps({"bench": "plot", "figures": len(rows) + bool(memory) + bool(adapters), "out": str(args.out)}))
 
 
 if __name__ == "__main__":

@@ -72,6 +72,16 @@ def sentiment_csv(tmp_path_factory) -> str:
     return str(write_sentiment_csv(tmp_path_factory.mktemp("data") / "reviews.csv"))
 
 
+@pytest.fixture(scope="session")
+def sentiment_csv_of(tmp_path_factory):
+    """``make(rows)``: the generated reviews, ``rows`` of them, in a CSV."""
+
+    def make(rows: int) -> str:
+        return str(write_sentiment_csv(tmp_path_factory.mktemp("data") / f"reviews-{rows}.csv", rows=rows))
+
+    return make
+
+
 def tiny_spec(model: str, data: str, **overrides) -> dict:
     """A valid spec dict for the tiny model on the generated data."""
     spec = {

@@ -77,17 +77,24 @@ class GroupConfig:
 
 @dataclass(frozen=True)
 class AdapterSettings:
-    """A LoRA adapter's rank, scale (the update times alpha / r) and input dropout."""
+    """A LoRA adapter's rank, scale (the update times alpha / r), input dropout, and a searched preset of
+    modules to adapt (None: the task's ``target_modules``). The spec gives every trial all of them."""
 
-    r: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.0
+    r: int
+    alpha: float
+    dropout: float
+    target_modules: str | None = None
 
     @classmethod
     def from_dict(cls, settings: Mapping | None) -> AdapterSettings | None:
         if settings is None:
             return None
-        return cls(r=int(settings["r"]), alpha=float(settings["alpha"]), dropout=float(settings["dropout"] or 0.0))
+        return cls(
+            r=int(settings["r"]),
+            alpha=float(settings["alpha"]),
+            dropout=float(settings["dropout"] or 0.0),
+            target_modules=settings.get("target_modules"),
+        )
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,7 @@ class RunSettings:
 
     ``metric`` and ``mode``: what early stopping and checkpoint ranking watch; ``num_threads``: torch's
     CPU threads; ``device``: default CUDA when the process sees a GPU; ``precision``: ``fp32``, or
-    ``bf16``/``fp16`` autocast (fp16 with loss scaling).
+    ``bf16``/``fp16`` autocast (fp16 with loss scaling); ``compile``: train through ``torch.compile``.
     """
 
     metric: str
@@ -141,6 +148,7 @@ class RunSettings:
     num_threads: int = 1
     precision: str = "fp32"
     device: str | None = None
+    compile: bool = False
 
     @classmethod
     def from_dict(cls, run: Mapping) -> RunSettings:
@@ -152,4 +160,5 @@ class RunSettings:
             num_threads=max(1, int(run.get("num_threads", 1))),
             precision=str(run.get("precision") or "fp32"),
             device=run.get("device"),
+            compile=bool(run.get("compile", False)),
         )

@@ -129,11 +129,15 @@ def load_text_data(cfg: Mapping, seed: int) -> TextData:
 
 
 def split_train_validation(raw, cfg: Mapping, seed: int, roles: tuple[str, ...]):
-    """The train and validation ``Dataset``s, each checked to hold the columns named by ``cfg[role]``."""
+    """The train and validation ``Dataset``s, each checked to hold the columns named by ``cfg[role]``.
+
+    The test rows (``test_split``) are out of both; with ``cfg["part"] == "test"`` they come back as the
+    validation data instead, for scoring a finished trial's checkpoint on them.
+    """
     split = cfg["train_split"]
     if split not in raw:
         raise DataError(f"train_split={split!r} not in the dataset; splits: {', '.join(raw)}")
-    train = raw[split]
+    train, test = held_out_test(raw, raw[split], cfg, seed)
     val_split = cfg["validation_split"]
     if isinstance(val_split, str):
         if val_split not in raw:
@@ -144,6 +148,8 @@ def split_train_validation(raw, cfg: Mapping, seed: int, roles: tuple[str, ...])
             raise DataError(f"the train split has {len(train)} rows; cannot hold out a validation set")
         parts = train.train_test_split(test_size=float(val_split), seed=seed)
         train, validation = parts["train"], parts["test"]
+    if cfg.get("part") == "test":  # the rows no trial sees, as the validation data of a scoring at the end
+        validation = test
     for name, ds in (("train", train), ("validation", validation)):
         for role in roles:
             if cfg.get(role) is not None and cfg[role] not in ds.column_names:
@@ -151,6 +157,27 @@ def split_train_validation(raw, cfg: Mapping, seed: int, roles: tuple[str, ...])
         if len(ds) == 0:
             raise DataError(f"the {name} data is empty")
     return train, validation
+
+
+def held_out_test(raw, train, cfg: Mapping, seed: int):
+    """``train`` without the test rows (``test_split``: a split, or a seeded fraction of train), and those rows.
+
+    The test rows leave before the validation split is made: no trial trains or validates on them.
+    """
+    test_split = cfg.get("test_split")
+    if test_split is None:
+        if cfg.get("part") == "test":
+            raise DataError("no test_split to score on", "task.dataset.test_split")
+        return train, None
+    if isinstance(test_split, str):
+        if test_split not in raw:
+            raise DataError(f"test_split={test_split!r} not in the dataset; splits: {', '.join(raw)}",
+                            "task.dataset.test_split")  # fmt: skip
+        return train, raw[test_split]
+    if len(train) < 3:
+        raise DataError(f"the train split has {len(train)} rows; cannot hold out a test set", "task.dataset.test_split")
+    parts = train.train_test_split(test_size=float(test_split), seed=seed + 1)
+    return parts["train"], parts["test"]
 
 
 def values(ds, column: str) -> list:

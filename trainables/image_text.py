@@ -8,7 +8,10 @@ tower with a ViT built from a config. The default parameter groups are
 ``vision`` (the vision tower), ``text`` (the text tower) and ``head`` (the two
 projections and the logit scale): a tower trained from scratch and a
 pretrained one learn at very different rates, which is what one optimizer and
-learning rate per group is for.
+learning rate per group is for. Under ``task.adapter`` the pretrained towers get
+LoRA adapters (``trainables.adapters``) and the groups become ``lora_A``,
+``lora_B``, each tower not adapted, and ``head``; a checkpoint then holds each
+adapter and the weights trained in full, not the frozen towers.
 
 Metrics each epoch: ``val_zero_shot_accuracy`` (each validation image against
 the class captions, when the data has labels), ``val_recall_at_1`` and
@@ -26,10 +29,14 @@ import copy
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
+from . import adapters
 from .config import TrialConfig
 from .data import TaskError
 from .image_data import ImageTextData, load_image_text_data
@@ -44,7 +51,8 @@ MANIFEST = TASKS["image_text"]
 METRICS = MANIFEST.metrics
 LABELLED_ONLY = ("val_zero_shot_accuracy",)
 EVAL_BATCH_SIZE = 256
-TOWERS = {"vision": "vision_model", "text": "text_model"}
+TOWERS = {"vision": "vision_model", "text": "text_model"}  # a tower: the dual model's attribute
+TRAINED_FILE = "trained.safetensors"  # an adapted checkpoint's weights trained in full (head, towers not adapted)
 
 
 def tower_config(tower: str, spec: str | Mapping):
@@ -142,6 +150,8 @@ class ImageText:
             task["dataset"], int(task["dataset"].get("seed", 0)), self.processor, _pil_mode(self.vision_config)
         )
         self.groups = task.get("groups")
+        self.adapter = task.get("adapter")
+        self.adapted = tuple(self.adapter["towers"]) if self.adapter else ()
         self.pad_id = self.tokenizer.pad_token_id or 0
         max_length = int(task["max_length"])
         self.caption_tokens = self.tokenizer(self.data.captions, truncation=True, max_length=max_length)["input_ids"]
@@ -164,37 +174,49 @@ class ImageText:
         )
 
     def build_model(self, config: TrialConfig, model_dir: str | None) -> nn.Module:
-        from transformers import VisionTextDualEncoderConfig, VisionTextDualEncoderModel
+        """The dual encoder from its towers (LoRA on the adapted ones), or a checkpoint's."""
+        from transformers import VisionTextDualEncoderModel
 
-        p = config.dropout
         if model_dir:
-            cfg = VisionTextDualEncoderConfig.from_pretrained(model_dir)
-            set_dropout_config(cfg.vision_config, p)
-            set_dropout_config(cfg.text_config, p)
-            return VisionTextDualEncoderModel.from_pretrained(model_dir, config=cfg)
+            return load_checkpoint(model_dir, config.dropout, trainable=True)
         vision_config, text_config = copy.deepcopy(self.vision_config), copy.deepcopy(self.text_config)
         # attention dropout is a config value, not always an nn.Dropout module: set it where the towers read it
-        set_dropout_config(vision_config, p)
-        set_dropout_config(text_config, p)
+        set_dropout_config(vision_config, config.dropout)
+        set_dropout_config(text_config, config.dropout)
         vision = _tower("vision", self.task["vision_model"], vision_config)
         text = _tower("text", self.task["text_model"], text_config)
-        return VisionTextDualEncoderModel(
+        model = VisionTextDualEncoderModel(
             config=self._dual_config(vision_config, text_config), vision_model=vision, text_model=text
         )
+        return self._adapt(model, config.adapter)
 
-    def model_skeleton(self) -> nn.Module:
+    def _adapt(self, model: nn.Module, settings) -> nn.Module:
+        for tower in self.adapted:
+            attr = TOWERS[tower]
+            source = self.task[f"{tower}_model"]
+            setattr(model, attr, adapters.attach_tower(getattr(model, attr), self.adapter, settings, source))
+        return model
+
+    def model_skeleton(self, targets: str | None = None) -> nn.Module:
+        """The model's parameter layout without its weights (meta device), for checks.
+
+        ``targets``: under an adapter, a searched preset of modules to adapt (None: the task's).
+        """
         from transformers import AutoModel, VisionTextDualEncoderModel
 
         with torch.device("meta"):
             vision = AutoModel.from_config(self.vision_config)
             text = AutoModel.from_config(self.text_config)
-            return VisionTextDualEncoderModel(
+            model = VisionTextDualEncoderModel(
                 config=self._dual_config(self.vision_config, self.text_config), vision_model=vision, text_model=text
             )
+            return self._adapt(model, replace(adapters.LAYOUT, target_modules=targets))
 
     def selectors(self, model: nn.Module) -> dict[str, Selector]:
         if self.groups:
             return {g: Selector.from_dict(sel) for g, sel in self.groups.items()}
+        if self.adapter:
+            return adapters.selectors({t: a + "." for t, a in TOWERS.items() if t not in self.adapted})
         towers = tuple(p + "." for p in TOWERS.values())
         return {
             "vision": Selector(prefix=(towers[0],)),
@@ -248,18 +270,22 @@ class ImageText:
             out.append(nn.functional.normalize(emb.float(), dim=-1))
         return torch.cat(out)
 
+    def _image_embeds(self, model: nn.Module, device) -> torch.Tensor:
+        """The validation images' embeddings, normalized."""
+        val, out = self.data.validation, []
+        for start in range(0, len(val), EVAL_BATCH_SIZE):
+            pixels = val.pixels[start : start + EVAL_BATCH_SIZE].to(device).float()
+            emb = model.get_image_features(pixel_values=pixels).pooler_output
+            out.append(nn.functional.normalize(emb.float(), dim=-1))
+        return torch.cat(out)
+
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         model.eval()
         val = self.data.validation
         device = next(model.parameters()).device
         started = time.perf_counter()
-        images = []
-        for start in range(0, len(val), EVAL_BATCH_SIZE):
-            pixels = val.pixels[start : start + EVAL_BATCH_SIZE].to(device).float()
-            emb = model.get_image_features(pixel_values=pixels).pooler_output
-            images.append(nn.functional.normalize(emb.float(), dim=-1))
-        images = torch.cat(images)
+        images = self._image_embeds(model, device)
         latency = 1000 * (time.perf_counter() - started) / len(val)
         # the validation captions, each once
         captions, targets = torch.unique(val.caption_ids, return_inverse=True)
@@ -281,13 +307,34 @@ class ImageText:
             "val_latency_ms": latency,
         }
         if self.class_tokens is not None and val.labels is not None:
-            classes = self._text_embeds(model, self.class_tokens, device)
-            predicted = (images @ classes.T).argmax(1).cpu()
+            predicted = self._zero_shot(model, images, device)
             metrics["val_zero_shot_accuracy"] = float((predicted == val.labels).float().mean())
         return metrics
 
+    def _zero_shot(self, model: nn.Module, images: torch.Tensor, device) -> torch.Tensor:
+        """Each image's class: the class caption its embedding is closest to."""
+        classes = self._text_embeds(model, self.class_tokens, device)
+        return (images @ classes.T).argmax(1).cpu()
+
+    @torch.no_grad()
+    def predictions(self, model: nn.Module) -> dict | None:
+        """Each validation image's true and zero-shot class (the class captions), for error analysis."""
+        val = self.data.validation
+        if self.class_tokens is None or val.labels is None:
+            return None
+        model.eval()
+        device = next(model.parameters()).device
+        predicted = self._zero_shot(model, self._image_embeds(model, device), device)
+        captions = [self.data.captions[i] for i in val.caption_ids.tolist()]
+        return {"classes": list(self.data.class_captions), "true": val.labels.tolist(),
+                "predicted": predicted.tolist(), "inputs": captions}  # fmt: skip
+
     def save_model(self, model: nn.Module, path: str) -> None:
-        model.save_pretrained(path)
+        """The model (under an adapter: each tower's adapter and the weights trained in full), the preprocessing."""
+        if self.adapted:
+            save_adapted(model, path, self.adapted)
+        else:
+            model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         self.processor.save_pretrained(path)
 
@@ -295,19 +342,69 @@ class ImageText:
 Adapter = ImageText
 
 
-def load_pretrained(model_dir: str) -> tuple[nn.Module, object]:
+def save_adapted(model: nn.Module, path: str, adapted: tuple[str, ...]) -> None:
+    """An adapted dual encoder: its config, each adapted tower's adapter (``TOWER_adapter/``, peft's
+    format, naming its base model) and every other weight (:data:`TRAINED_FILE`)."""
+    model.config.save_pretrained(path)
+    for tower in adapted:
+        getattr(model, TOWERS[tower]).save_pretrained(str(Path(path, f"{tower}_adapter")), save_embedding_layers=False)
+    frozen = tuple(TOWERS[t] + "." for t in adapted)
+    trained = {n: t.detach().contiguous() for n, t in model.state_dict().items() if not n.startswith(frozen)}
+    save_file(trained, str(Path(path, TRAINED_FILE)))
+
+
+def load_checkpoint(model_dir: str, dropout: float | None = None, trainable: bool = False) -> nn.Module:
+    """A checkpoint's dual encoder; an adapted one rebuilt on its towers' base models."""
+    from transformers import VisionTextDualEncoderConfig, VisionTextDualEncoderModel
+
+    cfg = VisionTextDualEncoderConfig.from_pretrained(model_dir)
+    set_dropout_config(cfg.vision_config, dropout)
+    set_dropout_config(cfg.text_config, dropout)
+    if not Path(model_dir, TRAINED_FILE).exists():
+        return VisionTextDualEncoderModel.from_pretrained(model_dir, config=cfg)
+    adapter_dirs = {t: Path(model_dir, f"{t}_adapter") for t in TOWERS if Path(model_dir, f"{t}_adapter").is_dir()}
+    model = _adapted_model(cfg, adapter_dirs, trainable)
+    missing, unexpected = model.load_state_dict(load_file(str(Path(model_dir, TRAINED_FILE))), strict=False)
+    frozen = tuple(TOWERS[t] + "." for t in adapter_dirs)
+    if unexpected or any(not n.startswith(frozen) for n in missing):
+        raise ValueError(f"{model_dir}: {TRAINED_FILE} does not match the model (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")  # fmt: skip
+    return model
+
+
+def _adapted_model(cfg, adapter_dirs: Mapping[str, Path], trainable: bool) -> nn.Module:
+    """The dual encoder of ``cfg``, each adapted tower its base model with the adapter loaded, the rest new."""
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoModel, VisionTextDualEncoderModel
+
+    towers = {}
+    for tower, attr in TOWERS.items():
+        tower_cfg = getattr(cfg, f"{tower}_config")
+        if tower in adapter_dirs:
+            base = PeftConfig.from_pretrained(str(adapter_dirs[tower])).base_model_name_or_path
+            towers[attr] = AutoModel.from_pretrained(resolve_model(base, f"task.{tower}_model"), config=tower_cfg)
+        else:
+            towers[attr] = AutoModel.from_config(tower_cfg)
+    model = VisionTextDualEncoderModel(config=cfg, **towers)
+    for tower, folder in adapter_dirs.items():
+        attr = TOWERS[tower]
+        setattr(model, attr, PeftModel.from_pretrained(getattr(model, attr), str(folder), is_trainable=trainable))
+    return model
+
+
+def load_pretrained(model_dir: str, merge: bool = False) -> tuple[nn.Module, object]:
     """A saved checkpoint as a ready ``(model, processor)``, in eval mode.
 
     The processor is a ``VisionTextDualEncoderProcessor``: ``processor(text=..., images=...)``.
+    An adapted checkpoint is rebuilt on its towers' base models with the adapters loaded; ``merge``
+    folds each adapter into its tower's weights.
     """
-    from transformers import (
-        AutoImageProcessor,
-        AutoTokenizer,
-        VisionTextDualEncoderModel,
-        VisionTextDualEncoderProcessor,
-    )
+    from transformers import AutoImageProcessor, AutoTokenizer, VisionTextDualEncoderProcessor
 
-    model = VisionTextDualEncoderModel.from_pretrained(model_dir)
+    model = load_checkpoint(model_dir)
+    if merge:
+        for attr in TOWERS.values():
+            setattr(model, attr, adapters.merged(getattr(model, attr)))
     model.eval()
     processor = VisionTextDualEncoderProcessor(
         image_processor=AutoImageProcessor.from_pretrained(model_dir, backend="pil"),

@@ -55,8 +55,9 @@ class Task(Protocol):
     def build_model(self, config: TrialConfig, model_dir: str | None) -> nn.Module:
         """The model, from ``model_dir`` (a checkpoint's) when given, else the pretrained source."""
 
-    def model_skeleton(self) -> nn.Module:
-        """The model's parameter layout without weights (meta device), for checks before a sweep."""
+    def model_skeleton(self, targets: str | None = None) -> nn.Module:
+        """The model's parameter layout without weights (meta device), for checks before a sweep
+        (``targets``: under an adapter, a searched preset of modules to adapt; None: the task's)."""
 
     def selectors(self, model: nn.Module) -> dict[str, Selector]:
         """Parameter groups by name."""
@@ -175,10 +176,31 @@ def _any_rank(flag: bool, device: torch.device) -> bool:
     return bool(t.item())
 
 
+def _for_training(model: nn.Module, run: RunSettings, world: int, device: torch.device) -> nn.Module:
+    """What the training steps call: the model, under DDP with several ranks, through torch.compile if asked.
+
+    Evaluation and checkpoints use the model itself; the compiled module shares its parameters.
+    """
+    wrapped = _data_parallel(model, device) if world > 1 else model
+    return torch.compile(wrapped) if run.compile else wrapped
+
+
 def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def checkpoint_model(task: Task, config: TrialConfig | Mapping, model_dir: str, run: RunSettings | Mapping):
+    """A checkpoint's model (``model_dir``) on the run's device, for evaluating after the search.
+
+    ``task.evaluate`` on it scores the task's evaluation data: its test rows for a task built with
+    ``dataset.part: test``, which the end of a sweep scores once per finalist and no trial ever reads.
+    """
+    config, run = TrialConfig.from_dict(config), RunSettings.from_dict(run)
+    torch.set_num_threads(run.num_threads)
+    seed_everything(config.seed)
+    return task.build_model(config, model_dir).to(pick_device(run))
 
 
 def pick_device(run: RunSettings) -> torch.device:
@@ -290,8 +312,8 @@ def fit(task: Task, config: TrialConfig | Mapping, run: RunSettings | Mapping, r
         for g, members in groups.items():
             for _, p in members:
                 p.requires_grad_(not frozen[g])
-        if world > 1 and wrapped_for != frozen:  # DDP syncs the parameters that train when it is built
-            trained, wrapped_for = _data_parallel(model, device), dict(frozen)
+        if (world > 1 or run.compile) and wrapped_for != frozen:  # DDP syncs the parameters that train when built
+            trained, wrapped_for = _for_training(model, run, world, device), dict(frozen)
         train_loss, samples = _train_epoch(task, trained, config, run, opt, scaler, frozen, epoch, steps, device)
         train_time = time.perf_counter() - t0
         metrics = dict(task.evaluate(model))

@@ -20,6 +20,17 @@ DEFAULT_VISION_TOWER = {
 }  # fmt: skip
 
 
+# The causal-LM task's offline default model (``task.model``): a small Llama built from a config
+# (random init), for the MiniLM tokenizer's vocabulary.
+DEFAULT_CAUSAL_LM = {
+    "model_type": "llama", "vocab_size": 30522, "hidden_size": 128, "num_hidden_layers": 4,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 256,
+    "max_position_embeddings": 512, "pad_token_id": 0, "tie_word_embeddings": False,
+}  # fmt: skip
+
+# task.adapter.target_modules' named sets, resolved per architecture by trainables.adapters
+LORA_TARGET_PRESETS = ("attention", "attention+mlp", "all-linear")
+
 # what every task's trials also report each epoch: the model's size in training, its inference time
 COST_METRICS = ("trainable_params", "val_latency_ms")
 
@@ -30,7 +41,11 @@ class TaskManifest:
     module: str  # the trainable: exposes Adapter (a trainables.loop.Task), tune_trainable, load_pretrained
     metrics: tuple[str, ...]  # the model's scores, every epoch; the first is the default search.metric
     default_groups: tuple[str, ...]  # parameter groups when task.groups names none
-    adapter_groups: tuple[str, ...] = ()  # the same under an adapter (task.adapter); () : no adapter on this task
+    optional_groups: tuple[str, ...] = ()  # default groups some models lack (lm_head: untied output embeddings)
+    adapts: bool = False  # whether task.adapter (LoRA) applies
+    towers: tuple[str, ...] = ()  # a multi-tower model's towers, each adapted or trained in full
+    adapter_head: bool = True  # under an adapter, whether the rest of the model (a task's new head) trains
+    classifies: bool = True  # predicts classes: its best trial gets an error analysis (tune_service.error_analysis)
     smoke_train_size: int = 64  # a smoke test's subsets (tune-service run --smoke-test, python -m MODULE)
     smoke_validation_size: int = 64
 
@@ -38,6 +53,11 @@ class TaskManifest:
     def reported(self) -> tuple[str, ...]:
         """Every metric a trial reports each epoch that a sweep may optimize: the scores, then the costs."""
         return self.metrics + COST_METRICS
+
+    def adapter_groups(self, adapted: tuple[str, ...] = ()) -> tuple[str, ...]:
+        """The default groups under an adapter: its A and B matrices, each tower trained in full, the rest."""
+        towers = tuple(t for t in self.towers if t not in adapted)
+        return ("lora_A", "lora_B") + towers + (("head",) if self.adapter_head else ())
 
     def trainable(self):
         """The task's trainable module (imports torch and transformers)."""
@@ -51,7 +71,7 @@ TASKS = {
         module="trainables.text_classification",
         metrics=("val_accuracy", "val_f1", "val_loss", "train_loss"),
         default_groups=("encoder", "head"),
-        adapter_groups=("lora_A", "lora_B", "head"),  # the adapter's A and B matrices; the head trains in full
+        adapts=True,  # under an adapter: lora_A, lora_B and head (trained in full)
     ),
     # `vision` and `text` are the towers, `head` the projections and the logit scale
     "image_text": TaskManifest(
@@ -63,10 +83,21 @@ TASKS = {
             "val_recall_at_5",
             "val_loss",
             "train_loss",
-            "trainable_params",
-            "val_latency_ms",
         ),  # fmt: skip
         default_groups=("vision", "text", "head"),
+        adapts=True,  # under an adapter: lora_A, lora_B, a tower not adapted, head
+        towers=("vision", "text"),
+    ),
+    # `embeddings` the input (and tied output) embeddings, `layers` the blocks, `lm_head` untied output ones
+    "causal_lm": TaskManifest(
+        type="causal_lm",
+        module="trainables.causal_lm",
+        metrics=("val_exact_match", "val_loss", "val_perplexity", "train_loss"),
+        default_groups=("embeddings", "layers", "lm_head"),
+        optional_groups=("lm_head",),
+        adapts=True,  # under an adapter: lora_A and lora_B; the pretrained head stays frozen
+        adapter_head=False,
+        classifies=False,
     ),
 }
 

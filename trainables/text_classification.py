@@ -19,6 +19,7 @@ import re
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -68,13 +69,15 @@ def set_dropout_config(cfg, p: float | None) -> None:
             setattr(cfg, key, float(p))
 
 
-def pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pad(seqs: list[list[int]], pad_id: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``seqs`` padded to the longest (on the right, or the left for generation), and the attention mask."""
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
+        where = slice(width - len(s), width) if left else slice(0, len(s))
+        ids[i, where] = torch.tensor(s, dtype=torch.long)
+        mask[i, where] = 1
     return ids, mask
 
 
@@ -101,6 +104,7 @@ class TextClassification:
         val_ids = enc(self.data.validation)
         val_labels = self.data.validation.labels
         order = sorted(range(len(val_ids)), key=lambda i: len(val_ids[i]))
+        self.val_texts = [self.data.validation.texts[i] for i in order]  # in the batches' order
         self.val_batches = []
         for start in range(0, len(order), EVAL_BATCH_SIZE):
             idx = order[start : start + EVAL_BATCH_SIZE]
@@ -136,14 +140,19 @@ class TextClassification:
             return PeftModel.from_pretrained(base, model_dir, is_trainable=True)
         return adapters.attach(base, self.adapter, config.adapter, self.model_name)
 
-    def model_skeleton(self) -> nn.Module:
-        """The model's parameter layout without its weights (meta device), for checks."""
+    def model_skeleton(self, targets: str | None = None) -> nn.Module:
+        """The model's parameter layout without its weights (meta device), for checks.
+
+        ``targets``: under an adapter, a searched preset of modules to adapt (None: the task's).
+        """
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
         cfg = AutoConfig.from_pretrained(self.source, num_labels=self.data.num_labels)
         with torch.device("meta"):
             model = AutoModelForSequenceClassification.from_config(cfg)
-            return model if self.adapter is None else adapters.attach(model, self.adapter, None, self.model_name)
+            if self.adapter is None:
+                return model
+            return adapters.attach(model, self.adapter, replace(adapters.LAYOUT, target_modules=targets), "")
 
     def selectors(self, model: nn.Module) -> dict[str, Selector]:
         if self.groups:
@@ -200,33 +209,45 @@ class TextClassification:
             "val_latency_ms": 1000 * (time.perf_counter() - started) / n,
         }
 
+    @torch.no_grad()
+    def predictions(self, model: nn.Module) -> dict:
+        """Every validation example's true and predicted class, with its text: for error analysis."""
+        model.eval()
+        device = next(model.parameters()).device
+        true, predicted = [], []
+        for batch in self.val_batches:
+            logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+            predicted += logits.logits.argmax(-1).tolist()
+            true += batch["labels"].tolist()
+        return {"classes": list(self.data.label_names), "true": true, "predicted": predicted, "inputs": self.val_texts}
+
     def save_model(self, model: nn.Module, path: str) -> None:
         """The model (under an adapter: the adapter and the head, with the base's config), and the tokenizer."""
-        model.save_pretrained(path)
-        if self.adapter is not None:
-            model.get_base_model().config.save_pretrained(path)  # the labels, for loading onto the base
+        if self.adapter is None:
+            model.save_pretrained(path)
+        else:  # the adapter and the head (its embeddings stay the base's), the labels for loading onto the base
+            model.save_pretrained(path, save_embedding_layers=False)
+            model.get_base_model().config.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
 
 
 Adapter = TextClassification
 
 
-def load_pretrained(model_dir: str) -> tuple[nn.Module, object]:
+def load_pretrained(model_dir: str, merge: bool = False) -> tuple[nn.Module, object]:
     """A saved checkpoint (``save_model``'s folder) as a ready ``(model, tokenizer)``, in eval mode.
 
-    An adapter's checkpoint (adapter and head only) is loaded onto the base model its config names.
+    An adapter's checkpoint (adapter and head only) is loaded onto the base model its config names:
+    a peft ``PeftModel``, or with ``merge`` a plain transformers model, the adapter folded into its weights.
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    if Path(model_dir, "adapter_config.json").exists():
-        from peft import PeftConfig, PeftModel
+    def onto_base(base: str) -> nn.Module:  # the labels from the checkpoint, the weights from the base
+        config = AutoConfig.from_pretrained(model_dir)
+        return AutoModelForSequenceClassification.from_pretrained(resolve_model(base), config=config)
 
-        base_source = resolve_model(PeftConfig.from_pretrained(model_dir).base_model_name_or_path)
-        base = AutoModelForSequenceClassification.from_pretrained(
-            base_source, config=AutoConfig.from_pretrained(model_dir)
-        )
-        model = PeftModel.from_pretrained(base, model_dir)
-    else:
+    model = adapters.from_checkpoint(model_dir, onto_base, merge)
+    if model is None:  # a whole model
         model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     model.eval()
     return model, AutoTokenizer.from_pretrained(model_dir)

@@ -11,7 +11,7 @@ from ray.tune import Callback
 
 from search_spaces import flatten
 
-from .result import SweepResult
+from .result import SweepResult, test_name
 from .tracking import ui_command
 
 
@@ -98,6 +98,7 @@ def summary(result: SweepResult, searched: Sequence[str]) -> str:
             *(f"  {p}: {flat[p]}" for p in searched if p in flat),
             f"Best checkpoint: {result.best_checkpoint}",
         ]
+        lines += confirm_lines(result) + test_lines(result)
     lines += [
         "",
         f"MLflow: experiment {result.experiment_id}, parent run {result.parent_run_id}",
@@ -111,6 +112,35 @@ def summary(result: SweepResult, searched: Sequence[str]) -> str:
             f"  then browse http://127.0.0.1:5000/{page}"
         )
     return "\n".join(lines)
+
+
+def confirm_lines(result: SweepResult) -> list[str]:
+    """Each finalist's score in the search against its mean over new seeds: the winner is the best mean."""
+    if not result.confirmed:
+        return []
+    by_id = {t.trial_id: t for t in result.trials}
+    lines = ["", f"Finalists trained again with new seeds ({result.metric}: the search's, then mean +- spread):"]
+    for origin, c in result.confirmed.items():
+        found = by_id[origin].metrics.get(result.metric) if origin in by_id else None
+        best = " (winner)" if origin == result.best_trial_id else ""
+        lines.append(f"  trial {origin}{best}: {_fmt(found)}, then {_fmt(c['mean'])} +- {_fmt(c['std'])} over "
+                     f"{len(c['values'])} seeds")  # fmt: skip
+    return lines
+
+
+def test_lines(result: SweepResult) -> list[str]:
+    """The finalists' validation and test scores side by side, with the gap (the validation score's optimism)."""
+    scored = [t for t in result.trials if t.test_metrics]
+    if not scored:
+        return []
+    test_metric = test_name(result.metric)
+    lines = ["", f"On the test split, which no trial saw ({result.metric} against {test_metric}):"]
+    for t in scored:
+        val, test = t.metrics.get(result.metric), t.test_metrics.get(test_metric)
+        gap = f", gap {_fmt(val - test)}" if isinstance(val, float) and isinstance(test, float) else ""
+        best = " (best)" if t.trial_id == result.best_trial_id else ""
+        lines.append(f"  trial {t.trial_id}{best}: validation {_fmt(val)}, test {_fmt(test)}{gap}")
+    return lines
 
 
 class Progress(Callback):

@@ -10,6 +10,7 @@ summarize. :func:`resume_sweep` is the spec from MLflow, then the same steps.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -27,8 +28,9 @@ from ray.tune.stopper import Stopper
 
 import search_spaces
 from search_spaces import searched
+from trainables.manifest import TASKS as TASK_MANIFESTS
 
-from . import console, resources, summary, tracking, trial, validate
+from . import confirm, console, resources, summary, tracking, trial, validate
 from .jobs import sweep_id_for
 from .result import SweepInterrupted, SweepResult
 from .spec import SpecError, SweepSpec, smoke_spec
@@ -252,6 +254,7 @@ def _trainable(sweep: _Sweep, tracker):
             "mode": spec.search.mode,
             "num_threads": max(1, int(spec.resources.cpu)),
             "precision": spec.resources.precision,
+            "compile": spec.resources.compile,
         },
         tracking=trial_tracking,
         parallel=_parallel(spec, sweep.experiment_path),
@@ -330,11 +333,18 @@ def _fit(tuner, sweep_id: str):
 def _finish(sweep: _Sweep, grid, tracker, wall: float, verbose: int) -> SweepResult:
     """The last writes landed, the result summarized, the reports and the registry, the parent run ended."""
     spec = sweep.spec
+    repeats = _confirm(sweep, grid, tracker, verbose) if spec.search.confirm else None
     writes = writers.flush_writers(sweep.sweep_id, spec.mlflow.flush_timeout_s)
     tracker.log_metrics({f"tracking/{k}": v for k, v in writes.items()})
     if writes["failed"]:
         log.warning("MLflow refused %d trial writes (see the writers' Ray worker logs)", writes["failed"])
     result, histories = summary.summarize(grid, spec, sweep.sweep_id, sweep.tracking_uri, tracker, sweep.storage, wall)
+    if repeats is not None:
+        confirm.merge(result, repeats, tracker)
+    if spec.task.dataset.test_split is not None:
+        _score_on_test(spec, result, tracker)
+    if spec.mlflow.error_analysis and TASK_MANIFESTS[spec.task.type].classifies:
+        _analyze_errors(spec, result, tracker)
     tracker.close_trial_runs({t.trial_id: "FAILED" if t.status == "ERROR" else "FINISHED" for t in result.trials})
     _publish(spec, result, tracker, histories, list(sweep.searched))
     tracker.finish_sweep(
@@ -348,6 +358,55 @@ def _finish(sweep: _Sweep, grid, tracker, wall: float, verbose: int) -> SweepRes
     if verbose:
         print(console.summary(result, sweep.searched), file=sys.stdout, flush=True)
     return result
+
+
+def _confirm(sweep: _Sweep, grid, tracker, verbose: int) -> list:
+    """``search.confirm``: the finalists' configs trained again with new seeds, in a Tuner of their own."""
+    from ray import tune
+
+    spec = sweep.spec
+    first, _ = summary.summarize(grid, spec, sweep.sweep_id, sweep.tracking_uri, tracker, sweep.storage, 0.0)
+    points = confirm.configs(spec, first)
+    if not points:
+        return []
+    plan = search_spaces.SearchPlan(confirm.param_space(points), None, None)
+    if verbose:
+        print(f"Confirming the {spec.search.confirm.top_k} best configs with {spec.search.confirm.seeds} new seeds "
+              f"each: {len(points)} trials", flush=True)  # fmt: skip
+    tuner = tune.Tuner(
+        tune.with_resources(_trainable(sweep, tracker), resources.trial_resources(spec.resources)),
+        param_space=plan.param_space,
+        tune_config=tune.TuneConfig(
+            metric=spec.search.metric,
+            mode=spec.search.mode,
+            max_concurrent_trials=spec.search.max_concurrent_trials,
+            trial_dirname_creator=lambda t: t.trial_id,
+            reuse_actors=spec.search.reuse_actors,
+        ),  # fmt: skip
+        run_config=dataclasses.replace(_run_config(sweep, plan, verbose), name=f"{sweep.sweep_id}-confirm"),
+    )
+    repeats, _ = summary.summarize(
+        _fit(tuner, sweep.sweep_id), spec, sweep.sweep_id, sweep.tracking_uri, tracker, sweep.storage, 0.0
+    )
+    return repeats.trials
+
+
+def _score_on_test(spec: SweepSpec, result: SweepResult, tracker) -> None:
+    from . import held_out
+
+    try:
+        held_out.score_on_test(spec, result, tracker)
+    except Exception as exc:  # the sweep's record is worth more than its test scores
+        log.warning("the best trials were not scored on the test split: %s", exc)
+
+
+def _analyze_errors(spec: SweepSpec, result: SweepResult, tracker) -> None:
+    from . import error_analysis
+
+    try:
+        error_analysis.analyze(spec, result, tracker.client)
+    except Exception as exc:  # the sweep's record is worth more than its error analysis
+        log.warning("no error analysis of the best trial: %s", exc)
 
 
 def _publish(spec: SweepSpec, result: SweepResult, tracker, histories, searched: list[str]) -> None:
@@ -368,10 +427,11 @@ def _publish(spec: SweepSpec, result: SweepResult, tracker, histories, searched:
         tracking.TAG_TASK: spec.task.type,
         tracking.TAG_CONFIG: tracking.param_value(result.best_config),
         result.metric: str(result.best_value),
+        **{k: str(v) for k, v in result.test_metrics.items()},  # scored on rows no trial saw
     }
     adapter = getattr(spec.task, "adapter", None)
-    if adapter is not None:  # the version is the adapter and the head: it says which base it needs
-        tags |= {tracking.TAG_ADAPTER: adapter.type, tracking.TAG_BASE_MODEL: spec.task.model}
+    if adapter is not None:  # the version holds the adapter and what trained in full: it says which base it needs
+        tags |= {tracking.TAG_ADAPTER: adapter.type, tracking.TAG_BASE_MODEL: spec.task.base_model}
     try:
         result.model_version = tracker.register_best(
             spec.name,

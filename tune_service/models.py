@@ -17,6 +17,7 @@ def load_best(
     version: Optional[str] = None,
     tracking_uri: Optional[str] = None,
     dst: Optional[str] = None,
+    merge: bool = False,
 ) -> tuple[Any, Any]:
     """The best checkpoint of a sweep as a ready ``(model, tokenizer)`` (eval mode), fetched from MLflow.
 
@@ -28,6 +29,9 @@ def load_best(
     - a run id: a sweep's parent run (its best trial) or a trial's run (its best checkpoint).
 
     The files are downloaded through the tracking server (``dst``, else a temporary folder).
+    A LoRA sweep's model is its base with the adapter loaded (a peft ``PeftModel``); ``merge=True``
+    folds the adapter into the base weights, for a plain transformers model that serves as fast as
+    the base. Without an adapter ``merge`` changes nothing.
     """
     if isinstance(source, SweepResult):
         uri = tracking_uri or source.tracking_uri
@@ -40,4 +44,4 @@ def load_best(
     else:
         uri = tracking.resolve_tracking_uri(tracking_uri, None)
     task, path = tracking.download_best(source, version, uri, dst or tempfile.mkdtemp(prefix="tune-service-best-"))
-    return manifest(task).trainable().load_pretrained(path)
+    return manifest(task).trainable().load_pretrained(path, merge=merge)

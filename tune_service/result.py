@@ -7,6 +7,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 
+def test_name(metric: str) -> str:
+    """``val_accuracy`` -> ``test_accuracy``: a validation score's name on the test split; others keep theirs."""
+    return "test_" + metric[4:] if metric.startswith("val_") else metric
+
+
 class SweepInterrupted(KeyboardInterrupt):
     """A Ctrl-C ended the sweep: its trials stopped with their checkpoints, its MLflow runs KILLED.
 
@@ -28,6 +33,7 @@ class TrialResult:
     checkpoint: Optional[str] = None  # folder of the trial's best checkpoint
     mlflow_run_id: Optional[str] = None
     error: Optional[str] = None
+    test_metrics: dict = field(default_factory=dict)  # scored on the test split at the end (the best test_top_k)
 
 
 @dataclass
@@ -56,6 +62,10 @@ class SweepResult:
     stopped_by: Optional[str] = None
     # the best checkpoint's version in the MLflow Model Registry (registered under the sweep's name)
     model_version: Optional[str] = None
+    # the best trial's scores on the test split no trial saw (task.dataset.test_split), test_* by name
+    test_metrics: dict = field(default_factory=dict)
+    # search.confirm: each finalist's trial id -> the mean, spread, values and trial ids of its repeats
+    confirmed: dict = field(default_factory=dict)
 
     @property
     def best_value(self) -> Optional[float]:

@@ -55,7 +55,7 @@ from search_spaces import (
     Domain,
     Relative,
 )
-from trainables.manifest import DEFAULT_VISION_TOWER
+from trainables.manifest import DEFAULT_CAUSAL_LM, DEFAULT_VISION_TOWER, LORA_TARGET_PRESETS
 from trainables.manifest import TASKS as TASK_MANIFESTS
 
 __all__ = ["SpecError", "SweepSpec", "parse_spec", "smoke_spec", "TASKS"]
@@ -196,6 +196,11 @@ class AdapterHyperparameters(_Strict):
     r: HP(Domain("int", ge=1), "rank of the A and B matrices") = 8
     alpha: HP(_pos, "scale: the adapter's update is multiplied by alpha / r") = 16.0
     dropout: HP(Domain("float", ge=0, lt=1), "dropout on the adapter's input") = 0.0
+    target_modules: HP(
+        Domain("choice", options=LORA_TARGET_PRESETS, nullable=True),
+        "the modules adapted, a preset (searchable: {choice: [attention, attention+mlp]}); "
+        "null: task.adapter.target_modules",
+    ) = None
 
 
 class Hyperparameters(_Strict):
@@ -252,30 +257,59 @@ def _held_out(v: Union[float, str]) -> Union[float, str]:
 ValidationSplit = Annotated[Union[float, str], AfterValidator(_held_out)]
 
 
-class DatasetSpec(_Strict):
+class _Splits(_Strict):
+    """Which rows train and which validate, shared by every task's dataset section."""
+
+    train_split: str = "train"
+    validation_split: ValidationSplit = Field(
+        0.2, description="a split name, or the fraction of train held out for validation"
+    )
+    test_split: Optional[ValidationSplit] = Field(
+        None,
+        description="rows no trial sees, scoring the best trials once at the end: a split name, or the fraction "
+        "of train held out before the validation split",
+    )
+    train_size: Optional[int] = Field(None, ge=1, description="train subset size (null: all)")
+    validation_size: Optional[int] = Field(None, ge=1, description="validation subset size")
+    seed: int = Field(0, ge=0, description="seed of the split and subsets (the same for every trial)")
+
+    @model_validator(mode="after")
+    def _test_apart(self) -> _Splits:
+        if isinstance(self.test_split, str) and self.test_split in (self.train_split, self.validation_split):
+            raise ValueError(f"test_split={self.test_split!r} is also the train or validation split: the test "
+                             "rows must be ones no trial sees; name another split or give a fraction")  # fmt: skip
+        return self
+
+
+class DatasetSpec(_Splits):
     """A dataset: ``builtin:NAME``, a local CSV/JSON/JSONL/parquet file, or a hub id."""
 
     source: str = "builtin:rotten_tomatoes"
     config_name: Optional[str] = Field(None, description="hub dataset configuration, e.g. sst2 of glue")
     text_column: str = "text"
     label_column: str = "label"
-    train_split: str = "train"
-    validation_split: ValidationSplit = Field(
-        0.2, description="a split name, or the fraction of train held out for validation"
-    )
-    train_size: Optional[int] = Field(None, ge=1, description="train subset size (null: all)")
-    validation_size: Optional[int] = Field(None, ge=1, description="validation subset size")
-    seed: int = Field(0, ge=0, description="seed of the split and subsets (the same for every trial)")
 
 
 class AdapterSpec(_Strict):
     """A LoRA adapter on the pretrained model (``peft``): the base stays frozen, the adapter and the head train."""
 
     type: Literal["lora"] = "lora"
-    target_modules: Union[Literal["attention", "attention+mlp", "all-linear"], list[str]] = Field(
+    target_modules: Union[Literal[LORA_TARGET_PRESETS], list[str]] = Field(
         "attention",
         description="the modules adapted: attention (peft's list for the architecture, e.g. query and value), "
-        "attention+mlp (every linear layer of the layers), all-linear, or a list of module names",
+        "attention+mlp (every linear layer of the layers), all-linear, or a list of module names; "
+        "hyperparameters.adapter.target_modules searches the presets",
+    )
+
+
+TOWERS = TASK_MANIFESTS["image_text"].towers  # a dual encoder's towers: vision, text
+
+
+class TowerAdapterSpec(AdapterSpec):
+    """LoRA adapters on a dual encoder's pretrained towers; a tower not adapted trains in full."""
+
+    towers: Optional[list[Literal[TOWERS]]] = Field(
+        None, min_length=1, description="the towers adapted; null: every tower loaded with pretrained weights"
     )
 
 
@@ -290,7 +324,19 @@ class _Task(_Strict):
         if self.groups:
             return tuple(self.groups)
         manifest = TASK_MANIFESTS[self.type]
-        return manifest.adapter_groups if getattr(self, "adapter", None) else manifest.default_groups
+        return manifest.adapter_groups(self.adapted_towers) if self.adapter else manifest.default_groups
+
+    @property
+    def adapted_towers(self) -> tuple[str, ...]:
+        """The towers under an adapter (a multi-tower task's); () for a single model or without one."""
+        return ()
+
+    @property
+    def base_model(self) -> str:
+        """What an adapter goes on, as the spec names it (a dual encoder's: each adapted tower's)."""
+        if self.adapted_towers:
+            return ", ".join(f"{t}: {getattr(self, f'{t}_model')}" for t in self.adapted_towers)
+        return str(getattr(self, "model", ""))
 
 
 class TextClassificationTask(_Task):
@@ -338,7 +384,22 @@ Tower = Annotated[
 ]
 
 
-class ImageTextDatasetSpec(_Strict):
+def _fills(name: str):
+    """A validator of a template that fills in ``{name}`` and nothing else."""
+
+    def check(v: str) -> str:
+        try:
+            filled = v.format(**{name: "\0"})
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"got {v!r}: only {{{name}}} may be filled in ({exc})") from None
+        if "\0" not in filled:
+            raise ValueError(f"got {v!r}; the template must contain {{{name}}}")
+        return v
+
+    return check
+
+
+class ImageTextDatasetSpec(_Splits):
     """Images with captions and/or labels: ``builtin:fashion_mnist``, an image folder, a CSV/JSON/parquet
     file with image paths, or a hub id."""
 
@@ -349,27 +410,12 @@ class ImageTextDatasetSpec(_Strict):
     label_column: Optional[str] = Field(
         "label", description="class labels (zero-shot accuracy; captions when there is no caption_column)"
     )
-    caption_template: str = Field(
+    caption_template: Annotated[str, AfterValidator(_fills("label"))] = Field(
         "a photo of a {label}", description="a class's caption, {label} standing for its name"
     )
-    train_split: str = "train"
     validation_split: ValidationSplit = Field(
         "test", description="a split name, or the fraction of train held out for validation"
     )
-    train_size: Optional[int] = Field(None, ge=1, description="train subset size (null: all)")
-    validation_size: Optional[int] = Field(None, ge=1, description="validation subset size")
-    seed: int = Field(0, ge=0, description="seed of the split and subsets (the same for every trial)")
-
-    @field_validator("caption_template")
-    @classmethod
-    def _template(cls, v: str) -> str:
-        try:
-            filled = v.format(label="\0")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"got {v!r}: only {{label}} may be filled in ({exc})") from None
-        if "\0" not in filled:
-            raise ValueError(f"got {v!r}; the template must contain {{label}}")
-        return v
 
     @model_validator(mode="after")
     def _captions(self) -> ImageTextDatasetSpec:
@@ -388,10 +434,115 @@ class ImageTextTask(_Task):
     projection_dim: int = Field(128, ge=1, le=8192, description="size of the shared embedding space")
     dataset: ImageTextDatasetSpec = ImageTextDatasetSpec()
     max_length: int = Field(32, ge=4, le=8192, description="tokens per caption")
+    adapter: Optional[TowerAdapterSpec] = Field(
+        None,
+        description="LoRA adapters on the pretrained towers (the projections and any tower not adapted train "
+        "in full); their settings in hyperparameters.adapter",
+    )
+
+    @property
+    def pretrained_towers(self) -> tuple[str, ...]:
+        """The towers loaded with pretrained weights (named by a source, not built from a config)."""
+        return tuple(t for t in TOWERS if isinstance(getattr(self, f"{t}_model"), str))
+
+    @property
+    def adapted_towers(self) -> tuple[str, ...]:
+        return tuple(self.adapter.towers) if self.adapter is not None and self.adapter.towers else ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_towers(cls, data: Any) -> Any:
+        """An adapter naming no towers adapts every pretrained one (named by a source, not built from a config)."""
+        adapter = data.get("adapter") if isinstance(data, dict) else None
+        if isinstance(adapter, dict) and adapter.get("towers") is None:
+            default = {t: cls.model_fields[f"{t}_model"].get_default(call_default_factory=True) for t in TOWERS}
+            sources = [data.get(f"{t}_model", default[t]) for t in TOWERS]
+            pretrained = [t for t, source in zip(TOWERS, sources) if isinstance(source, str)]
+            if pretrained:
+                data = {**data, "adapter": {**adapter, "towers": pretrained}}
+        return data
+
+    @model_validator(mode="after")
+    def _adapt_pretrained(self) -> ImageTextTask:
+        if self.adapter is None:
+            return self
+        if not self.adapter.towers:
+            raise ValueError("adapter: both towers are built from configs (random weights); an adapter needs a "
+                             "pretrained tower (vision_model or text_model naming a model)")  # fmt: skip
+        from_config = [t for t in self.adapter.towers if t not in self.pretrained_towers]
+        if from_config:
+            raise ValueError(
+                f"adapter.towers names {from_config[0]}, built from a config (random weights); an adapter trains "
+                f"on a pretrained tower: name {' or '.join(self.pretrained_towers) or 'a pretrained model'}"
+            )
+        return self
 
 
-TASKS = {"text_classification": TextClassificationTask, "image_text": ImageTextTask}  # as trainables.manifest
-Task = Annotated[Union[TextClassificationTask, ImageTextTask], Field(discriminator="type")]
+class SFTDatasetSpec(_Splits):
+    """Instruction data: a prompt and a response column (the default), a text column alone, or chat messages."""
+
+    source: str = "builtin:rotten_tomatoes"
+    config_name: Optional[str] = Field(None, description="hub dataset configuration")
+    prompt_column: str = Field("prompt", description="the prompt (context: no loss on its tokens)")
+    response_column: str = Field("response", description="the response learned (a class label: its name)")
+    prompt_template: Annotated[str, AfterValidator(_fills("prompt"))] = Field(
+        "{prompt}", description="how a prompt is written, {prompt} standing for the column's text"
+    )
+    text_column: Optional[str] = Field(None, description="plain text, every token learned (instead of the pair)")
+    messages_column: Optional[str] = Field(
+        None, description="chat turns [{role, content}], the last the assistant's response (instead of the pair)"
+    )
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> SFTDatasetSpec:
+        if self.text_column and self.messages_column:
+            raise ValueError("give text_column or messages_column, not both (or neither, for prompt/response)")
+        return self
+
+
+class Generation(_Strict):
+    """Greedy answers to validation prompts, scored by exact match (``val_exact_match``)."""
+
+    max_new_tokens: int = Field(8, ge=1, le=1024, description="tokens generated per answer at most")
+    examples: int = Field(64, ge=0, description="validation prompts answered each epoch (0: no exact match)")
+
+
+class LMAdapterSpec(AdapterSpec):
+    """A LoRA adapter on a pretrained causal LM; optionally its base loaded in 4 bits (QLoRA)."""
+
+    quantization: Optional[Literal["4bit"]] = Field(
+        None, description="4bit: the frozen base loaded in 4 bits with bitsandbytes (a CUDA GPU only)"
+    )
+
+
+class CausalLMTask(_Task):
+    """Supervised fine-tuning of a decoder language model on prompts and responses."""
+
+    type: Literal["causal_lm"]
+    model: Tower = Field(default_factory=lambda: dict(DEFAULT_CAUSAL_LM))
+    tokenizer: Optional[str] = Field(None, description="default: the model's; required for a model from a config")
+    chat_template: Optional[str] = Field(None, description="a Jinja chat template, for messages_column data")
+    dataset: SFTDatasetSpec = SFTDatasetSpec()
+    max_length: int = Field(256, ge=8, le=131072, description="tokens per example, prompt and response")
+    generation: Generation = Generation()
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory")
+    packing: bool = Field(
+        False, description="several whole training examples in each sequence of max_length: less padding"
+    )
+    adapter: Optional[LMAdapterSpec] = Field(
+        None, description="train a LoRA adapter instead of every weight; its settings in hyperparameters.adapter"
+    )
+
+    @model_validator(mode="after")
+    def _adapt_pretrained(self) -> CausalLMTask:
+        if self.adapter is not None and not isinstance(self.model, str):
+            raise ValueError("adapter: the model is built from a config (random weights); an adapter trains on a "
+                             "pretrained model: name one (a hub id or a folder) or drop the adapter")  # fmt: skip
+        return self
+
+
+TASKS = {"text_classification": TextClassificationTask, "image_text": ImageTextTask, "causal_lm": CausalLMTask}
+Task = Annotated[Union[TextClassificationTask, ImageTextTask, CausalLMTask], Field(discriminator="type")]
 
 
 class Objective(_Strict):
@@ -399,6 +550,13 @@ class Objective(_Strict):
 
     metric: str
     mode: Literal["max", "min"]
+
+
+class Confirm(_Strict):
+    """After the search, the best configs train again with new seeds; the winner is the best mean."""
+
+    top_k: int = Field(3, ge=1, le=20, description="how many of the best configs run again")
+    seeds: int = Field(3, ge=1, le=20, description="new seeds each (the seed plus 1, 2, ...)")
 
 
 class WarmStart(_Strict):
@@ -495,6 +653,12 @@ class SearchSpec(_Strict):
         "entry, sampler qmc (its sequence runs the center early), points_to_evaluate or warm_start",
     )
     seed: int = Field(0, ge=0, description="seed of the searcher")
+    test_top_k: int = Field(
+        1, ge=1, le=100, description="with task.dataset.test_split: how many of the best trials are scored on it"
+    )
+    confirm: Optional[Confirm] = Field(
+        None, description="the top_k configs run again with `seeds` new seeds each; the winner by the mean"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -563,6 +727,11 @@ class Resources(_Strict):
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="mixed precision on GPU: bf16 or fp16 autocast (fp16 with loss scaling); fp32: none"
     )
+    compile: bool = Field(
+        False,
+        description="train through torch.compile: the first steps compile (tens of seconds), the rest run "
+        "faster on a GPU",
+    )
 
     @field_validator("gpu")
     @classmethod
@@ -591,6 +760,11 @@ class MlflowSpec(_Strict):
     )
     reports: bool = Field(
         True, description="optimization history, parallel coordinates, importance, learning curves (PNG)"
+    )
+    error_analysis: bool = Field(
+        True,
+        description="on the best trial's run: its validation confusion matrix (PNG), per-class precision, recall "
+        "and F1, and the examples it gets wrong (tables); classification tasks",
     )
     flush_timeout_s: float = Field(
         900, gt=0, description="at the end, how long to wait for an unreachable tracking server to take the last writes"
@@ -785,8 +959,9 @@ def smoke_spec(spec: SweepSpec) -> SweepSpec:
     """The same sweep, shrunk to run end to end in a couple of minutes.
 
     Same code path: at most :data:`SMOKE_TRIALS` trials of one epoch on the
-    task's smoke subsets. A grid keeps two points: the first two values of its
-    first axis, the first value of every other axis. Checked against the schema;
+    task's smoke subsets (and, with ``search.confirm``, the best config once
+    more). A grid keeps two points: the first two values of its first axis, the
+    first value of every other axis. Checked against the schema;
     :func:`tune_service.validate.load_spec` checks the rest.
     """
     data = spec.to_dict()
@@ -822,6 +997,9 @@ def smoke_spec(spec: SweepSpec) -> SweepSpec:
     # Ray Tune repeats the whole grid num_samples times: with a grid, once is enough.
     search["num_samples"] = 1 if grids_kept else SMOKE_TRIALS
     search["time_budget_s"] = None
+    if search.get("confirm"):  # the best config once more, with one new seed
+        search["confirm"] = {"top_k": 1, "seeds": 1}
+    search["test_top_k"] = 1  # the winner alone scored on the test split
     if spec.search.scheduler == "pbt":  # one exploit/explore step
         hp["epochs"], search["perturbation_interval"] = 2, 1
     data["name"] = f"{spec.name}-smoke"[:100]

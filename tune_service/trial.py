@@ -29,8 +29,10 @@ def trainable(
 
     from trainables.reporting import TuneReporter
 
+    from .confirm import unwrapped
     from .console import trial_label
 
+    config = unwrapped(config)  # a search.confirm trial's config comes as its grid axis's value
     module = manifest(task_type).trainable()
     label = "" if tracking is None else trial_label(config, tracking.searched)
     if parallel is not None and parallel["workers"] > 1:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Union
 
 import search_spaces
-from search_spaces import CONDITIONS, Distribution, Problem, Relative, searched, upper
+from search_spaces import CONDITIONS, Distribution, Problem, Relative, iter_hyperparameters, searched, upper
 from trainables.manifest import TASKS as TASK_MANIFESTS
 
 from . import resources, tracking
@@ -71,15 +71,52 @@ def spec_problems(spec: SweepSpec) -> list[Problem]:
         + _derived_problems(hp)
         + _conditional_problems(hp)
         + _unfreeze_problems(hp)
+        + _quantization_problems(spec)
+        + _confirm_problems(spec)
     )
+
+
+def _confirm_problems(spec: SweepSpec) -> list[Problem]:
+    confirm, search, out = spec.search.confirm, spec.search, []
+    if confirm is None:
+        return out
+    if search.scheduler == "pbt":
+        out.append(("search.confirm", "pbt changes a trial's hyperparameters as it trains: no config of a finalist "
+                    "is what trained it, so none can be run again; drop confirm or use another scheduler"))  # fmt: skip
+    if isinstance(spec.hyperparameters.seed, Distribution):
+        out.append(("search.confirm", "confirm gives each finalist new seeds: do not search hyperparameters.seed"))
+    trials = search.num_samples * (_grid_points(spec) if search.strategy == "grid" else 1)
+    if trials < confirm.top_k:
+        what = "the grid has" if search.strategy == "grid" else "num_samples is"
+        out.append(("search.confirm.top_k", f"got {confirm.top_k}, but {what} {trials} trials in all: at most "
+                    f"{trials} can be finalists"))  # fmt: skip
+    return out
+
+
+def _grid_points(spec: SweepSpec) -> int:
+    points = 1
+    for _, value in iter_hyperparameters(spec.hyperparameters):
+        if isinstance(value, Distribution) and value.kind in ("grid", "choice"):
+            points *= len(value.values)
+    return points
+
+
+def _quantization_problems(spec: SweepSpec) -> list[Problem]:
+    adapter = getattr(spec.task, "adapter", None)
+    if getattr(adapter, "quantization", None) and spec.resources.gpu < 1:
+        return [("task.adapter.quantization", f"got {adapter.quantization!r}, with resources.gpu {spec.resources.gpu}: "
+                 "4-bit loading (bitsandbytes) runs on a CUDA GPU; set resources.gpu: 1 and run where there is one, "
+                 "or drop quantization")]  # fmt: skip
+    return []
 
 
 def _group_problems(spec: SweepSpec) -> list[Problem]:
     task, out = spec.task, []
     expected, got = task.group_names, tuple(spec.hyperparameters.groups)
-    if set(expected) != set(got):
+    optional = () if task.groups else TASK_MANIFESTS[task.type].optional_groups
+    if not set(expected) - set(optional) <= set(got) or not set(got) <= set(expected):
         detail = []
-        missing = [g for g in expected if g not in got]
+        missing = [g for g in expected if g not in got and g not in optional]
         extra = [g for g in got if g not in expected]
         if missing:
             detail.append(f"missing {missing}")
@@ -91,6 +128,12 @@ def _group_problems(spec: SweepSpec) -> list[Problem]:
     if spec.hyperparameters.adapter is not None and getattr(task, "adapter", None) is None:
         out.append(("hyperparameters.adapter", "an adapter's settings, but no task.adapter: add task.adapter "
                                                "({type: lora}) or drop hyperparameters.adapter"))  # fmt: skip
+    adapter_hp = spec.hyperparameters.adapter
+    if adapter_hp is not None and adapter_hp.target_modules is not None and task.adapter is not None:
+        if "target_modules" in task.adapter.model_fields_set:
+            message = ("set here and in task.adapter.target_modules: give one (a preset or a choice of presets "
+                       "here, or a preset or a list of names there)")  # fmt: skip
+            out.append(("hyperparameters.adapter.target_modules", message))
     if isinstance(task, ImageTextTask) and isinstance(task.text_model, dict) and task.tokenizer is None:
         out.append(("task.tokenizer", "a text tower built from a config needs a tokenizer: builtin:NAME, a hub id or "
                                       "a folder"))  # fmt: skip
@@ -203,8 +246,9 @@ def check_task(spec: SweepSpec) -> Any:
     datasets.disable_progress_bars()
     try:
         adapter = _load_task(spec)
-        model = _skeleton(spec, adapter)
-        _check_task_fits(spec, adapter, model)
+        for targets in _target_options(spec):
+            model = _skeleton(spec, adapter, targets)
+            _check_task_fits(spec, adapter, model)
         return adapter
     finally:
         if shown:
@@ -226,11 +270,18 @@ def _load_task(spec: SweepSpec):
         raise SpecError([("task.model", f"cannot load {_model_field(spec)}: {exc}")]) from None
 
 
-def _skeleton(spec: SweepSpec, adapter):
+def _target_options(spec: SweepSpec) -> list:
+    """Each set of adapted modules a trial may get (hyperparameters.adapter.target_modules); [None]: the task's."""
+    hp = spec.hyperparameters.adapter
+    targets = hp.target_modules if hp is not None else None
+    return list(targets.values()) if isinstance(targets, Distribution) else [targets]
+
+
+def _skeleton(spec: SweepSpec, adapter, targets):
     from trainables.data import TaskError
 
     try:
-        return adapter.model_skeleton()
+        return adapter.model_skeleton(targets)
     except TaskError as exc:
         raise SpecError([(exc.field, str(exc))]) from None
     except (OSError, ValueError) as exc:
@@ -247,8 +298,13 @@ def _check_task_fits(spec: SweepSpec, adapter, model) -> None:
         if metric in unavailable:
             raise SpecError([(_objective_path(i), f"got '{metric}', which this dataset cannot give: "
                                                   f"{unavailable[metric]}")])  # fmt: skip
+    selectors = adapter.selectors(model)
+    if set(selectors) != set(spec.hyperparameters.groups):  # a default group only some models have (lm_head)
+        tied = " (its output embeddings are its input ones, in embeddings)" if "lm_head" not in selectors else ""
+        raise SpecError([("hyperparameters.groups", f"got {list(spec.hyperparameters.groups)}; this model's groups "
+                                                    f"are {list(selectors)}{tied}")])  # fmt: skip
     try:
-        build_param_groups(model, adapter.selectors(model))
+        build_param_groups(model, selectors)
     except ParamGroupError as exc:
         raise SpecError([("task.groups", str(exc))]) from None
     try:

@@ -22,6 +22,22 @@ from tune_service.tracking import TrackingError
 
 G = "hyperparameters.groups"
 WIDE_GRID = {"grid": list(range(1, 23))}
+# the tiny spec as a causal-LM sweep: a small Llama from a config on the generated reviews
+CAUSAL = {
+    "task.type": "causal_lm",
+    "task.model": {"model_type": "llama", "vocab_size": 32, "hidden_size": 16, "num_hidden_layers": 1,
+                   "num_attention_heads": 2, "intermediate_size": 32},
+    "task.tokenizer": "{tiny_bert}",
+    "task.dataset.text_column": None,
+    "task.dataset.label_column": None,
+    "task.dataset.prompt_column": "review",
+    "task.dataset.response_column": "sentiment",
+    G: {"embeddings": {"lr": 1e-3}, "layers": {"lr": 1e-3}, "lm_head": {"lr": 1e-3}},
+}  # fmt: skip
+LORA = {
+    "task.adapter": {"type": "lora"},
+    G: {"lora_A": {"lr": 1e-3}, "lora_B": {"lr": {"relative_to": "lora_A", "ratio": 16}}, "head": {"lr": 1e-2}},
+}
 
 
 def raw(text: bytes):
@@ -124,6 +140,69 @@ CASES = [
         ["task.groups", "in several groups"],
     ),
     ("too-many-frozen-layers", {"hyperparameters.frozen_layers": 9}, [], ["frozen_layers=9"]),
+    # adapters
+    ("lora-rank-zero", {**LORA, "hyperparameters.adapter": {"r": 0}}, [], ["hyperparameters.adapter.r", "got 0"]),
+    ("lora-rank-fraction", {**LORA, "hyperparameters.adapter": {"r": 2.5}}, [], ["adapter.r", "got 2.5"]),
+    ("adapter-type", {**LORA, "task.adapter": {"type": "ia3"}}, [], ["task.adapter.type", "'ia3'", "'lora'"]),
+    (
+        "lora-unknown-target",
+        {**LORA, "task.adapter": {"type": "lora", "target_modules": ["qkv"]}},
+        [],
+        ["task.adapter.target_modules", "['qkv'] match no linear layer", "query"],
+    ),
+    ("lora-groups-without-adapter", {G: LORA[G]}, [], ["hyperparameters.groups", "missing ['encoder']"]),
+    # trusting the winner
+    ("test-split-is-train", {"task.dataset.test_split": "train"}, [], ["test_split='train' is also the train"]),
+    (
+        "confirm-more-than-the-grid",
+        {"search.strategy": "grid", f"{G}.head.lr": {"grid": [0.01, 0.03]}, "search.confirm": {"top_k": 3}},
+        [],
+        ["search.confirm.top_k", "got 3, but the grid has 2 trials"],
+    ),
+    ("confirm-more-than-sampled", {"search.confirm": {"top_k": 2}}, [], ["got 2, but num_samples is 1"]),
+    (
+        "confirm-with-pbt",
+        {
+            "search.strategy": "pbt",
+            "search.num_samples": 4,
+            "search.confirm": {"top_k": 2},
+            f"{G}.head.lr": {"loguniform": [1e-3, 1e-1]},
+            "hyperparameters.epochs": 3,
+        },
+        [],
+        ["search.confirm", "pbt changes a trial's hyperparameters"],
+    ),  # fmt: skip
+    (
+        "confirm-searched-seed",
+        {"search.num_samples": 4, "search.confirm": {"top_k": 2}, "hyperparameters.seed": {"choice": [0, 1]}},
+        [],
+        ["do not search hyperparameters.seed"],
+    ),
+    # causal language models
+    ("lm-missing-column", {**CAUSAL, "task.dataset.prompt_column": "body"}, [], ["prompt_column='body' not in"]),
+    (
+        "lm-not-causal",
+        {**CAUSAL, "task.model": "{tiny_bert}", "task.tokenizer": None},
+        [],
+        ["task.model", "a 'bert' model, not a causal language model"],
+    ),
+    (
+        "lm-4bit-without-gpu",
+        {
+            **CAUSAL,
+            "task.model": "{tiny_bert}",
+            "task.adapter": {"type": "lora", "quantization": "4bit"},
+            G: {"lora_A": {"lr": 1e-3}, "lora_B": {"lr": 1e-3}},
+        },
+        [],
+        ["task.adapter.quantization", "runs on a CUDA GPU"],
+    ),  # fmt: skip
+    (
+        "lm-max-length",  # a prompt of 6 words and the template's 4
+        {**CAUSAL, "task.max_length": 8, "task.dataset.prompt_template": "{{prompt}} the film was very"},
+        [],
+        ["task.max_length", "max_length=8 leaves no room for a response after a prompt of 10 tokens"],
+    ),
     # where it would run
     ("impossible-cpu", {"resources.cpu": 64}, [], ["resources.cpu", "got 64"]),
     ("impossible-workers", {"resources.workers": 9}, [], ["resources.workers"]),
@@ -133,7 +212,7 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def data_files(tmp_path_factory):
+def data_files(tmp_path_factory, tiny_bert):
     d = tmp_path_factory.mktemp("bad-data")
     (d / "empty.csv").write_text("review,sentiment\n")
     (d / "negative.csv").write_text(
@@ -141,7 +220,7 @@ def data_files(tmp_path_factory):
     )
     (d / "one_class.csv").write_text("review,sentiment\n" + "".join(f"good film {i},pos\n" for i in range(20)))
     return {"empty_csv": str(d / "empty.csv"), "negative_csv": str(d / "negative.csv"),
-            "one_class_csv": str(d / "one_class.csv")}  # fmt: skip
+            "one_class_csv": str(d / "one_class.csv"), "tiny_bert": tiny_bert}  # fmt: skip
 
 
 def build(case, make_spec, data_files, tmp: Path) -> Path:

@@ -44,3 +44,40 @@ def test_ideal_both_ways_then_the_plot(tmp_path):
     plotted = bench("plot.py", "--results", str(results), "--out", str(out), cwd=tmp_path)
     assert plotted == [{"bench": "plot", "figures": 2, "out": str(out)}]  # a bar for each way
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_adapters_full_against_lora_plus_then_the_plot(tmp_path):
+    lines = bench("adapters.py", "--budget", "25", "--ways", "full,lora_plus", "--train-size", "32",
+                  "--validation-size", "32", cwd=tmp_path)  # fmt: skip
+
+    ((line,),) = [lines]
+    full, lora_plus = line["rows"]
+    assert [full["way"], lora_plus["way"]] == ["full", "lora_plus"]
+    for row in (full, lora_plus):
+        assert row["epochs"] >= 1 and 0 <= row["best"] <= 1 and row["samples_per_s"] > 0
+    # the adapter trains a small fraction of the weights, and its checkpoint holds those alone
+    assert lora_plus["trainable_params"] < full["trainable_params"] / 50
+    assert lora_plus["model_mb"] < full["model_mb"] / 20
+
+    results = tmp_path / "results.jsonl"
+    results.write_text(json.dumps(line) + "\n")
+    out = tmp_path / "benchmarks.png"
+    assert bench("plot.py", "--results", str(results), "--out", str(out), cwd=tmp_path)[0]["figures"] == 1
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_lm_loop_efficiency_full_and_lora_then_the_plot(tmp_path):
+    tiny = ("--hidden", "32", "--layers", "2", "--heads", "2", "--kv-heads", "1", "--intermediate", "64",
+            "--vocab", "500", "--seq-len", "32", "--train-size", "32", "--rounds", "1")  # fmt: skip
+    (full,) = bench("lm_loop_efficiency.py", *tiny, cwd=tmp_path)
+    (lora,) = bench("lm_loop_efficiency.py", *tiny, "--adapter", cwd=tmp_path)
+    for line in (full, lora):
+        assert line["efficiency"] > 0 and line["seq_len"] == 32 and line["device"].startswith("cpu")
+        assert len(line["bare_tokens_per_s"]) == len(line["trainable_tokens_per_s"]) == 1
+    assert full["adapter"] is None and full["trained_params"] == full["model_params"]
+    assert lora["adapter"] == "lora" and lora["trained_params"] < full["trained_params"] / 10
+
+    results = tmp_path / "results.jsonl"
+    results.write_text(json.dumps(full) + "\n" + json.dumps(lora) + "\n")
+    out = tmp_path / "benchmarks.png"
+    assert bench("plot.py", "--results", str(results), "--out", str(out), cwd=tmp_path)[0]["figures"] == 2

@@ -20,7 +20,8 @@ AS_TYPED = ("quickstart", "pbt")  # through the CLI, in tests/e2e/test_cli.py
 # the shared-rate baseline is the dual-rate example but for its rates: checked for that below, not run again
 TWIN = "image_text_shared_lr"
 LORA = "lora_plus"  # run once, then its best adapter loaded back from the registry
-EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if p.stem not in WARM + AS_TYPED + (TWIN, LORA))
+SFT = "sft"  # run once, then its best model loaded back and asked to generate
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if p.stem not in WARM + AS_TYPED + (TWIN, LORA, SFT))
 
 
 def run_example(example: Path, where: Path):
@@ -32,9 +33,10 @@ def run_example(example: Path, where: Path):
         storage_path=str(where / "ray"),
         verbose=0,
     )
-    epochs = smoke_spec(load_spec(example)).hyperparameters.epochs
+    smoke = smoke_spec(load_spec(example))
+    epochs, trials = smoke.hyperparameters.epochs, 2 + (1 if smoke.search.confirm else 0)  # confirm: the best again
     seen = [(t.trial_id, t.status, t.epochs, t.error) for t in result.trials]
-    assert len(result.trials) == 2 and all(t.status == "TERMINATED" for t in result.trials), seen
+    assert len(result.trials) == trials and all(t.status == "TERMINATED" for t in result.trials), seen
     assert max(t.epochs for t in result.trials) == epochs, seen  # one trial at least trained to the end
     assert result.best_trial_id in {t.trial_id for t in result.trials}
 
@@ -42,7 +44,7 @@ def run_example(example: Path, where: Path):
     runs = client.search_runs(
         [result.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'"
     )
-    assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"], [
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * trials, [
         (r.info.run_name, r.info.status) for r in runs
     ]
     assert client.get_run(result.parent_run_id).info.status == "FINISHED"
@@ -101,3 +103,18 @@ def test_lora_example_runs_and_its_best_adapter_loads_back_from_the_registry(tmp
     batch = tokenizer(["a gripping, funny film", "dull and far too long"], return_tensors="pt", padding=True)
     with torch.no_grad():
         assert torch.allclose(model(**batch).logits, trial_model(**batch).logits)
+
+
+def test_sft_example_runs_and_its_best_model_generates_after_loading_back(tmp_path):
+    result = run_example(ROOT / "examples" / f"{SFT}.yaml", tmp_path)
+    assert {"val_exact_match", "val_loss", "val_perplexity"} <= set(result.best_metrics)
+    from tune_service import load_best
+
+    model, tokenizer = load_best(result)
+    assert type(model).__name__ == "LlamaForCausalLM" and not model.training
+    prompt = tokenizer(["Review: a gripping, funny film\nVerdict:"], add_special_tokens=False, return_tensors="pt")
+    out = model.generate(
+        input_ids=prompt["input_ids"], attention_mask=prompt["attention_mask"], max_new_tokens=2, do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    assert out.shape[0] == 1 and prompt["input_ids"].shape[1] < out.shape[1] <= prompt["input_ids"].shape[1] + 2

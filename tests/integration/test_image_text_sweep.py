@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -58,3 +59,15 @@ def test_bayesian_asha_sweep_over_vision_and_text_rates(make_image_spec, where):
     with torch.no_grad():
         probs = model(**inputs).logits_per_image.softmax(-1)
     assert probs.shape == (1, 4) and torch.isclose(probs.sum(), torch.tensor(1.0))
+
+    # the winner's zero-shot errors: the class captions it confuses, counted as its score says
+    import json
+
+    run = result.best_run_id
+    analysis = json.load(open(client.download_artifacts(run, "error_analysis/confusion_matrix.json")))
+    assert analysis["classes"] == classes  # the class captions
+    matrix = analysis["matrix"]
+    right = sum(matrix[i][i] for i in range(len(matrix)))
+    assert right / sum(map(sum, matrix)) == pytest.approx(result.best_value)
+    errors = json.load(open(client.download_artifacts(run, "error_analysis/errors.json")))
+    assert len(errors["data"]) == sum(map(sum, matrix)) - right

@@ -77,6 +77,7 @@ def test_bayesian_search_with_median_stopping_runs_and_tracks(make_spec, where):
 
 
 def test_pbt_continues_poor_trials_from_better_checkpoints_with_perturbed_rates(make_spec, where):
+    """On a LoRA adapter: PBT perturbs lora_A's rate and the LoRA+ ratio, and copies adapter checkpoints."""
     result = run_sweep(
         make_spec(
             **{
@@ -90,9 +91,17 @@ def test_pbt_continues_poor_trials_from_better_checkpoints_with_perturbed_rates(
                     "seed": 2,
                     # a stuck trial, then a learner: the stuck one, slightly ahead, finds at its next epoch
                     # the learner's checkpoint (PBT records it once both trials have a score)
-                    "points_to_evaluate": [{"groups.encoder.lr": 1e-9}, {"groups.encoder.lr": 3e-3}],
+                    "points_to_evaluate": [
+                        {"groups.lora_A.lr": 1e-9, "groups.lora_B.lr.ratio": 4.0},
+                        {"groups.lora_A.lr": 3e-3, "groups.lora_B.lr.ratio": 16.0},
+                    ],
                 },
-                "hyperparameters.groups.encoder.lr": {"loguniform": [1e-9, 3e-3]},
+                "task.adapter": {"type": "lora"},
+                "hyperparameters.groups": {
+                    "lora_A": {"lr": {"loguniform": [1e-9, 3e-3]}},
+                    "lora_B": {"lr": {"relative_to": "lora_A", "ratio": {"loguniform": [1, 64]}}},
+                    "head": {"lr": 1e-3, "optimizer": "sgd"},
+                },
                 # epochs long enough for the two trials to overlap, though one may start seconds after the
                 # other (its process imports torch while the other's was reused)
                 "hyperparameters.epochs": 4,
@@ -103,33 +112,38 @@ def test_pbt_continues_poor_trials_from_better_checkpoints_with_perturbed_rates(
     )
     assert len(result.trials) == 2 and all(t.status == "TERMINATED" for t in result.trials)
     client = MlflowClient(result.tracking_uri)
+
+    def history(trial, metric: str) -> dict[int, float]:
+        return {m.step: m.value for m in client.get_metric_history(trial.mlflow_run_id, metric)}
+
     perturbed = []
     for t in result.trials:
-        history = client.get_metric_history(t.mlflow_run_id, "hp/groups.encoder.lr")
-        if history:
+        rates, lr_a, lr_b = history(t, "hp/groups.lora_A.lr"), history(t, "lr/lora_A"), history(t, "lr/lora_B")
+        # LoRA+: B learns at the trial's ratio times A at every epoch, the ratio inside its range
+        assert lr_a.keys() == lr_b.keys() and all(1 - 1e-6 <= lr_b[s] / lr_a[s] <= 64 + 1e-6 for s in lr_a)
+        for step, ratio in history(t, "hp/groups.lora_B.lr.ratio").items():
+            assert lr_b[step] == pytest.approx(ratio * lr_a[step])
+        if rates:
             perturbed.append(t.trial_id)
+            assert history(t, "hp/groups.lora_B.lr.ratio"), "the ratio was not perturbed with the rate"
             # perturbed values stay inside the searched range, and the trial trained with them
-            assert all(1e-9 <= m.value <= 3e-3 for m in history)
-            lrs = {m.step: m.value for m in client.get_metric_history(t.mlflow_run_id, "lr/encoder")}
-            assert lrs[history[-1].step] == pytest.approx(history[-1].value)
+            assert all(1e-9 <= v <= 3e-3 for v in rates.values())
+            last = max(rates)
+            assert lr_a[last] == pytest.approx(rates[last])
     timeline = {
-        t.trial_id: (
-            t.config["groups"]["encoder"]["lr"],
-            [(m.step, m.timestamp % 100_000) for m in client.get_metric_history(t.mlflow_run_id, "epoch")],
-        )
-        for t in result.trials
+        t.trial_id: (t.config["groups"]["lora_A"]["lr"], sorted(history(t, "epoch").items())) for t in result.trials
     }
     assert perturbed, f"PBT never exploited a better trial: {timeline}"
     # each trial is summarized from its own results, all of them: a trial PBT restarted from another's
     # checkpoint keeps its id, its run and every epoch it reported (MLflow has them all)
     assert len({t.trial_id for t in result.trials}) == 2 and len({t.mlflow_run_id for t in result.trials}) == 2
     for t in result.trials:
-        losses = client.get_metric_history(t.mlflow_run_id, "val_loss")
-        assert t.epochs == len({m.step for m in losses}), (t.trial_id, t.epochs, losses, timeline)
+        losses = history(t, "val_loss")
+        assert t.epochs == len(losses), (t.trial_id, t.epochs, losses, timeline)
         # its best epoch, with the rates that epoch trained with (PBT changes them as it goes)
-        assert t.metrics["val_loss"] == pytest.approx(min(m.value for m in losses))
-        trained = [m.value for m in client.get_metric_history(t.mlflow_run_id, "lr/encoder")]
-        assert any(lr == pytest.approx(t.config["groups"]["encoder"]["lr"]) for lr in trained), (t, trained)
+        assert t.metrics["val_loss"] == pytest.approx(min(losses.values()))
+        trained = history(t, "lr/lora_A").values()
+        assert any(lr == pytest.approx(t.config["groups"]["lora_A"]["lr"]) for lr in trained), (t, trained)
 
 
 def test_bohb_runs_hyperband_brackets_with_its_model(make_spec, where):
@@ -246,3 +260,50 @@ def test_time_budget_ends_the_sweep_cleanly_with_trials_never_started(make_spec,
     assert len(
         client.search_runs([result.experiment_id], f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
     ) == len(result.trials)
+
+
+def test_confirm_runs_the_finalists_again_with_new_seeds_and_picks_by_the_mean(make_spec, where):
+    from tune_service.console import summary
+
+    result = run_sweep(
+        make_spec(
+            **{
+                "search": {
+                    "strategy": "random",
+                    "num_samples": 3,
+                    "max_concurrent_trials": 2,
+                    "seed": 1,
+                    "confirm": {"top_k": 2, "seeds": 2},
+                },  # fmt: skip
+                "hyperparameters.groups.head.lr": {"loguniform": [1e-3, 3e-2]},
+                "hyperparameters.epochs": 1,
+                "task.dataset.test_split": 0.2,  # the winner by the mean is the one scored on it
+            }
+        ),
+        **where,
+    )
+    searched = [t for t in result.trials if "confirms" not in t.config]
+    repeats = [t for t in result.trials if "confirms" in t.config]
+    assert len(searched) == 3 and len(repeats) == 2 * 2  # exactly top_k x seeds more trials
+    top = sorted(searched, key=lambda t: t.metrics["val_accuracy"], reverse=True)[:2]
+    assert set(result.confirmed) == {t.trial_id for t in top}
+    client = MlflowClient(result.tracking_uri)
+    for origin in top:
+        mine = [t for t in repeats if t.config["confirms"] == origin.trial_id]
+        # the finalist's config, its seed replaced by new ones
+        assert sorted(t.config["seed"] for t in mine) == [origin.config["seed"] + 1, origin.config["seed"] + 2]
+        assert all(t.config["groups"] == origin.config["groups"] for t in mine)
+        values = [t.metrics["val_accuracy"] for t in mine]
+        assert result.confirmed[origin.trial_id]["mean"] == pytest.approx(sum(values) / 2)
+        for t in mine:  # their own runs, tagged with their origin, the origin not a hyperparameter
+            run = client.get_run(t.mlflow_run_id)
+            assert run.data.tags["tune_service.confirms"] == origin.trial_id and "confirms" not in run.data.params
+        logged = client.get_run(origin.mlflow_run_id).data.metrics["confirm_mean_val_accuracy"]
+        assert logged == pytest.approx(result.confirmed[origin.trial_id]["mean"])
+    means = {o: c["mean"] for o, c in result.confirmed.items()}
+    assert result.best_trial_id == max(means, key=means.get)  # the winner by the mean, not by the search
+    assert result.best_run_id == next(t.mlflow_run_id for t in searched if t.trial_id == result.best_trial_id)
+    assert "Finalists trained again with new seeds" in summary(result, [])
+    winner = next(t for t in searched if t.trial_id == result.best_trial_id)
+    assert result.test_metrics and winner.test_metrics == result.test_metrics
+    assert not any(t.test_metrics for t in repeats)  # the search's finalists are scored, not their repeats

@@ -18,13 +18,19 @@ def children(client: MlflowClient, result) -> list:
     )
 
 
-def test_grid_sweep_lands_in_mlflow_with_parent_children_metrics_and_checkpoints(make_spec, where):
+def test_grid_sweep_lands_in_mlflow_with_parent_children_metrics_and_checkpoints(make_spec, where, sentiment_csv_of):
+    # 300 rows, a fifth of them held out as the test split: the trials train on as many as on the usual 240
+    source = sentiment_csv_of(300)
     spec = make_spec(
         **{
             "search": {"strategy": "grid", "max_concurrent_trials": 2},
             "hyperparameters.groups.head.lr": {"grid": [0.01, 0.03]},
             "hyperparameters.groups.encoder.lr": 3e-3,
             "mlflow": {"experiment": "integration-grid"},
+            # a fifth of the rows held out before anything else; both trials scored on them at the end
+            "task.dataset.source": source,
+            "task.dataset.test_split": 0.2,
+            "search.test_top_k": 2,
         }
     )
     result = run_sweep(spec, **where)
@@ -73,6 +79,63 @@ def test_grid_sweep_lands_in_mlflow_with_parent_children_metrics_and_checkpoints
     assert by_id[result.best_run_id].data.tags.get("tune_service.best") == "true"
     others = [r for r in runs if r.info.run_id != result.best_run_id]
     assert all("tune_service.best" not in r.data.tags for r in others)
+    check_test_scores(result, spec, client)
+    check_error_analysis(result, client)
+
+
+def check_test_scores(result, spec, client) -> None:
+    """The finalists' test scores: from their best checkpoints, on rows no trial saw, everywhere they belong."""
+    from trainables.loop import checkpoint_model
+    from trainables.text_classification import TextClassification
+    from tune_service import load_spec
+    from tune_service.console import summary
+
+    for trial in result.trials:
+        assert 0.0 <= trial.test_metrics["test_accuracy"] <= 1.0
+        assert {"test_loss", "test_f1"} <= set(trial.test_metrics)
+        logged = client.get_run(trial.mlflow_run_id).data.metrics  # after the search, at its last epoch
+        assert logged["test_accuracy"] == pytest.approx(trial.test_metrics["test_accuracy"])
+    assert result.test_metrics == next(t.test_metrics for t in result.trials if t.trial_id == result.best_trial_id)
+    assert client.get_run(result.parent_run_id).data.metrics["test_accuracy"] == pytest.approx(
+        result.test_metrics["test_accuracy"]
+    )
+    # the same score again, here, from the best checkpoint on the held-out rows
+    task = load_spec(spec).task.model_dump(mode="json")
+    task["dataset"] = {**task["dataset"], "part": "test", "validation_size": None}
+    best = next(t for t in result.trials if t.trial_id == result.best_trial_id)
+    scorer = TextClassification(task)
+    again = scorer.evaluate(checkpoint_model(scorer, best.config, os.path.join(best.checkpoint, "model"), RUN))
+    assert again["val_accuracy"] == pytest.approx(result.test_metrics["test_accuracy"])
+    if result.model_version:
+        version = client.get_model_version(result.name, result.model_version)
+        assert float(version.tags["test_accuracy"]) == pytest.approx(result.test_metrics["test_accuracy"])
+    assert "On the test split, which no trial saw (val_accuracy against test_accuracy)" in summary(result, [])
+
+
+RUN = {"metric": "val_accuracy", "mode": "max", "num_threads": 1}
+
+
+def check_error_analysis(result, client) -> None:
+    """The winner's confusion matrix, per-class table and wrong examples agree with each other and its score."""
+    import pandas as pd
+
+    run = result.best_run_id
+    files = {a.path for a in client.list_artifacts(run, "error_analysis")}
+    assert {f"error_analysis/{f}" for f in ("confusion_matrix.png", "confusion_matrix.json", "per_class.json",
+                                            "errors.json")} <= files  # fmt: skip
+    matrix = json.load(open(client.download_artifacts(run, "error_analysis/confusion_matrix.json")))["matrix"]
+    total, right = sum(map(sum, matrix)), sum(matrix[i][i] for i in range(len(matrix)))
+    assert right / total == pytest.approx(result.best_value)  # the best checkpoint is the best epoch's model
+
+    def table(name: str) -> pd.DataFrame:
+        data = json.load(open(client.download_artifacts(run, f"error_analysis/{name}")))
+        return pd.DataFrame(data["data"], columns=data["columns"])
+
+    per_class = table("per_class.json")
+    assert per_class["support"].tolist() == [sum(row) for row in matrix]
+    assert per_class["recall"].tolist() == pytest.approx([matrix[i][i] / sum(matrix[i]) for i in range(len(matrix))])
+    errors = table("errors.json")
+    assert len(errors) == total - right and (errors["true"] != errors["predicted"]).all()
 
 
 def sampled(result) -> list[tuple]:

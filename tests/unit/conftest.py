@@ -16,3 +16,18 @@ def task(tiny_bert, sentiment_csv):
         "max_length": 16,
         "groups": None,
     }  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def answers_csv(tmp_path_factory, sentiment_csv):
+    """The generated reviews, answered in words of the tiny vocabulary: good or bad."""
+    import csv
+
+    with open(sentiment_csv, encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    path = tmp_path_factory.mktemp("sft") / "answers.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["review", "sentiment"])
+        writer.writerows([r["review"], "good" if r["sentiment"] == "pos" else "bad"] for r in rows)
+    return str(path)

@@ -1,4 +1,5 @@
-"""LoRA adapters (peft) on the text task: the spec, the groups, LoRA+ rates, checkpoints, loading, bad input."""
+"""LoRA adapters (peft) on the text task and the image+text towers: the spec, the groups, LoRA+ rates,
+checkpoints, loading (merged or not), searched target modules, bad input."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 import search_spaces
+from trainables import image_text
 from trainables.config import GroupConfig, TrialConfig
 from trainables.loop import fit
 from trainables.optim import configure_optimizers
@@ -124,9 +126,14 @@ def test_an_adapter_trial_checkpoints_the_adapter_alone_resumes_exactly_and_load
 
     model, tokenizer = load_pretrained(str(ckpt))
     trial_model = TextClassification(lora_task).build_model(TrialConfig.from_dict(CONFIG), str(ckpt)).eval()
+    merged, _ = load_pretrained(str(ckpt), merge=True)
+    assert not any("lora" in n for n, _ in merged.named_parameters()) and type(merged).__module__.startswith(
+        "transformers."
+    )
     batch = tokenizer(["good film", "bad plot"], return_tensors="pt", padding=True)
     with torch.no_grad():
         assert torch.allclose(model(**batch).logits, trial_model(**batch).logits)
+        assert torch.allclose(merged(**batch).logits, trial_model(**batch).logits, atol=1e-5)
 
 
 def test_an_unknown_target_module_is_refused_naming_the_modules_there(make_spec):
@@ -138,3 +145,103 @@ def test_an_unknown_target_module_is_refused_naming_the_modules_there(make_spec)
         check_task(load_spec(spec))
     (path, message), *_ = exc.value.problems
     assert path == "task.adapter.target_modules" and "['qkv']" in message and "query" in message
+
+
+def test_a_searched_preset_of_target_modules_reaches_the_trial(make_spec, lora_task):
+    spec = adapter_spec(make_spec, target_modules={"choice": ["attention", "attention+mlp"]})
+    del spec["task"]["adapter"]["target_modules"]
+    assert "adapter.target_modules" in search_spaces.searched(load_spec(spec).hyperparameters)
+    config = copy.deepcopy(CONFIG)
+    config["adapter"]["target_modules"] = "attention+mlp"
+    model = TextClassification(lora_task).build_model(TrialConfig.from_dict(config), None)
+    adapted = {n.split(".lora_A.")[0].rsplit(".", 1)[-1] for n, _ in model.named_parameters() if ".lora_A." in n}
+    assert {"query", "key", "value", "dense"} <= adapted  # attention and MLP: every linear layer of the layers
+
+    spec["task"]["adapter"]["target_modules"] = ["query"]
+    with pytest.raises(SpecError) as exc:
+        load_spec(spec)
+    assert [p for p, _ in exc.value.problems] == ["hyperparameters.adapter.target_modules"]
+
+
+@pytest.fixture
+def adapted_image_task(make_image_task, image_folder, tiny_bert):
+    """The image+text task on a pretrained text tower (the tiny BERT's folder) with LoRA on it."""
+    return {**make_image_task(image_folder), "text_model": tiny_bert,
+            "adapter": {"type": "lora", "target_modules": "attention", "towers": ["text"]}}  # fmt: skip
+
+
+IMAGE_CONFIG = {
+    **CONFIG,
+    "groups": {**CONFIG["groups"], "vision": {**GROUP, "lr": 3e-3}},
+    "batch_size": 16,
+}
+IMAGE_RUN = {"metric": "val_recall_at_1", "mode": "max", "num_threads": 1}
+
+
+def test_an_image_text_spec_adapts_its_pretrained_towers_and_trains_the_rest(make_image_spec, tiny_bert):
+    spec = make_image_spec(**{"task.text_model": tiny_bert})
+    spec["task"]["adapter"] = {"type": "lora"}
+    spec["hyperparameters"]["groups"] = {g: {"lr": 1e-3} for g in ("lora_A", "lora_B", "vision", "head")}
+    parsed = load_spec(spec)
+    assert parsed.task.adapted_towers == ("text",)  # the vision tower is built from a config: trained in full
+    assert parsed.task.group_names == ("lora_A", "lora_B", "vision", "head")
+    assert parsed.task.base_model == f"text: {tiny_bert}"  # the registered version's tune_service.base_model
+
+    spec["task"]["adapter"]["towers"] = ["vision", "text"]
+    with pytest.raises(SpecError) as exc:
+        load_spec(spec)
+    ((path, message),) = exc.value.problems
+    assert path.startswith("task") and "vision, built from a config" in message
+
+    spec["task"]["text_model"] = parsed.task.model_dump()["vision_model"] | {"model_type": "bert"}
+    spec["task"]["adapter"] = {"type": "lora"}
+    with pytest.raises(SpecError) as exc:
+        load_spec(spec)
+    assert "both towers are built from configs" in exc.value.problems[0][1]
+
+
+def test_an_adapted_image_text_trial_checkpoints_its_adapter_and_loads_back_merged_or_not(adapted_image_task, tmp_path):
+    task = image_text.ImageText(adapted_image_task)
+    model = task.build_model(TrialConfig.from_dict(IMAGE_CONFIG), None)
+    groups = build_param_groups(model, task.selectors(model))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {n for members in groups.values() for n, _ in members} == trainable
+    assert {n.split(".")[0] for n, _ in groups["vision"]} == {"vision_model"}
+    assert all(n.startswith("text_model.") for g in ("lora_A", "lora_B") for n, _ in groups[g])
+    assert not any(n.startswith("text_model.") and ".lora_" not in n for n in trainable)  # its base is frozen
+
+    whole = LocalReporter(tmp_path / "whole", stream=None)
+    fit(image_text.ImageText(adapted_image_task), copy.deepcopy(IMAGE_CONFIG), IMAGE_RUN, whole)
+    ckpt = whole.checkpoints[-1] / "model"
+    assert (ckpt / "text_adapter" / "adapter_model.safetensors").exists() and not (ckpt / "model.safetensors").exists()
+    from safetensors.torch import load_file
+
+    assert not any(n.startswith("text_model.") for n in load_file(ckpt / image_text.TRAINED_FILE))
+
+    cut = InterruptingReporter(tmp_path / "cut", stream=None)
+    with pytest.raises(Interrupt):
+        fit(image_text.ImageText(adapted_image_task), copy.deepcopy(IMAGE_CONFIG), IMAGE_RUN, cut)
+    resumed = LocalReporter(tmp_path / "resumed", resume_from=cut.checkpoints[-1], stream=None)
+    fit(image_text.ImageText(adapted_image_task), copy.deepcopy(IMAGE_CONFIG), IMAGE_RUN, resumed)
+    assert resumed.history[-1]["val_loss"] == pytest.approx(whole.history[-1]["val_loss"], rel=1e-5)
+
+    def scores(model):
+        return {k: v for k, v in task.evaluate(model).items() if k != "val_latency_ms"}
+
+    trial_scores = scores(task.build_model(TrialConfig.from_dict(IMAGE_CONFIG), str(ckpt)))
+    assert trial_scores["val_loss"] == pytest.approx(whole.history[-1]["val_loss"], rel=1e-6)
+    loaded, _ = image_text.load_pretrained(str(ckpt))
+    merged, _ = image_text.load_pretrained(str(ckpt), merge=True)
+    assert not any("lora" in n for n, _ in merged.named_parameters())
+    assert scores(loaded) == trial_scores
+    assert scores(merged)["val_loss"] == pytest.approx(trial_scores["val_loss"], rel=1e-4)
+
+
+def test_a_model_peft_cannot_wrap_is_refused_naming_the_adapter():
+    from trainables import adapters
+    from trainables.data import TaskError
+
+    no_linear = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.LayerNorm(4))
+    with pytest.raises(TaskError) as exc:
+        adapters.attach_tower(no_linear, {"target_modules": "all-linear"}, adapters.LAYOUT, "")
+    assert exc.value.field == "task.adapter" and "peft cannot put a LoRA adapter on this model" in str(exc.value)

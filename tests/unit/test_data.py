@@ -89,3 +89,44 @@ def test_missing_file_and_unknown_builtin(tmp_path):
         load_text_data(cfg(source=str(tmp_path / "nope.csv")), seed=0)
     with pytest.raises(DataError, match="not built in; built-in: builtin:rotten_tomatoes"):
         load_text_data(cfg(source="builtin:imdb"), seed=0)
+
+
+def test_the_test_rows_are_held_out_of_what_every_trial_loads(tmp_path):
+    """A trial's data (train and validation) never holds a test row; scoring at the end reads exactly those."""
+    rows = [(f"review number {i} good" if i % 2 else f"review number {i} bad", "pos" if i % 2 else "neg")
+            for i in range(100)]  # fmt: skip
+    source = write(tmp_path, rows)
+    trial = load_text_data(cfg(source=source, test_split=0.2), seed=0)
+    test = load_text_data(cfg(source=source, test_split=0.2, part="test"), seed=0).validation
+    seen = set(trial.train.texts) | set(trial.validation.texts)
+    assert len(test) == 20 and len(seen) == 80 and not seen & set(test.texts)
+    assert set(test.texts) | seen == {r[0] for r in rows}
+    # the same rows every time, and another seed holds out others
+    assert load_text_data(cfg(source=source, test_split=0.2, part="test"), seed=0).validation.texts == test.texts
+    assert set(load_text_data(cfg(source=source, test_split=0.2, part="test"), seed=1).validation.texts) != set(
+        test.texts
+    )
+    # a named test split is read as it is
+    named = write(tmp_path, rows[:10], name="test.csv")
+    import datasets
+
+    raw = datasets.DatasetDict({"train": datasets.load_dataset("csv", data_files=source)["train"],
+                                "test": datasets.load_dataset("csv", data_files=named)["train"]})  # fmt: skip
+    from trainables.data import held_out_test
+
+    kept, held = held_out_test(raw, raw["train"], cfg(test_split="test"), seed=0)
+    assert len(kept) == 100 and len(held) == 10
+
+
+def test_a_test_split_that_is_the_train_split_or_leaves_no_rows_is_refused(make_spec, tmp_path):
+    from tune_service import SpecError, load_spec
+    from tune_service.validate import check_task
+
+    spec = make_spec(**{"task.dataset.test_split": "train"})
+    with pytest.raises(SpecError, match="test_split='train' is also the train or validation split"):
+        load_spec(spec)
+    tiny = write(tmp_path, [("good film", "pos"), ("bad film", "neg")])
+    spec = make_spec(**{"task.dataset.test_split": 0.5, "task.dataset.source": tiny})
+    with pytest.raises(SpecError) as exc:
+        check_task(load_spec(spec))
+    assert exc.value.problems[0][0] == "task.dataset.test_split" and "cannot hold out a test set" in str(exc.value)

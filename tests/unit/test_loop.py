@@ -269,3 +269,19 @@ def test_layer_decay_gives_each_layer_its_rate_the_embeddings_last(task):
     m = history.history[0]
     assert m["lr/encoder"] == pytest.approx(lr) and m["lr/encoder/bottom"] == pytest.approx(lr * 0.25)
     assert "lr/head/bottom" not in m
+
+
+def test_training_through_torch_compile_ends_where_eager_training_does(task, tmp_path):
+    """``resources.compile``: the steps run through torch.compile; the trial's metrics match eager training."""
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    results = []
+    for compiled in (False, True):
+        rep = LocalReporter(tmp_path / str(compiled), stream=None)
+        train(config(epochs=1, dropout=0.0), task, {**RUN, "compile": compiled}, rep)
+        results.append(rep.history[-1])
+    eager, compiled = results
+    assert counters["stats"]["unique_graphs"] >= 1  # the compiled trial's steps went through dynamo
+    assert compiled["val_loss"] == pytest.approx(eager["val_loss"], rel=1e-3)
+    assert compiled["train_loss"] == pytest.approx(eager["train_loss"], rel=1e-3)

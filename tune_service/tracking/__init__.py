@@ -16,10 +16,12 @@ mlflow itself is imported inside the calls.
 from __future__ import annotations
 
 from ._names import (
+    CONFIRMS,
     PARENT_RUN,
     TAG_ADAPTER,
     TAG_BASE_MODEL,
     TAG_CONFIG,
+    TAG_CONFIRMS,
     TAG_STRATEGY,
     TAG_SWEEP_ID,
     TAG_TASK,
@@ -33,8 +35,9 @@ from ._sweep import SUBMISSION_ENV, SweepTracker, code_tags, ray_job_tags
 from ._target import TrackingError, check_server, is_local_store, resolve_tracking_uri, ui_command
 
 __all__ = [
-    "PARENT_RUN", "SUBMISSION_ENV", "SweepNotFound", "SweepTracker", "TAG_ADAPTER", "TAG_BASE_MODEL", "TAG_CONFIG",
-    "TAG_STRATEGY", "TAG_SWEEP_ID", "TAG_TASK", "TAG_TRIAL_ID", "TrackingError", "WarmStartError", "check_server",
-    "code_tags", "download_best", "earlier_trials", "find_sweep", "is_local_store", "numeric_metrics", "param_from",
-    "param_value", "ray_job_tags", "resolve_tracking_uri", "sweep_spec", "ui_command",
+    "CONFIRMS", "PARENT_RUN", "SUBMISSION_ENV", "SweepNotFound", "SweepTracker", "TAG_ADAPTER", "TAG_BASE_MODEL",
+    "TAG_CONFIG", "TAG_CONFIRMS", "TAG_STRATEGY", "TAG_SWEEP_ID", "TAG_TASK", "TAG_TRIAL_ID", "TrackingError",
+    "WarmStartError", "check_server", "code_tags", "download_best", "earlier_trials", "find_sweep", "is_local_store",
+    "numeric_metrics", "param_from", "param_value", "ray_job_tags", "resolve_tracking_uri", "sweep_spec",
+    "ui_command",
 ]  # fmt: skip

@@ -12,6 +12,8 @@ from typing import Any
 
 CHECKPOINTS = "checkpoints"
 TAG_TRIAL_ID = "tune_service.trial_id"
+TAG_CONFIRMS = "tune_service.confirms"  # a run of search.confirm: the trial whose config it trains again
+CONFIRMS = "confirms"  # the key of a confirmation trial's config naming that trial
 TAG_NODE = "tune_service.node"
 TAG_NODE_ID = "tune_service.node_id"
 TAG_CHECKPOINTS = "tune_service.checkpoints"

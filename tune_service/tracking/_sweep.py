@@ -172,6 +172,13 @@ class SweepTracker:
         now = int(time.time() * 1000)
         self.client.log_batch(self.parent_run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
 
+    def log_run_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Numbers scored after a trial ended (its test scores) on its own run."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
     def log_figures(self, figures: Mapping[str, Any]) -> None:
         """Report figures (matplotlib) as PNG artifacts of the parent run, under ``reports/``."""
         for name, fig in figures.items():

@@ -1,0 +1,99 @@
+"""What the winner gets wrong: artifacts of the best trial's run that the MLflow UI shows.
+
+From the best checkpoint's predictions on the validation data (a Ray task with a trial's
+resources): the confusion matrix (``error_analysis/confusion_matrix.png``), each class's
+precision, recall and F1 (``error_analysis/per_class.json``, an MLflow table) and the examples
+it gets wrong with their true and predicted classes (``error_analysis/errors.json``, at most
+:data:`MAX_ERRORS`). A task with no classes to predict (a language model) has none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from . import finalists
+from .result import SweepResult
+from .spec import SweepSpec
+
+MAX_ERRORS = 200
+FOLDER = "error_analysis"
+
+
+def confusion(predictions: Mapping) -> list[list[int]]:
+    """Rows the true class, columns the predicted one."""
+    k = len(predictions["classes"])
+    matrix = [[0] * k for _ in range(k)]
+    for true, predicted in zip(predictions["true"], predictions["predicted"]):
+        matrix[true][predicted] += 1
+    return matrix
+
+
+def per_class(predictions: Mapping, matrix: list[list[int]]):
+    """A table (pandas) of each class's precision, recall, F1 and support."""
+    import pandas as pd
+
+    rows = []
+    for i, name in enumerate(predictions["classes"]):
+        hit, predicted, support = matrix[i][i], sum(row[i] for row in matrix), sum(matrix[i])
+        precision = hit / predicted if predicted else 0.0
+        recall = hit / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append({"class": name, "precision": precision, "recall": recall, "f1": f1, "support": support})
+    return pd.DataFrame(rows)
+
+
+def errors(predictions: Mapping):
+    """A table (pandas) of the examples predicted wrong, the first :data:`MAX_ERRORS`."""
+    import pandas as pd
+
+    names = predictions["classes"]
+    wrong = [
+        {"input": x, "true": names[t], "predicted": names[p]}
+        for x, t, p in zip(predictions["inputs"], predictions["true"], predictions["predicted"])
+        if t != p
+    ]
+    return pd.DataFrame(wrong[:MAX_ERRORS], columns=["input", "true", "predicted"])
+
+
+def figure(predictions: Mapping, matrix: list[list[int]]):
+    """The confusion matrix as a matplotlib figure, counts in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = predictions["classes"]
+    size = max(4.0, 0.6 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            ax.text(j, i, str(count), ha="center", va="center")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("validation confusion matrix, best trial")
+    fig.tight_layout()
+    return fig
+
+
+def analyze(spec: SweepSpec, result: SweepResult, client) -> None:
+    """The best trial's confusion matrix, per-class table and wrong examples, on its MLflow run."""
+    best = next((t for t in result.trials if t.trial_id == result.best_trial_id), None)
+    if best is None or not best.checkpoint or not best.mlflow_run_id:
+        return
+    task = spec.task.model_dump(mode="json")
+    (predictions,) = finalists.on_checkpoints(spec, [best], task, "predictions")
+    if predictions is None:  # no classes to predict here (an image+text dataset without labels)
+        return
+    import matplotlib.pyplot as plt
+
+    matrix = confusion(predictions)
+    fig = figure(predictions, matrix)
+    client.log_figure(best.mlflow_run_id, fig, f"{FOLDER}/confusion_matrix.png")
+    plt.close(fig)
+    client.log_dict(best.mlflow_run_id, {"classes": predictions["classes"], "matrix": matrix},
+                    f"{FOLDER}/confusion_matrix.json")  # fmt: skip
+    client.log_table(best.mlflow_run_id, per_class(predictions, matrix), f"{FOLDER}/per_class.json")
+    client.log_table(best.mlflow_run_id, errors(predictions), f"{FOLDER}/errors.json")

@@ -1,0 +1,43 @@
+"""Work on the best trials' checkpoints after the search, in Ray tasks with a trial's resources."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from trainables.manifest import manifest
+
+from .result import SweepResult, TrialResult
+from .spec import SweepSpec
+from .tracking import CONFIRMS
+
+
+def ranked(result: SweepResult, k: int, with_checkpoint: bool = True, repeats: bool = True) -> list[TrialResult]:
+    """The ``k`` best trials (with a checkpoint, unless told otherwise; the repeats of ``search.confirm``
+    too, unless told otherwise) by the sweep's metric."""
+    pool = result.trials if repeats else [t for t in result.trials if CONFIRMS not in t.config]
+    scored = [t for t in pool if (t.checkpoint or not with_checkpoint) and result.metric in t.metrics]
+    return sorted(scored, key=lambda t: t.metrics[result.metric], reverse=result.mode == "max")[:k]
+
+
+def on_checkpoints(spec: SweepSpec, trials: list[TrialResult], task: Mapping, job: str) -> list:
+    """``job`` (``evaluate`` or ``predictions``, a task's method) on each trial's best checkpoint's model."""
+    import ray
+
+    run = {"metric": spec.search.metric, "mode": spec.search.mode, "num_threads": max(1, int(spec.resources.cpu)),
+           "precision": spec.resources.precision}  # fmt: skip
+    remote = ray.remote(_on_checkpoint).options(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)
+    return ray.get([remote.remote(job, spec.task.type, task, t.config, t.checkpoint, run) for t in trials])
+
+
+def _on_checkpoint(job: str, task_type: str, task: Mapping, config: Mapping, checkpoint: str, run: Mapping):
+    from ray.train import Checkpoint
+
+    from trainables.loop import MODEL_DIR, checkpoint_model
+    from trainables.standalone import quiet_transformers
+
+    quiet_transformers()
+    adapter = manifest(task_type).trainable().Adapter(task)
+    with Checkpoint(checkpoint).as_directory() as folder:
+        model = checkpoint_model(adapter, config, os.path.join(folder, MODEL_DIR), run)
+    return getattr(adapter, job)(model)
