@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,14 +133,17 @@ def split_train_validation(raw, cfg: Mapping, seed: int, roles: tuple[str, ...])
     """The train and validation ``Dataset``s, each checked to hold the columns named by ``cfg[role]``.
 
     The test rows (``test_split``) are out of both; with ``cfg["part"] == "test"`` they come back as the
-    validation data instead, for scoring a finished trial's checkpoint on them.
+    validation data instead, for scoring a finished trial's checkpoint on them. Under cross-validation
+    (``cfg["folds"]``), train and validation are fold ``cfg["fold"]`` of the training rows (:func:`fold`).
     """
     split = cfg["train_split"]
     if split not in raw:
         raise DataError(f"train_split={split!r} not in the dataset; splits: {', '.join(raw)}")
     train, test = held_out_test(raw, raw[split], cfg, seed)
     val_split = cfg["validation_split"]
-    if isinstance(val_split, str):
+    if cfg.get("folds"):
+        train, validation = fold(training_rows(raw, train, val_split), cfg, seed)
+    elif isinstance(val_split, str):
         if val_split not in raw:
             raise DataError(f"validation_split={val_split!r} not in the dataset; splits: {', '.join(raw)}")
         validation = raw[val_split]
@@ -178,6 +182,49 @@ def held_out_test(raw, train, cfg: Mapping, seed: int):
         raise DataError(f"the train split has {len(train)} rows; cannot hold out a test set", "task.dataset.test_split")
     parts = train.train_test_split(test_size=float(test_split), seed=seed + 1)
     return parts["train"], parts["test"]
+
+
+def training_rows(raw, train, val_split):
+    """What cross-validation cuts into folds: the train rows (less the test rows) and a named validation split's."""
+    if not isinstance(val_split, str):
+        return train
+    if val_split not in raw:
+        raise DataError(f"validation_split={val_split!r} not in the dataset; splits: {', '.join(raw)}")
+    import datasets
+
+    try:
+        return datasets.concatenate_datasets([train, raw[val_split]])
+    except ValueError as exc:  # the two splits' columns or types differ
+        raise DataError(f"cross-validation pools the train and validation splits, which differ: {exc}") from None
+
+
+def fold_task(task: Mapping, index: int) -> dict:
+    """A task section (``task.dataset.folds`` set) for fold ``index``: its validation rows are that fold's part."""
+    return {**task, "dataset": {**task["dataset"], "fold": int(index)}}
+
+
+def fold(rows, cfg: Mapping, seed: int):
+    """Fold ``cfg["fold"]`` of ``cfg["folds"]["count"]``: that part of ``rows`` as validation, the rest as train.
+
+    The parts partition ``rows``, cut with a seeded shuffle (scikit-learn's ``KFold``, or ``StratifiedKFold``
+    over the label column, so every part keeps the classes' proportions): every trial sees the same folds.
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    count, field = int(cfg["folds"]["count"]), "search.cross_validation.folds"
+    if len(rows) < count:
+        raise DataError(f"folds={count}, but the training data has {len(rows)} rows", field)
+    labels = None
+    splitter = KFold(count, shuffle=True, random_state=seed)
+    if cfg["folds"]["stratified"]:
+        labels = [str(v) for v in values(rows, cfg["label_column"])]
+        rarest, n = min(Counter(labels).items(), key=lambda item: item[1])
+        if n < count:
+            raise DataError(f"folds={count}, but class {rarest!r} has {n} rows in the training data; stratified "
+                            f"folds need one per fold: at most {n} folds, or stratified: false", field)  # fmt: skip
+        splitter = StratifiedKFold(count, shuffle=True, random_state=seed)
+    train_rows, validation_rows = list(splitter.split(range(len(rows)), labels))[int(cfg.get("fold", 0))]
+    return rows.select(train_rows), rows.select(validation_rows)
 
 
 def values(ds, column: str) -> list:

@@ -38,9 +38,9 @@ from torch import nn
 
 from . import adapters
 from .config import TrialConfig
+from .cross_validation import fit_task
 from .data import TaskError
 from .image_data import ImageTextData, load_image_text_data
-from .loop import fit, loaded_task
 from .manifest import DEFAULT_VISION_TOWER, TASKS
 from .param_groups import Selector
 from .reporting import Reporter, TuneReporter
@@ -414,8 +414,8 @@ def load_pretrained(model_dir: str, merge: bool = False) -> tuple[nn.Module, obj
 
 
 def train(config: Mapping, task: Mapping, run: Mapping, reporter: Reporter) -> dict:
-    """Run one trial; returns its last epoch's metrics."""
-    return fit(loaded_task(ImageText, task), config, run, reporter)
+    """Run one trial (one model per fold under cross-validation); returns its last epoch's metrics."""
+    return fit_task(ImageText, config, task, run, reporter)
 
 
 def tune_trainable(config: dict, task: Mapping, run: Mapping, reporter: Reporter | None = None) -> None:

@@ -258,13 +258,14 @@ def loaded_task(make: Callable[[Mapping], Task], task: Mapping) -> Task:
     """``make(task)``, built once per process: the next trial in a process Ray Tune reuses
     (``reuse_actors``) finds the data already loaded, tokenized or preprocessed.
 
-    Keyed by ``make`` and the task's content; one task is kept (a process serves one sweep).
+    Keyed by ``make`` and the task's content; a process serves one sweep, so the cache holds its
+    task, or each fold's under cross-validation.
     A task is read-only once built: trials share it, each with its own model and RNG.
     """
     return _loaded(make, json.dumps(task, sort_keys=True))
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=20)  # a sweep's task, or under cross-validation one per fold (at most 20)
 def _loaded(make: Callable[[Mapping], Task], task_json: str) -> Task:
     return make(json.loads(task_json))
 
@@ -278,14 +279,17 @@ class _Progress:
     stale: int = 0
 
 
-def fit(task: Task, config: TrialConfig | Mapping, run: RunSettings | Mapping, reporter: Reporter) -> dict:
+def fit(
+    task: Task, config: TrialConfig | Mapping, run: RunSettings | Mapping, reporter: Reporter, until: int | None = None
+) -> dict:
     """Train with one optimizer per group, evaluate and checkpoint every epoch.
 
     ``config`` is the trial's :class:`~trainables.config.TrialConfig` (or the plain data Ray
     Tune hands a trial), ``run`` its :class:`~trainables.config.RunSettings`. Resumes from
     ``reporter.latest_checkpoint()`` when there is one: model, optimizers, schedulers, RNG
     and early-stopping state continue exactly, so an interrupted and resumed run ends with
-    the same metrics as one left alone. Returns the last epoch's metrics.
+    the same metrics as one left alone. With ``until``, stops after that epoch (cross-validation
+    trains its folds an epoch at a time). Returns the last epoch's metrics.
     """
     config, run = TrialConfig.from_dict(config), RunSettings.from_dict(run)
     torch.set_num_threads(run.num_threads)
@@ -306,7 +310,7 @@ def fit(task: Task, config: TrialConfig | Mapping, run: RunSettings | Mapping, r
 
     metrics: dict = {}
     trained, wrapped_for = model, None
-    for epoch in range(progress.start, config.epochs + 1):
+    for epoch in range(progress.start, min(config.epochs, until or config.epochs) + 1):
         t0 = time.perf_counter()
         frozen = {g: config.groups[g].frozen_in(epoch) for g in groups}
         for g, members in groups.items():

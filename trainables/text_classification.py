@@ -27,8 +27,8 @@ from torch import nn
 
 from . import adapters
 from .config import TrialConfig
+from .cross_validation import fit_task
 from .data import BUILTIN_PREFIX, TaskError, load_text_data, package_dir
-from .loop import fit, loaded_task
 from .manifest import TASKS
 from .param_groups import Selector, default_selectors
 from .reporting import Reporter, TuneReporter
@@ -254,8 +254,8 @@ def load_pretrained(model_dir: str, merge: bool = False) -> tuple[nn.Module, obj
 
 
 def train(config: Mapping, task: Mapping, run: Mapping, reporter: Reporter) -> dict:
-    """Run one trial; returns its last epoch's metrics."""
-    return fit(loaded_task(TextClassification, task), config, run, reporter)
+    """Run one trial (one model per fold under cross-validation); returns its last epoch's metrics."""
+    return fit_task(TextClassification, config, task, run, reporter)
 
 
 def tune_trainable(config: dict, task: Mapping, run: Mapping, reporter: Reporter | None = None) -> None:

@@ -93,7 +93,7 @@ def summary(result: SweepResult, searched: Sequence[str]) -> str:
     else:
         flat = flatten(result.best_config or {})
         lines += [
-            f"Best trial {result.best_trial_id}: {result.metric}={_fmt(result.best_value)}",
+            f"Best trial {result.best_trial_id}: {result.metric}={_fmt(result.best_value)}{_spread(result)}",
             "Best config (searched values; the full config is best_config.json on the parent run):",
             *(f"  {p}: {flat[p]}" for p in searched if p in flat),
             f"Best checkpoint: {result.best_checkpoint}",
@@ -112,6 +112,14 @@ def summary(result: SweepResult, searched: Sequence[str]) -> str:
             f"  then browse http://127.0.0.1:5000/{page}"
         )
     return "\n".join(lines)
+
+
+def _spread(result: SweepResult) -> str:
+    """Under cross-validation, the folds' spread around the mean, and which fold's model is the checkpoint."""
+    std, folds = result.best_metrics.get(f"{result.metric}_std"), result.best_metrics.get("folds")
+    if std is None or folds is None:
+        return ""
+    return f" +- {_fmt(std)} (mean of {int(folds)} folds; the checkpoint is fold {int(result.best_metrics['best_fold'])}'s)"
 
 
 def confirm_lines(result: SweepResult) -> list[str]:

@@ -248,7 +248,7 @@ def _trainable(sweep: _Sweep, tracker):
     return tune.with_parameters(
         trial.trainable,
         task_type=spec.task.type,
-        task=spec.task.model_dump(mode="json"),
+        task=spec.trial_task(),
         run={
             "metric": spec.search.metric,
             "mode": spec.search.mode,

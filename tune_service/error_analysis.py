@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from trainables.data import fold_task
+
 from . import finalists
 from .result import SweepResult
 from .spec import SweepSpec
@@ -83,7 +85,9 @@ def analyze(spec: SweepSpec, result: SweepResult, client) -> None:
     best = next((t for t in result.trials if t.trial_id == result.best_trial_id), None)
     if best is None or not best.checkpoint or not best.mlflow_run_id:
         return
-    task = spec.task.model_dump(mode="json")
+    task = spec.trial_task()
+    if "best_fold" in best.metrics:  # cross-validation: the model is this fold's, checked on its validation part
+        task = fold_task(task, int(best.metrics["best_fold"]))
     (predictions,) = finalists.on_checkpoints(spec, [best], task, "predictions")
     if predictions is None:  # no classes to predict here (an image+text dataset without labels)
         return

@@ -559,6 +559,15 @@ class Confirm(_Strict):
     seeds: int = Field(3, ge=1, le=20, description="new seeds each (the seed plus 1, 2, ...)")
 
 
+class CrossValidation(_Strict):
+    """Each trial trains one model per fold of the training data and reports the folds' mean (and spread)."""
+
+    folds: int = Field(5, ge=2, le=20, description="K: the training rows cut into K parts, each one fold's validation")
+    stratified: Optional[bool] = Field(
+        None, description="each fold keeps the classes' proportions; default: true when the dataset has labels"
+    )
+
+
 class WarmStart(_Strict):
     """Seed the searcher with the evaluated trials of an earlier sweep, read back from MLflow."""
 
@@ -658,6 +667,9 @@ class SearchSpec(_Strict):
     )
     confirm: Optional[Confirm] = Field(
         None, description="the top_k configs run again with `seeds` new seeds each; the winner by the mean"
+    )
+    cross_validation: Optional[CrossValidation] = Field(
+        None, description="each trial trains on K folds of the training data; the folds' mean is what is searched"
     )
 
     @model_validator(mode="before")
@@ -805,6 +817,16 @@ class SweepSpec(_Strict):
             if hp.get("adapter") is None:
                 data = {**data, "hyperparameters": {**hp, "adapter": {}}}
         return data
+
+    def trial_task(self) -> dict:
+        """The task section as a trial receives it: under ``search.cross_validation``, its dataset names the folds."""
+        task = self.task.model_dump(mode="json")
+        cv = self.search.cross_validation
+        if cv is not None:
+            dataset = task["dataset"]
+            stratified = cv.stratified if cv.stratified is not None else dataset.get("label_column") is not None
+            dataset["folds"] = {"count": cv.folds, "stratified": stratified}
+        return task
 
     def to_dict(self) -> dict:
         """The spec as plain data (distributions in their ``{kind: args}`` form)."""

@@ -73,6 +73,7 @@ def spec_problems(spec: SweepSpec) -> list[Problem]:
         + _unfreeze_problems(hp)
         + _quantization_problems(spec)
         + _confirm_problems(spec)
+        + _cross_validation_problems(spec)
     )
 
 
@@ -90,6 +91,20 @@ def _confirm_problems(spec: SweepSpec) -> list[Problem]:
         what = "the grid has" if search.strategy == "grid" else "num_samples is"
         out.append(("search.confirm.top_k", f"got {confirm.top_k}, but {what} {trials} trials in all: at most "
                     f"{trials} can be finalists"))  # fmt: skip
+    return out
+
+
+def _cross_validation_problems(spec: SweepSpec) -> list[Problem]:
+    cv, out = spec.search.cross_validation, []
+    if cv is None:
+        return out
+    if cv.stratified and getattr(spec.task.dataset, "label_column", None) is None:
+        out.append(("search.cross_validation.stratified", "got true, but the dataset has no label_column: no "
+                    "classes to keep in proportion; set stratified: false"))  # fmt: skip
+    if spec.resources.workers > 1:
+        out.append(("search.cross_validation", f"got folds with resources.workers {spec.resources.workers}: a "
+                    "trial trains its folds one after another in one process; set workers: 1 (more trials "
+                    "at once use more resources)"))  # fmt: skip
     return out
 
 
@@ -263,7 +278,7 @@ def _load_task(spec: SweepSpec):
     from trainables.data import TaskError
 
     try:
-        return TASK_MANIFESTS[spec.task.type].trainable().Adapter(spec.task.model_dump(mode="json"))
+        return TASK_MANIFESTS[spec.task.type].trainable().Adapter(spec.trial_task())
     except TaskError as exc:
         raise SpecError([(exc.field, str(exc))]) from None
     except OSError as exc:  # transformers: no such model folder or hub id

@@ -178,6 +178,25 @@ CASES = [
         [],
         ["do not search hyperparameters.seed"],
     ),
+    ("folds-below-two", {"search.cross_validation": {"folds": 1}}, [], ["search.cross_validation.folds", "got 1"]),
+    (
+        "folds-above-the-rarest-class",
+        {"task.dataset.source": "{rare_class_csv}", "search.cross_validation": {"folds": 4}},
+        [],
+        ["search.cross_validation.folds", "folds=4, but class 'neg' has 3 rows", "at most 3 folds"],
+    ),
+    (
+        "folds-stratified-without-labels",
+        {**CAUSAL, "search.cross_validation": {"folds": 2, "stratified": True}},
+        [],
+        ["search.cross_validation.stratified", "no label_column"],
+    ),
+    (
+        "folds-data-parallel",
+        {"search.cross_validation": {"folds": 2}, "resources.workers": 2},
+        [],
+        ["search.cross_validation", "one after another in one process"],
+    ),
     # causal language models
     ("lm-missing-column", {**CAUSAL, "task.dataset.prompt_column": "body"}, [], ["prompt_column='body' not in"]),
     (
@@ -219,8 +238,12 @@ def data_files(tmp_path_factory, tiny_bert):
         "review,sentiment\n" + "".join(f"good film {i},{-1 if i % 2 else 1}\n" for i in range(20))
     )
     (d / "one_class.csv").write_text("review,sentiment\n" + "".join(f"good film {i},pos\n" for i in range(20)))
+    (d / "rare_class.csv").write_text(  # 3 of 23 rows are 'neg'
+        "review,sentiment\n" + "".join(f"film {i},{'neg' if i < 3 else 'pos'}\n" for i in range(23))
+    )
     return {"empty_csv": str(d / "empty.csv"), "negative_csv": str(d / "negative.csv"),
-            "one_class_csv": str(d / "one_class.csv"), "tiny_bert": tiny_bert}  # fmt: skip
+            "one_class_csv": str(d / "one_class.csv"), "rare_class_csv": str(d / "rare_class.csv"),
+            "tiny_bert": tiny_bert}  # fmt: skip
 
 
 def build(case, make_spec, data_files, tmp: Path) -> Path:
