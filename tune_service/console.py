@@ -119,7 +119,8 @@ def _spread(result: SweepResult) -> str:
     std, folds = result.best_metrics.get(f"{result.metric}_std"), result.best_metrics.get("folds")
     if std is None or folds is None:
         return ""
-    return f" +- {_fmt(std)} (mean of {int(folds)} folds; the checkpoint is fold {int(result.best_metrics['best_fold'])}'s)"
+    best_fold = int(result.best_metrics["best_fold"])
+    return f" +- {_fmt(std)} (mean of {int(folds)} folds; the checkpoint is fold {best_fold}'s)"
 
 
 def confirm_lines(result: SweepResult) -> list[str]:

@@ -176,8 +176,7 @@ def test_cross_validated_sweep_reports_the_folds_mean_and_keeps_the_best_folds_m
 
     spec = make_spec(
         **{
-            "search": {"strategy": "random", "num_samples": 2, "max_concurrent_trials": 2, "seed": 3,
-                       "cross_validation": {"folds": 3}},  # fmt: skip
+            "search": {"strategy": "random", "num_samples": 2, "seed": 3, "cross_validation": {"folds": 3}},
             "hyperparameters.groups.head.lr": {"loguniform": [3e-3, 3e-2]},
             "task.dataset.test_split": 0.2,
             "task.dataset.validation_size": None,
