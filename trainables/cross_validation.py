@@ -38,7 +38,8 @@ def fit_task(make: Callable[[Mapping], Task], config: Mapping, task: Mapping, ru
 
     Returns the last epoch's metrics (under cross-validation, the folds' means).
     """
-    if not task["dataset"].get("folds"):
+    dataset = task["dataset"]
+    if not dataset.get("folds") or dataset.get("fold") is not None:  # one model (a task of one fold is one too)
         return fit(loaded_task(make, task), config, run, reporter)
     return fit_folds(make, config, task, run, reporter)
 

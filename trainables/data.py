@@ -134,7 +134,8 @@ def split_train_validation(raw, cfg: Mapping, seed: int, roles: tuple[str, ...])
 
     The test rows (``test_split``) are out of both; with ``cfg["part"] == "test"`` they come back as the
     validation data instead, for scoring a finished trial's checkpoint on them. Under cross-validation
-    (``cfg["folds"]``), train and validation are fold ``cfg["fold"]`` of the training rows (:func:`fold`).
+    (``cfg["folds"]``), train and validation are fold ``cfg["fold"]`` of the training rows (:func:`fold`);
+    with ``cfg["part"] == "all"`` (cross-validation's refit), train is every training row.
     """
     split = cfg["train_split"]
     if split not in raw:
@@ -142,7 +143,10 @@ def split_train_validation(raw, cfg: Mapping, seed: int, roles: tuple[str, ...])
     train, test = held_out_test(raw, raw[split], cfg, seed)
     val_split = cfg["validation_split"]
     if cfg.get("folds"):
-        train, validation = fold(training_rows(raw, train, val_split), cfg, seed)
+        rows = training_rows(raw, train, val_split)
+        train, validation = fold(rows, cfg, seed)
+        if cfg.get("part") == "all":  # a refit: every training row, evaluated on the fold's (which it trains on)
+            train = rows
     elif isinstance(val_split, str):
         if val_split not in raw:
             raise DataError(f"validation_split={val_split!r} not in the dataset; splits: {', '.join(raw)}")

@@ -98,7 +98,7 @@ def summary(result: SweepResult, searched: Sequence[str]) -> str:
             *(f"  {p}: {flat[p]}" for p in searched if p in flat),
             f"Best checkpoint: {result.best_checkpoint}",
         ]
-        lines += confirm_lines(result) + test_lines(result)
+        lines += confirm_lines(result) + refit_lines(result) + test_lines(result)
     lines += [
         "",
         f"MLflow: experiment {result.experiment_id}, parent run {result.parent_run_id}",
@@ -137,6 +137,15 @@ def confirm_lines(result: SweepResult) -> list[str]:
     return lines
 
 
+def refit_lines(result: SweepResult) -> list[str]:
+    """What the refit trained, and that the score above is its winner's folds' mean, not its own."""
+    if not result.refit:
+        return []
+    return [f"Refit: trial {result.refit['trial_id']} trained the config of trial {result.refit['winner']} on "
+            f"every training row for {result.refit['epochs']} epochs; the best checkpoint is its model, and "
+            f"{result.metric} above is the winner's folds' mean, the estimate of how it does"]  # fmt: skip
+
+
 def test_lines(result: SweepResult) -> list[str]:
     """The finalists' validation and test scores side by side, with the gap (the validation score's optimism)."""
     scored = [t for t in result.trials if t.test_metrics]
@@ -145,7 +154,9 @@ def test_lines(result: SweepResult) -> list[str]:
     test_metric = test_name(result.metric)
     lines = ["", f"On the test split, which no trial saw ({result.metric} against {test_metric}):"]
     for t in scored:
-        val, test = t.metrics.get(result.metric), t.test_metrics.get(test_metric)
+        # a refit's own val_* are on rows it trained on: its winner's folds' mean is its validation score
+        val = result.best_value if t.trial_id == result.refit.get("trial_id") else t.metrics.get(result.metric)
+        test = t.test_metrics.get(test_metric)
         gap = f", gap {_fmt(val - test)}" if isinstance(val, float) and isinstance(test, float) else ""
         best = " (best)" if t.trial_id == result.best_trial_id else ""
         lines.append(f"  trial {t.trial_id}{best}: validation {_fmt(val)}, test {_fmt(test)}{gap}")

@@ -30,7 +30,7 @@ import search_spaces
 from search_spaces import searched
 from trainables.manifest import TASKS as TASK_MANIFESTS
 
-from . import confirm, console, resources, summary, tracking, trial, validate
+from . import confirm, console, refit, resources, summary, tracking, trial, validate
 from .jobs import sweep_id_for
 from .result import SweepInterrupted, SweepResult
 from .spec import SpecError, SweepSpec, smoke_spec
@@ -225,8 +225,11 @@ def _tuner(sweep: _Sweep, plan, tracker, verbose: int):
     )
 
 
-def _trainable(sweep: _Sweep, tracker):
-    """The trial function with what every trial shares bound to it; the writers started on every node."""
+def _trainable(sweep: _Sweep, tracker, task: dict | None = None):
+    """The trial function with what every trial shares bound to it; the writers started on every node.
+
+    ``task``: the task section the trials get; default, the spec's as trials receive it (``trial_task``).
+    """
     import ray
     from ray import tune
 
@@ -248,7 +251,7 @@ def _trainable(sweep: _Sweep, tracker):
     return tune.with_parameters(
         trial.trainable,
         task_type=spec.task.type,
-        task=spec.trial_task(),
+        task=task if task is not None else spec.trial_task(),
         run={
             "metric": spec.search.metric,
             "mode": spec.search.mode,
@@ -341,6 +344,8 @@ def _finish(sweep: _Sweep, grid, tracker, wall: float, verbose: int) -> SweepRes
     result, histories = summary.summarize(grid, spec, sweep.sweep_id, sweep.tracking_uri, tracker, sweep.storage, wall)
     if repeats is not None:
         confirm.merge(result, repeats, tracker)
+    if spec.search.cross_validation is not None and spec.search.cross_validation.refit:
+        _refit(sweep, result, tracker, verbose)
     if spec.task.dataset.test_split is not None:
         _score_on_test(spec, result, tracker)
     if spec.mlflow.error_analysis and TASK_MANIFESTS[spec.task.type].classifies:
@@ -362,19 +367,40 @@ def _finish(sweep: _Sweep, grid, tracker, wall: float, verbose: int) -> SweepRes
 
 def _confirm(sweep: _Sweep, grid, tracker, verbose: int) -> list:
     """``search.confirm``: the finalists' configs trained again with new seeds, in a Tuner of their own."""
-    from ray import tune
-
     spec = sweep.spec
     first, _ = summary.summarize(grid, spec, sweep.sweep_id, sweep.tracking_uri, tracker, sweep.storage, 0.0)
     points = confirm.configs(spec, first)
     if not points:
         return []
-    plan = search_spaces.SearchPlan(confirm.param_space(points), None, None)
     if verbose:
         print(f"Confirming the {spec.search.confirm.top_k} best configs with {spec.search.confirm.seeds} new seeds "
               f"each: {len(points)} trials", flush=True)  # fmt: skip
+    return _train_again(sweep, tracker, points, "confirm", spec.trial_task(), verbose)
+
+
+def _refit(sweep: _Sweep, result: SweepResult, tracker, verbose: int) -> None:
+    """``cross_validation.refit``: the winner's config on every training row; its model becomes the best."""
+    point = refit.config(result)
+    if point is None:
+        return
+    if verbose:
+        print(f"Refitting the winner ({result.best_trial_id}) on every training row for {point['epochs']} epochs",
+              flush=True)  # fmt: skip
+    ranked = dataclasses.replace(sweep, spec=refit.ranked_by_epoch(sweep.spec))
+    (refitted,) = _train_again(ranked, tracker, [point], "refit", refit.task(sweep.spec, result), verbose)
+    writers.flush_writers(sweep.sweep_id, sweep.spec.mlflow.flush_timeout_s)
+    refitted.config = confirm.unwrapped(refitted.config)
+    refit.adopt(result, refitted)
+
+
+def _train_again(sweep: _Sweep, tracker, points: list[dict], name: str, task: dict, verbose: int) -> list:
+    """Configs chosen after the search, each a trial of a Tuner of its own (``SWEEP-NAME``) on ``task``."""
+    from ray import tune
+
+    spec = sweep.spec
+    plan = search_spaces.SearchPlan(confirm.param_space(points), None, None)
     tuner = tune.Tuner(
-        tune.with_resources(_trainable(sweep, tracker), resources.trial_resources(spec.resources)),
+        tune.with_resources(_trainable(sweep, tracker, task), resources.trial_resources(spec.resources)),
         param_space=plan.param_space,
         tune_config=tune.TuneConfig(
             metric=spec.search.metric,
@@ -383,12 +409,12 @@ def _confirm(sweep: _Sweep, grid, tracker, verbose: int) -> list:
             trial_dirname_creator=lambda t: t.trial_id,
             reuse_actors=spec.search.reuse_actors,
         ),  # fmt: skip
-        run_config=dataclasses.replace(_run_config(sweep, plan, verbose), name=f"{sweep.sweep_id}-confirm"),
+        run_config=dataclasses.replace(_run_config(sweep, plan, verbose), name=f"{sweep.sweep_id}-{name}"),
     )
-    repeats, _ = summary.summarize(
+    again, _ = summary.summarize(
         _fit(tuner, sweep.sweep_id), spec, sweep.sweep_id, sweep.tracking_uri, tracker, sweep.storage, 0.0
     )
-    return repeats.trials
+    return again.trials
 
 
 def _score_on_test(spec: SweepSpec, result: SweepResult, tracker) -> None:

@@ -81,8 +81,12 @@ def figure(predictions: Mapping, matrix: list[list[int]]):
 
 
 def analyze(spec: SweepSpec, result: SweepResult, client) -> None:
-    """The best trial's confusion matrix, per-class table and wrong examples, on its MLflow run."""
-    best = next((t for t in result.trials if t.trial_id == result.best_trial_id), None)
+    """The best trial's confusion matrix, per-class table and wrong examples, on its MLflow run.
+
+    After a refit (which trains on every row it could be checked on), the winner's whose config it trained.
+    """
+    analyzed = result.refit.get("winner", result.best_trial_id)
+    best = next((t for t in result.trials if t.trial_id == analyzed), None)
     if best is None or not best.checkpoint or not best.mlflow_run_id:
         return
     task = spec.trial_task()

@@ -9,13 +9,14 @@ from trainables.manifest import manifest
 
 from .result import SweepResult, TrialResult
 from .spec import SweepSpec
-from .tracking import CONFIRMS
+from .tracking import CONFIRMS, REFITS
 
 
 def ranked(result: SweepResult, k: int, with_checkpoint: bool = True, repeats: bool = True) -> list[TrialResult]:
     """The ``k`` best trials (with a checkpoint, unless told otherwise; the repeats of ``search.confirm``
-    too, unless told otherwise) by the sweep's metric."""
-    pool = result.trials if repeats else [t for t in result.trials if CONFIRMS not in t.config]
+    too, unless told otherwise) by the sweep's metric. A refit, validated on rows it trained on, never is."""
+    skip = {REFITS} if repeats else {REFITS, CONFIRMS}
+    pool = [t for t in result.trials if not skip & set(t.config)]
     scored = [t for t in pool if (t.checkpoint or not with_checkpoint) and result.metric in t.metrics]
     return sorted(scored, key=lambda t: t.metrics[result.metric], reverse=result.mode == "max")[:k]
 

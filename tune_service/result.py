@@ -66,6 +66,8 @@ class SweepResult:
     test_metrics: dict = field(default_factory=dict)
     # search.confirm: each finalist's trial id -> the mean, spread, values and trial ids of its repeats
     confirmed: dict = field(default_factory=dict)
+    # search.cross_validation.refit: the refit trial's id, the winner whose config it trained, its epochs
+    refit: dict = field(default_factory=dict)
 
     @property
     def best_value(self) -> Optional[float]:

@@ -566,6 +566,11 @@ class CrossValidation(_Strict):
     stratified: Optional[bool] = Field(
         None, description="each fold keeps the classes' proportions; default: true when the dataset has labels"
     )
+    refit: bool = Field(
+        False,
+        description="after the search, the winning config trains once more on every training row, for the epochs "
+        "its folds' mean peaked at; that model is the one registered (default: the winner's best fold's model)",
+    )
 
 
 class WarmStart(_Strict):

@@ -169,23 +169,29 @@ def test_random_sweep_is_reproducible_and_respects_concurrency(make_spec, where,
     assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))
 
 
-def test_cross_validated_sweep_reports_the_folds_mean_and_keeps_the_best_folds_model(make_spec, where):
+def test_cross_validated_sweep_reports_the_folds_mean_and_refits_the_winner(make_spec, where):
     from trainables.data import load_text_data
     from tune_service import load_spec
     from tune_service.console import summary
 
     spec = make_spec(
         **{
-            "search": {"strategy": "random", "num_samples": 2, "seed": 3, "cross_validation": {"folds": 3}},
+            "search": {
+                "strategy": "random",
+                "num_samples": 2,
+                "seed": 3,
+                "cross_validation": {"folds": 3, "refit": True},
+            },  # fmt: skip
             "hyperparameters.groups.head.lr": {"loguniform": [3e-3, 3e-2]},
             "task.dataset.test_split": 0.2,
             "task.dataset.validation_size": None,
         }
     )
     result = run_sweep(spec, **where)
-    assert len(result.trials) == 2 and {t.status for t in result.trials} == {"TERMINATED"}
+    searched = [t for t in result.trials if "refits" not in t.config]
+    assert len(searched) == 2 and {t.status for t in result.trials} == {"TERMINATED"}
     client = MlflowClient(result.tracking_uri)
-    for trial in result.trials:
+    for trial in searched:
         assert trial.metrics["folds"] == 3 and 0 <= trial.metrics["best_fold"] < 3
         assert trial.metrics["val_accuracy_std"] >= 0.0
         run = client.get_run(trial.mlflow_run_id)
@@ -194,14 +200,29 @@ def test_cross_validated_sweep_reports_the_folds_mean_and_keeps_the_best_folds_m
         assert sorted(os.listdir(os.path.join(trial.checkpoint, "folds"))) == ["0", "1", "2"]
         kept = run.data.tags["tune_service.best_checkpoint"]
         assert not any("folds" in a.path for a in client.list_artifacts(run.info.run_id, kept))
-    assert "(mean of 3 folds; the checkpoint is fold" in summary(result, [])
-    assert result.test_metrics["test_accuracy"] >= 0.0  # the best fold's model, scored on the held-out rows
+    winner = max(searched, key=lambda t: t.metrics["val_accuracy"])
+    assert result.best_value == winner.metrics["val_accuracy"]  # the folds' mean stays the estimate
+
+    # the refit: the winner's config on every training row for its best epoch's count, and the sweep's model
+    refitted = next(t for t in result.trials if "refits" in t.config)
+    assert result.refit == {"trial_id": refitted.trial_id, "winner": winner.trial_id, "epochs": refitted.epochs}
+    assert refitted.config["epochs"] == refitted.epochs == winner.metrics["epoch"]
+    assert refitted.config["groups"] == winner.config["groups"] and "folds" not in refitted.metrics
+    assert client.get_run(refitted.mlflow_run_id).data.tags["tune_service.refits"] == winner.trial_id
+    assert result.best_trial_id == refitted.trial_id and result.best_run_id == refitted.mlflow_run_id
+    assert result.best_checkpoint == refitted.checkpoint and not os.path.exists(
+        os.path.join(refitted.checkpoint, "folds")
+    )
+    assert result.test_metrics and result.test_metrics == refitted.test_metrics  # the refit model is scored
+    if result.model_version:
+        assert client.get_model_version(result.name, result.model_version).run_id == refitted.mlflow_run_id
+    text = summary(result, [])
+    assert "(mean of 3 folds; the checkpoint is fold" in text and f"Refit: trial {refitted.trial_id}" in text
 
     # the winner's error analysis is on its best fold's validation part: every row of it, the fold's own score
-    best = next(t for t in result.trials if t.trial_id == result.best_trial_id)
-    matrix = json.load(open(client.download_artifacts(result.best_run_id, "error_analysis/confusion_matrix.json")))
+    matrix = json.load(open(client.download_artifacts(winner.mlflow_run_id, "error_analysis/confusion_matrix.json")))
     task = load_spec(spec).trial_task()
-    part = load_text_data({**task["dataset"], "fold": best.metrics["best_fold"]}, seed=task["dataset"]["seed"])
+    part = load_text_data({**task["dataset"], "fold": winner.metrics["best_fold"]}, seed=task["dataset"]["seed"])
     assert sum(map(sum, matrix["matrix"])) == len(part.validation)
     right = sum(matrix["matrix"][i][i] for i in range(len(matrix["matrix"])))
     assert right / len(part.validation) >= result.best_value - 1e-9  # the best fold scores at least the mean

@@ -44,6 +44,16 @@ def test_the_folds_partition_the_training_rows_and_keep_the_classes(tmp_path):
     assert load_text_data({**base, "fold": 2}, seed=0).validation.texts == parts[2].validation.texts
 
 
+def test_a_refit_trains_on_every_training_row(tmp_path):
+    rows = [(f"review {i}", "pos" if i % 2 else "neg") for i in range(40)]
+    base = cfg(source=write(tmp_path, rows), test_split=0.25, folds={"count": 4, "stratified": True}, fold=1)
+    one, refit = load_text_data(base, seed=0), load_text_data({**base, "part": "all"}, seed=0)
+    test = set(load_text_data({**base, "part": "test"}, seed=0).validation.texts)
+    assert len(refit.train) == 30 and not set(refit.train.texts) & test  # every training row, no test row
+    assert set(refit.train.texts) == set(one.train.texts) | set(one.validation.texts)
+    assert refit.validation.texts == one.validation.texts  # evaluated on the fold's part, which it trains on
+
+
 def test_stratified_folds_need_a_row_of_every_class_per_fold(tmp_path):
     rows = [(f"review {i}", "pos" if i % 10 else "neg") for i in range(30)]  # 3 neg
     source = write(tmp_path, rows)

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 from ._names import (
     CONFIRMS,
+    ORIGINS,
     PARENT_RUN,
+    REFITS,
     TAG_ADAPTER,
     TAG_BASE_MODEL,
     TAG_CONFIG,
     TAG_CONFIRMS,
+    TAG_REFITS,
     TAG_STRATEGY,
     TAG_SWEEP_ID,
     TAG_TASK,
@@ -35,9 +38,9 @@ from ._sweep import SUBMISSION_ENV, SweepTracker, code_tags, ray_job_tags
 from ._target import TrackingError, check_server, is_local_store, resolve_tracking_uri, ui_command
 
 __all__ = [
-    "CONFIRMS", "PARENT_RUN", "SUBMISSION_ENV", "SweepNotFound", "SweepTracker", "TAG_ADAPTER", "TAG_BASE_MODEL",
-    "TAG_CONFIG", "TAG_CONFIRMS", "TAG_STRATEGY", "TAG_SWEEP_ID", "TAG_TASK", "TAG_TRIAL_ID", "TrackingError",
-    "WarmStartError", "check_server", "code_tags", "download_best", "earlier_trials", "find_sweep", "is_local_store",
-    "numeric_metrics", "param_from", "param_value", "ray_job_tags", "resolve_tracking_uri", "sweep_spec",
-    "ui_command",
+    "CONFIRMS", "ORIGINS", "PARENT_RUN", "REFITS", "SUBMISSION_ENV", "SweepNotFound", "SweepTracker", "TAG_ADAPTER",
+    "TAG_BASE_MODEL", "TAG_CONFIG", "TAG_CONFIRMS", "TAG_REFITS", "TAG_STRATEGY", "TAG_SWEEP_ID", "TAG_TASK",
+    "TAG_TRIAL_ID", "TrackingError", "WarmStartError", "check_server", "code_tags", "download_best", "earlier_trials",
+    "find_sweep", "is_local_store", "numeric_metrics", "param_from", "param_value", "ray_job_tags",
+    "resolve_tracking_uri", "sweep_spec", "ui_command",
 ]  # fmt: skip

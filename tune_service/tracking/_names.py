@@ -14,6 +14,10 @@ CHECKPOINTS = "checkpoints"
 TAG_TRIAL_ID = "tune_service.trial_id"
 TAG_CONFIRMS = "tune_service.confirms"  # a run of search.confirm: the trial whose config it trains again
 CONFIRMS = "confirms"  # the key of a confirmation trial's config naming that trial
+TAG_REFITS = "tune_service.refits"  # the run of cross_validation.refit: the winner it trains again on every row
+REFITS = "refits"  # the key of the refit trial's config naming the winner
+# an after-search trial's config key naming the trial it trains again, and the tag its run gets for it
+ORIGINS = {CONFIRMS: TAG_CONFIRMS, REFITS: TAG_REFITS}
 TAG_NODE = "tune_service.node"
 TAG_NODE_ID = "tune_service.node_id"
 TAG_CHECKPOINTS = "tune_service.checkpoints"

@@ -49,13 +49,12 @@ from search_spaces import flatten
 
 from ._names import (
     CHECKPOINTS,
-    CONFIRMS,
     CREDENTIAL_VARS,
     FAILED_ATTEMPTS,
+    ORIGINS,
     PARENT_RUN,
     TAG_BEST_CHECKPOINT,
     TAG_CHECKPOINTS,
-    TAG_CONFIRMS,
     TAG_FAILED_ATTEMPTS,
     TAG_NODE,
     TAG_NODE_ID,
@@ -249,8 +248,9 @@ class TrialWriter:
     def _find_or_create(self, trial_id: str, config: dict, run_name: str) -> _RunState:
         query = f"tags.`{PARENT_RUN}` = '{self.t.parent_run_id}' and tags.`{TAG_TRIAL_ID}` = '{trial_id}'"
         found = self.client.search_runs([self.t.experiment_id], filter_string=query, max_results=1)
-        origin = config.get(CONFIRMS)  # a confirmation run: the trial it trains again, a tag, not a param
-        flat = flatten({k: v for k, v in config.items() if k != CONFIRMS})
+        # a trial of confirm or refit: the trial it trains again is a tag, not a param
+        origins = {ORIGINS[k]: str(v) for k, v in config.items() if k in ORIGINS}
+        flat = flatten({k: v for k, v in config.items() if k not in ORIGINS})
         if found:
             run = found[0]
             if run.info.status != "RUNNING":  # a resumed trial whose run an interrupt or a failure ended
@@ -265,9 +265,7 @@ class TrialWriter:
             # a run created just before the server went away may lack its params
             self._log_params(run.info.run_id, {k: v for k, v in flat.items() if k not in run.data.params})
             return state
-        tags = {PARENT_RUN: self.t.parent_run_id, TAG_TRIAL_ID: trial_id, **self.t.tags}
-        if origin is not None:
-            tags[TAG_CONFIRMS] = str(origin)
+        tags = {PARENT_RUN: self.t.parent_run_id, TAG_TRIAL_ID: trial_id, **self.t.tags, **origins}
         run = self.client.create_run(self.t.experiment_id, run_name=run_name, tags=tags)
         self._log_params(run.info.run_id, flat)
         state = _RunState(run.info.run_id)
