@@ -987,8 +987,9 @@ def smoke_spec(spec: SweepSpec) -> SweepSpec:
 
     Same code path: at most :data:`SMOKE_TRIALS` trials of one epoch on the
     task's smoke subsets (and, with ``search.confirm``, the best config once
-    more). A grid keeps two points: the first two values of its first axis, the
-    first value of every other axis. Checked against the schema;
+    more; with ``search.cross_validation``, two folds). A grid keeps two
+    points: the first two values of its first axis, the first value of every
+    other axis. Checked against the schema;
     :func:`tune_service.validate.load_spec` checks the rest.
     """
     data = spec.to_dict()
@@ -1027,6 +1028,8 @@ def smoke_spec(spec: SweepSpec) -> SweepSpec:
     if search.get("confirm"):  # the best config once more, with one new seed
         search["confirm"] = {"top_k": 1, "seeds": 1}
     search["test_top_k"] = 1  # the winner alone scored on the test split
+    if search.get("cross_validation"):  # two folds: the same path at twice a trial's cost, not K times
+        search["cross_validation"]["folds"] = 2
     if spec.search.scheduler == "pbt":  # one exploit/explore step
         hp["epochs"], search["perturbation_interval"] = 2, 1
     data["name"] = f"{spec.name}-smoke"[:100]

@@ -34,7 +34,10 @@ def run_example(example: Path, where: Path):
         verbose=0,
     )
     smoke = smoke_spec(load_spec(example))
-    epochs, trials = smoke.hyperparameters.epochs, 2 + (1 if smoke.search.confirm else 0)  # confirm: the best again
+    cv = smoke.search.cross_validation
+    # confirm: the best config again; a refit: the winner once more on every training row
+    trials = 2 + (1 if smoke.search.confirm else 0) + (1 if cv is not None and cv.refit else 0)
+    epochs = smoke.hyperparameters.epochs
     seen = [(t.trial_id, t.status, t.epochs, t.error) for t in result.trials]
     assert len(result.trials) == trials and all(t.status == "TERMINATED" for t in result.trials), seen
     assert max(t.epochs for t in result.trials) == epochs, seen  # one trial at least trained to the end
