@@ -77,7 +77,10 @@ def test_bayesian_search_with_median_stopping_runs_and_tracks(make_spec, where):
 
 
 def test_pbt_continues_poor_trials_from_better_checkpoints_with_perturbed_rates(make_spec, where):
-    """On a LoRA adapter: PBT perturbs lora_A's rate and the LoRA+ ratio, and copies adapter checkpoints."""
+    """On a LoRA adapter: PBT perturbs lora_A's rate and the LoRA+ ratio, and copies adapter checkpoints.
+
+    Cross-validated (2 folds): a trial continued from another's checkpoint continues each of its folds.
+    """
     result = run_sweep(
         make_spec(
             **{
@@ -95,6 +98,7 @@ def test_pbt_continues_poor_trials_from_better_checkpoints_with_perturbed_rates(
                         {"groups.lora_A.lr": 1e-9, "groups.lora_B.lr.ratio": 4.0},
                         {"groups.lora_A.lr": 3e-3, "groups.lora_B.lr.ratio": 16.0},
                     ],
+                    "cross_validation": {"folds": 2},
                 },
                 "task.adapter": {"type": "lora"},
                 "hyperparameters.groups": {
@@ -111,6 +115,7 @@ def test_pbt_continues_poor_trials_from_better_checkpoints_with_perturbed_rates(
         **where,
     )
     assert len(result.trials) == 2 and all(t.status == "TERMINATED" for t in result.trials)
+    assert all(t.metrics["folds"] == 2 for t in result.trials)
     client = MlflowClient(result.tracking_uri)
 
     def history(trial, metric: str) -> dict[int, float]:

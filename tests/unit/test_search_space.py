@@ -104,8 +104,10 @@ SCHEDULER_TYPES = {
 }
 
 
+@pytest.mark.parametrize("folds", [None, 3], ids=["", "cross-validated"])
 @pytest.mark.parametrize("strategy,scheduler", PAIRS, ids=[f"{a}+{b}" for a, b in PAIRS])
-def test_every_strategy_and_scheduler_pair_builds_a_plan_or_is_refused_with_the_reason(strategy, scheduler):
+def test_every_strategy_and_scheduler_pair_builds_a_plan_or_is_refused_with_the_reason(strategy, scheduler, folds):
+    """... with cross-validation too: a trial reports its folds' mean each epoch, as any trial reports its score."""
     spec = copy.deepcopy(BASE)
     if strategy == "grid":
         spec["hyperparameters"]["groups"]["encoder"]["lr"] = {"grid": [1e-5, 1e-4]}
@@ -116,6 +118,8 @@ def test_every_strategy_and_scheduler_pair_builds_a_plan_or_is_refused_with_the_
         spec["hyperparameters"]["batch_size"] = {"choice": [16, 32]}
     spec["hyperparameters"]["epochs"] = 6 if scheduler == "pbt" else {"choice": [2, 6]}
     spec["search"] = {"strategy": strategy, "scheduler": scheduler, "max_concurrent_trials": 3, "seed": 7}
+    if folds:
+        spec["search"]["cross_validation"] = {"folds": folds, "refit": True}
     if (strategy, scheduler) in REFUSED_PAIRS:
         with pytest.raises(SpecError) as info:
             load_spec(spec)
