@@ -1,20 +1,19 @@
 """How much a sweep's winner's validation score overstates its score on unseen data, three ways.
 
 Each seed runs two sweeps of the quickstart task (MiniLM on Rotten Tomatoes, ``--trials`` trials of
-random search drawn with that seed, which also seeds their training; the same configs in both), a
-tenth of the reviews held out of every trial as the test split:
+random search drawn with that seed, which also seeds their training; the same configs in both),
+each learning from ``--rows`` labeled reviews, a tenth of the whole dataset held out of every trial
+as the test split:
 
-- **plain + confirm**: each trial trains on ``--train-size`` reviews and is validated on
-  ``--validation-size``; then ``search.confirm`` trains the 3 best configs again with 2 new seeds.
-  The search's winner (best validation score) and confirm's winner (best mean over the new seeds)
-  are scored on the test split.
-- **cross-validation + refit**: each trial trains ``--folds`` models, each on ``--train-size``
-  reviews of its fold and validated on ``--validation-size`` of its own part, and reports their
-  mean; the winner by that mean is refit on every training review. The refit model and the
-  winner's best fold's model are scored on the test split.
+- **plain + confirm**: each trial trains on two thirds of the rows and is validated on the other
+  third; then ``search.confirm`` trains the 3 best configs again with 2 new seeds. The search's
+  winner (best validation score) and confirm's winner (best mean over the new seeds) are scored
+  on the test split.
+- **cross-validation + refit**: each trial trains ``--folds`` models, each validated on its fold
+  of the rows, and reports their mean; the winner by that mean is refit on all the rows. The
+  refit model and the winner's best fold's model are scored on the test split.
 
-    python bench/winner_optimism.py [--seeds 0,1] [--trials 8] [--folds 5] [--train-size 320]
-                                    [--validation-size 200]
+    python bench/winner_optimism.py [--seeds 0,1,2] [--trials 24] [--folds 5] [--rows 240]
 
 Prints a JSON line and a summary: per seed, each winner's validation score (or mean), its test
 score and the gap (positive is optimism), the mean gaps over the seeds, and each sweep's wall time
@@ -41,7 +40,10 @@ CPUS = 2
 def spec_for(seed: int, args, folds: int | None) -> dict:
     data = load_spec(ROOT / "examples" / "quickstart.yaml").to_dict()
     data["name"] = f"bench-optimism-{seed}-{'cv' if folds else 'plain'}"
-    data["task"]["dataset"].update(test_split=0.1, train_size=args.train_size, validation_size=args.validation_size)
+    dataset = data["task"]["dataset"]
+    dataset.update(test_split=0.1, train_size=args.rows, validation_size=None)
+    if not folds:  # the same rows, a third of them to validate on
+        dataset.update(train_size=args.rows * 2 // 3, validation_size=args.rows - args.rows * 2 // 3)
     # the seed draws the trials (none starts from the space's middle, which every seed would share) and
     # seeds their training
     data["hyperparameters"]["seed"] = seed
@@ -116,11 +118,10 @@ GAPS = ("search_gap", "confirm_gap", "cv_refit_gap", "cv_best_fold_gap")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--train-size", type=int, default=320)
-    parser.add_argument("--validation-size", type=int, default=200)
+    parser.add_argument("--rows", type=int, default=240, help="labeled reviews each sweep learns from")
     args = parser.parse_args()
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
@@ -130,8 +131,7 @@ def main() -> None:
         "bench": "winner_optimism",
         "trials": args.trials,
         "folds": args.folds,
-        "train_size": args.train_size,
-        "validation_size": args.validation_size,
+        "labeled_rows": args.rows,
         "rows": [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows],
         **{f"mean_{g}": round(statistics.fmean(r[g] for r in rows), 4) for g in GAPS},
         "cv_cost": round(statistics.fmean(r["cv_wall_s"] / r["plain_wall_s"] for r in rows), 3),

@@ -134,16 +134,17 @@ def split_train_validation(raw, cfg: Mapping, seed: int, roles: tuple[str, ...])
 
     The test rows (``test_split``) are out of both; with ``cfg["part"] == "test"`` they come back as the
     validation data instead, for scoring a finished trial's checkpoint on them. Under cross-validation
-    (``cfg["folds"]``), train and validation are fold ``cfg["fold"]`` of the training rows (:func:`fold`);
-    with ``cfg["part"] == "all"`` (cross-validation's refit), train is every training row.
+    (``cfg["folds"]``), train and validation are fold ``cfg["fold"]`` of the training rows, at most
+    ``train_size`` of them (:func:`fold`); with ``cfg["part"] == "all"`` (cross-validation's refit),
+    train is every one of those rows.
     """
     split = cfg["train_split"]
     if split not in raw:
         raise DataError(f"train_split={split!r} not in the dataset; splits: {', '.join(raw)}")
     train, test = held_out_test(raw, raw[split], cfg, seed)
     val_split = cfg["validation_split"]
-    if cfg.get("folds"):
-        rows = training_rows(raw, train, val_split)
+    if cfg.get("folds"):  # train_size caps the rows the folds partition (a seeded draw)
+        rows = subset(training_rows(raw, train, val_split), cfg.get("train_size"), seed)
         train, validation = fold(rows, cfg, seed)
         if cfg.get("part") == "all":  # a refit: every training row, evaluated on the fold's (which it trains on)
             train = rows

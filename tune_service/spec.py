@@ -1030,6 +1030,7 @@ def smoke_spec(spec: SweepSpec) -> SweepSpec:
     search["test_top_k"] = 1  # the winner alone scored on the test split
     if search.get("cross_validation"):  # two folds: the same path at twice a trial's cost, not K times
         search["cross_validation"]["folds"] = 2
+        ds["validation_size"] = None  # each fold validates on its half of the train_size rows
     if spec.search.scheduler == "pbt":  # one exploit/explore step
         hp["epochs"], search["perturbation_interval"] = 2, 1
     data["name"] = f"{spec.name}-smoke"[:100]

@@ -101,6 +101,10 @@ def _cross_validation_problems(spec: SweepSpec) -> list[Problem]:
     if cv.stratified and getattr(spec.task.dataset, "label_column", None) is None:
         out.append(("search.cross_validation.stratified", "got true, but the dataset has no label_column: no "
                     "classes to keep in proportion; set stratified: false"))  # fmt: skip
+    if spec.task.dataset.validation_size is not None:
+        out.append(("task.dataset.validation_size", f"got {spec.task.dataset.validation_size} with "
+                    f"cross-validation, where each of the {cv.folds} folds validates on its own part of the "
+                    "training rows (train_size caps them): drop validation_size"))  # fmt: skip
     if spec.resources.workers > 1:
         out.append(("search.cross_validation", f"got folds with resources.workers {spec.resources.workers}: a "
                     "trial trains its folds one after another in one process; set workers: 1 (more trials "

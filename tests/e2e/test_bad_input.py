@@ -192,6 +192,12 @@ CASES = [
         ["search.cross_validation.stratified", "no label_column"],
     ),
     (
+        "folds-with-validation-size",
+        {"search.cross_validation": {"folds": 2}, "task.dataset.validation_size": 50},
+        [],
+        ["task.dataset.validation_size", "got 50 with cross-validation", "drop validation_size"],
+    ),
+    (
         "folds-data-parallel",
         {"search.cross_validation": {"folds": 2}, "resources.workers": 2},
         [],

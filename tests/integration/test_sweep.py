@@ -184,7 +184,6 @@ def test_cross_validated_sweep_reports_the_folds_mean_and_refits_the_winner(make
             },  # fmt: skip
             "hyperparameters.groups.head.lr": {"loguniform": [3e-3, 3e-2]},
             "task.dataset.test_split": 0.2,
-            "task.dataset.validation_size": None,
         }
     )
     result = run_sweep(spec, **where)

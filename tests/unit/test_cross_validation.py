@@ -52,6 +52,12 @@ def test_a_refit_trains_on_every_training_row(tmp_path):
     assert len(refit.train) == 30 and not set(refit.train.texts) & test  # every training row, no test row
     assert set(refit.train.texts) == set(one.train.texts) | set(one.validation.texts)
     assert refit.validation.texts == one.validation.texts  # evaluated on the fold's part, which it trains on
+    # train_size caps the rows the folds partition, and so the refit's
+    capped = [load_text_data({**base, "train_size": 20, "fold": i}, seed=0) for i in range(4)]
+    drawn = set().union(*(set(c.train.texts) | set(c.validation.texts) for c in capped))
+    assert len(drawn) == 20 and drawn <= set(refit.train.texts)
+    assert sorted(len(c.validation) for c in capped) == [5, 5, 5, 5]
+    assert set(load_text_data({**base, "train_size": 20, "part": "all"}, seed=0).train.texts) == drawn
 
 
 def test_stratified_folds_need_a_row_of_every_class_per_fold(tmp_path):
