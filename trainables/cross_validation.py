@@ -25,7 +25,7 @@ import numpy as np
 
 from .config import RunSettings, TrialConfig
 from .data import fold_task
-from .loop import MODEL_DIR, Task, _improved, _Progress, fit, loaded_task
+from .loop import MODEL_DIR, Progress, Task, fit, improved, loaded_task
 from .reporting import Reporter
 
 FOLDS_DIR = "folds"
@@ -124,17 +124,17 @@ def _resumed(reporter: Reporter, work: str) -> str | None:
         return shutil.copytree(checkpoint, os.path.join(work, "resumed"))
 
 
-def _read_progress(checkpoint: str | None) -> _Progress:
+def _read_progress(checkpoint: str | None) -> Progress:
     if checkpoint is None:
-        return _Progress()
+        return Progress()
     with open(os.path.join(checkpoint, STATE), encoding="utf-8") as fh:
         state = json.load(fh)
-    return _Progress(state["epoch"] + 1, state["best"], state["stale"])
+    return Progress(state["epoch"] + 1, state["best"], state["stale"])
 
 
-def _watch(progress: _Progress, metrics: dict, patience: int | None, run: RunSettings) -> bool:
+def _watch(progress: Progress, metrics: dict, patience: int | None, run: RunSettings) -> bool:
     """Track the folds' mean metric; whether the trial stops early (it has not improved for ``patience``)."""
-    if _improved(metrics[run.metric], progress.best, run.mode):
+    if improved(metrics[run.metric], progress.best, run.mode):
         progress.best, progress.stale = metrics[run.metric], 0
     else:
         progress.stale += 1
@@ -142,7 +142,7 @@ def _watch(progress: _Progress, metrics: dict, patience: int | None, run: RunSet
     return metrics["early_stopped"]
 
 
-def _checkpoint(folder: str, best_fold: int, epoch: int, progress: _Progress) -> None:
+def _checkpoint(folder: str, best_fold: int, epoch: int, progress: Progress) -> None:
     """The best fold's model as the checkpoint's own (hard links), and where the folds are."""
     best = os.path.join(folder, FOLDS_DIR, str(best_fold), MODEL_DIR)
     shutil.copytree(best, os.path.join(folder, MODEL_DIR), copy_function=_link)
@@ -159,4 +159,4 @@ def _link(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-__all__ = ["fit_task", "fit_folds", "fold_task", "summarized", "FOLDS_DIR"]
+__all__ = ["fit_task", "fit_folds", "summarized", "FOLDS_DIR"]

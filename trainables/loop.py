@@ -148,7 +148,7 @@ def restore_optimizer(optimizer, scheduler, optimizer_state: Mapping, scheduler_
         pg["lr"] = base * fn(scheduler.last_epoch)
 
 
-def _improved(value: float, best: float | None, mode: str) -> bool:
+def improved(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value > best if mode == "max" else value < best)
 
 
@@ -271,7 +271,7 @@ def _loaded(make: Callable[[Mapping], Task], task_json: str) -> Task:
 
 
 @dataclass
-class _Progress:
+class Progress:
     """Where a trial is: the next epoch, the best monitored value so far, epochs since it improved."""
 
     start: int = 1
@@ -306,7 +306,7 @@ def fit(
     groups = _trained_groups(task, model, config, layers)
     steps = task.steps_per_epoch(config.batch_size) // world  # each rank's share
     opt = configure_optimizers(model, groups, config.groups, steps, config.epochs, layers)
-    progress = _Progress() if state is None else _restored(state, opt, scaler)
+    progress = Progress() if state is None else _restored(state, opt, scaler)
 
     metrics: dict = {}
     trained, wrapped_for = model, None
@@ -328,7 +328,7 @@ def fit(
             epoch_time_s=time.perf_counter() - t0,
         )
         metrics.update(_group_metrics(opt, groups, frozen))
-        if _improved(metrics[run.metric], progress.best, run.mode):
+        if improved(metrics[run.metric], progress.best, run.mode):
             progress.best, progress.stale = metrics[run.metric], 0
         else:
             progress.stale += 1
@@ -356,14 +356,14 @@ def _trained_groups(task: Task, model: nn.Module, config: TrialConfig, layers: l
     return {g: [(n, p) for n, p in members if p.requires_grad] for g, members in groups.items()}
 
 
-def _restored(state: Mapping, opt: Optimizers, scaler) -> _Progress:
+def _restored(state: Mapping, opt: Optimizers, scaler) -> Progress:
     """The checkpoint's optimizers, schedules, RNG and loss scale put back; where the trial was."""
     for g in opt.optimizers:
         restore_optimizer(opt.optimizers[g], opt.schedulers[g], state["optimizers"][g], state["schedulers"][g])
     _set_rng_state(state["rng"])
     if "scaler" in state:
         scaler.load_state_dict(state["scaler"])
-    return _Progress(state["epoch"] + 1, state["best"], state["stale"])
+    return Progress(state["epoch"] + 1, state["best"], state["stale"])
 
 
 def _train_epoch(task, trained, config, run, opt: Optimizers, scaler, frozen, epoch, steps, device):
@@ -424,7 +424,7 @@ def _group_metrics(opt: Optimizers, groups: Mapping, frozen: Mapping[str, bool])
     return out
 
 
-def _checkpoint_and_report(task, model, opt: Optimizers, scaler, epoch, progress: _Progress, metrics, reporter):
+def _checkpoint_and_report(task, model, opt: Optimizers, scaler, epoch, progress: Progress, metrics, reporter):
     """Write the epoch's checkpoint whole into a fresh folder, then hand it over with the metrics.
 
     A failed write never touches the last checkpoint.
