@@ -22,26 +22,24 @@ FOLDER = "error_analysis"
 
 
 def confusion(predictions: Mapping) -> list[list[int]]:
-    """Rows the true class, columns the predicted one."""
-    k = len(predictions["classes"])
-    matrix = [[0] * k for _ in range(k)]
-    for true, predicted in zip(predictions["true"], predictions["predicted"]):
-        matrix[true][predicted] += 1
-    return matrix
+    """Rows the true class, columns the predicted one (scikit-learn's ``confusion_matrix``)."""
+    from sklearn.metrics import confusion_matrix
+
+    classes = range(len(predictions["classes"]))
+    return confusion_matrix(predictions["true"], predictions["predicted"], labels=classes).tolist()
 
 
-def per_class(predictions: Mapping, matrix: list[list[int]]):
-    """A table (pandas) of each class's precision, recall, F1 and support."""
+def per_class(predictions: Mapping):
+    """A table (pandas) of each class's precision, recall, F1 and support (scikit-learn's, 0 where undefined)."""
     import pandas as pd
+    from sklearn.metrics import precision_recall_fscore_support
 
-    rows = []
-    for i, name in enumerate(predictions["classes"]):
-        hit, predicted, support = matrix[i][i], sum(row[i] for row in matrix), sum(matrix[i])
-        precision = hit / predicted if predicted else 0.0
-        recall = hit / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        rows.append({"class": name, "precision": precision, "recall": recall, "f1": f1, "support": support})
-    return pd.DataFrame(rows)
+    classes = range(len(predictions["classes"]))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        predictions["true"], predictions["predicted"], labels=classes, zero_division=0
+    )
+    return pd.DataFrame({"class": predictions["classes"], "precision": precision, "recall": recall, "f1": f1,
+                         "support": support})  # fmt: skip
 
 
 def errors(predictions: Mapping):
@@ -103,5 +101,5 @@ def analyze(spec: SweepSpec, result: SweepResult, client) -> None:
     plt.close(fig)
     client.log_dict(best.mlflow_run_id, {"classes": predictions["classes"], "matrix": matrix},
                     f"{FOLDER}/confusion_matrix.json")  # fmt: skip
-    client.log_table(best.mlflow_run_id, per_class(predictions, matrix), f"{FOLDER}/per_class.json")
+    client.log_table(best.mlflow_run_id, per_class(predictions), f"{FOLDER}/per_class.json")
     client.log_table(best.mlflow_run_id, errors(predictions), f"{FOLDER}/errors.json")
