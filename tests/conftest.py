@@ -220,54 +220,41 @@ def make_image_spec(tiny_bert, image_folder):
     return make
 
 
-class MlflowServer:
-    """A real ``mlflow server`` process started with the project's recipe (cluster/mlflow-server.sh).
+def free_port() -> int:
+    import socket
 
-    Runs and the registry in SQLite under ``data_dir``, artifacts served by the
-    server itself. ``stop()`` and ``start()`` again keep the same port and data:
-    the server going away and coming back.
-    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
-    def __init__(self, data_dir: Path, env: dict | None = None):
-        import socket
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.data_dir = data_dir
-        self.env = env or {}
+class ServerProcess:
+    """A server this test starts in a session of its own (``launch``), polled until ``url`` answers 200;
+    ``stop()`` ends that session's processes and nothing else."""
+
+    def __init__(self, log: Path):
         self.proc = None
-        self.log = data_dir / "server.log"
+        self.log = log
 
-    @property
-    def uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 120) -> MlflowServer:
-        import os
+    def launch(self, cmd: list[str], env: dict, url: str, timeout: float) -> None:
         import subprocess
-        import sys
         import time
         import urllib.request
 
-        script = Path(__file__).resolve().parents[1] / "cluster" / "mlflow-server.sh"
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **self.env}
-        env.update(MLFLOW_HOST="127.0.0.1", MLFLOW_WORKERS="1")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "a") as log:
-            cmd = [str(script), str(self.data_dir), str(self.port)]
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {self.log.read_text()[-3000:]}")
+                raise RuntimeError(f"{cmd[0]} exited: {self.log.read_text()[-3000:]}")
             try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
+                with urllib.request.urlopen(url, timeout=2) as r:
                     if r.status == 200:
-                        return self
+                        return
             except OSError:
                 time.sleep(0.5)
-        raise RuntimeError(f"mlflow server did not answer in {timeout} s: {self.log.read_text()[-3000:]}")
+        raise RuntimeError(f"{cmd[0]} did not answer in {timeout} s: {self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
         import os
@@ -284,6 +271,66 @@ class MlflowServer:
             self.proc.wait(timeout=30)
 
 
+class MlflowServer(ServerProcess):
+    """A real ``mlflow server`` process started with the project's recipe (cluster/mlflow-server.sh).
+
+    Runs and the registry in SQLite under ``data_dir``, artifacts served by the
+    server itself. ``stop()`` and ``start()`` again keep the same port and data:
+    the server going away and coming back.
+    """
+
+    def __init__(self, data_dir: Path, env: dict | None = None):
+        super().__init__(data_dir / "server.log")
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.env = env or {}
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120) -> MlflowServer:
+        import os
+        import sys
+
+        script = Path(__file__).resolve().parents[1] / "cluster" / "mlflow-server.sh"
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **self.env}
+        env.update(MLFLOW_HOST="127.0.0.1", MLFLOW_WORKERS="1")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.launch([str(script), str(self.data_dir), str(self.port)], env, f"{self.uri}/health", timeout)
+        return self
+
+
+class ModelServer(ServerProcess):
+    """``mlflow models serve -m MODEL_URI`` as a user types it, on a free loopback port, in this environment."""
+
+    def __init__(self, model_uri: str, tracking_uri: str, log: Path):
+        super().__init__(log)
+        self.model_uri, self.tracking_uri = model_uri, tracking_uri
+        self.port = free_port()
+
+    def start(self, timeout: float = 180) -> ModelServer:
+        import os
+        import sys
+
+        bin_dir = str(Path(sys.executable).parent)  # as in an activated environment: mlflow and uvicorn on PATH
+        cmd = ["mlflow", "models", "serve", "-m", self.model_uri, "--env-manager", "local", "-h", "127.0.0.1",
+               "-p", str(self.port)]  # fmt: skip
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MLFLOW_TRACKING_URI": self.tracking_uri}
+        self.launch(cmd, env, f"http://127.0.0.1:{self.port}/ping", timeout)
+        return self
+
+    def predict(self, columns: list[str], rows: list[list]) -> list:
+        import json
+        import urllib.request
+
+        body = json.dumps({"dataframe_split": {"columns": columns, "data": rows}}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=60) as r:
+            return json.loads(r.read())["predictions"]
+
+
 @pytest.fixture
 def mlflow_server(tmp_path):
     """Start-on-demand real tracking servers, stopped at the end of the test."""
@@ -291,6 +338,21 @@ def mlflow_server(tmp_path):
 
     def start(env: dict | None = None) -> MlflowServer:
         server = MlflowServer(tmp_path / f"mlflow-server-{len(servers)}", env).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def model_server(tmp_path):
+    """``start(model_uri, tracking_uri)``: real ``mlflow models serve`` processes, stopped at the end of the test."""
+    servers: list[ModelServer] = []
+
+    def start(model_uri: str, tracking_uri: str) -> ModelServer:
+        server = ModelServer(model_uri, tracking_uri, tmp_path / f"model-server-{len(servers)}.log").start()
         servers.append(server)
         return server
 

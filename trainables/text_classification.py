@@ -97,6 +97,8 @@ class TextClassification:
         self.data = load_text_data(task["dataset"], int(task["dataset"].get("seed", 0)))
         self.groups = task.get("groups")
         self.tokenizer = AutoTokenizer.from_pretrained(self.source)
+        self.max_length = int(task["max_length"])
+        self.text_column = task["dataset"]["text_column"]
         self.pad_id = self.tokenizer.pad_token_id or 0
         enc = lambda ex: self.tokenizer(ex.texts, truncation=True, max_length=int(task["max_length"]))["input_ids"]  # noqa: E731
         self.train_ids = enc(self.data.train)
@@ -221,6 +223,12 @@ class TextClassification:
             true += batch["labels"].tolist()
         return {"classes": list(self.data.label_names), "true": true, "predicted": predicted, "inputs": self.val_texts}
 
+    def serving_example(self, rows: int = 2) -> tuple[dict, dict]:
+        """A few validation texts as a logged model's input example, and its ``model_config``."""
+        column = self.text_column
+        config = {"input_column": column, "max_length": self.max_length}
+        return {column: self.data.validation.texts[:rows]}, config
+
     def save_model(self, model: nn.Module, path: str) -> None:
         """The model (under an adapter: the adapter and the head, with the base's config), and the tokenizer."""
         if self.adapter is None:
@@ -251,6 +259,25 @@ def load_pretrained(model_dir: str, merge: bool = False) -> tuple[nn.Module, obj
         model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     model.eval()
     return model, AutoTokenizer.from_pretrained(model_dir)
+
+
+@torch.no_grad()
+def predict_table(model: nn.Module, tokenizer, table, config: Mapping, params: Mapping):
+    """``table``'s texts (the column ``config["input_column"]``) to ``label``, ``score`` and ``prob_CLASS``."""
+    import pandas as pd
+
+    texts = ["" if t is None else str(t) for t in table[config["input_column"]]]
+    device = next(model.parameters()).device
+    chunks = []
+    for start in range(0, len(texts), EVAL_BATCH_SIZE):
+        batch = tokenizer(texts[start : start + EVAL_BATCH_SIZE], truncation=True, max_length=config["max_length"],
+                          padding=True, return_tensors="pt")  # fmt: skip
+        chunks.append(model(**{k: v.to(device) for k, v in batch.items()}).logits.float().softmax(-1).cpu())
+    probs = torch.cat(chunks) if chunks else torch.zeros((0, len(model.config.id2label)))
+    names = [str(model.config.id2label[i]) for i in range(probs.shape[1])]
+    score, best = probs.max(-1) if len(texts) else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
+    out = {"label": [names[i] for i in best.tolist()], "score": score.tolist()}
+    return pd.DataFrame(out | {f"prob_{name}": probs[:, i].tolist() for i, name in enumerate(names)})
 
 
 def train(config: Mapping, task: Mapping, run: Mapping, reporter: Reporter) -> dict:

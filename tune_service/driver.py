@@ -444,8 +444,16 @@ def _publish(spec: SweepSpec, result: SweepResult, tracker, histories, searched:
             tracker.log_figures(figures.figures(spec, histories))
         except Exception as exc:  # a report is never worth losing the sweep's record
             log.warning("reports not drawn: %s", exc)
-    if not (spec.mlflow.register_model and spec.mlflow.log_checkpoints and result.best_run_id):
-        return
+    if spec.mlflow.register_model and result.best_run_id:
+        _register(spec, result, tracker, searched)
+
+
+def _register(spec: SweepSpec, result: SweepResult, tracker, searched: list[str]) -> None:
+    """The best checkpoint logged as an MLflow Model of its run, registered, and promoted if it earns it."""
+    import ray
+
+    from . import logged_model, registry
+
     flat = search_spaces.flatten(result.best_config or {})
     tags = {k: tracking.param_value(flat[k]) for k in searched if k in flat}
     tags |= {
@@ -458,15 +466,17 @@ def _publish(spec: SweepSpec, result: SweepResult, tracker, histories, searched:
     adapter = getattr(spec.task, "adapter", None)
     if adapter is not None:  # the version holds the adapter and what trained in full: it says which base it needs
         tags |= {tracking.TAG_ADAPTER: adapter.type, tracking.TAG_BASE_MODEL: spec.task.base_model}
+    best = logged_model.winner(result)
+    target = tracking.ModelTarget(
+        tracking_uri=result.tracking_uri, experiment_id=result.experiment_id, run_id=result.best_run_id,
+        step=best.epochs if best else 0, model_type=spec.task.type, tags=tags,
+        credentials=ray.put(writers.credentials_from_env()),
+    )  # fmt: skip
     try:
-        result.model_version = tracker.register_best(
-            spec.name,
-            result.best_run_id,
-            tags,
-            description=f"best of sweep {result.sweep_id}: {result.metric}={result.best_value:.4g}",
-        )
-    except tracking.TrackingError as exc:
-        log.warning("best model not registered: %s", exc)
+        result.model_id = logged_model.log_winner(spec, result, target)
+        registry.publish(spec, result, tracker, result.model_id, tags)
+    except Exception as exc:  # the sweep's record is worth more than its registered model
+        log.warning("best model not logged or registered: %s", exc)
 
 
 def resume_sweep(

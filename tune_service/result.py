@@ -62,6 +62,10 @@ class SweepResult:
     stopped_by: Optional[str] = None
     # the best checkpoint's version in the MLflow Model Registry (registered under the sweep's name)
     model_version: Optional[str] = None
+    # the best model logged as an MLflow Model (pyfunc) of its run: models:/MODEL_ID loads it
+    model_id: Optional[str] = None
+    # what the new version's registration did to the alias champion, and why
+    promotion: Optional[str] = None
     # the best trial's scores on the test split no trial saw (task.dataset.test_split), test_* by name
     test_metrics: dict = field(default_factory=dict)
     # search.confirm: each finalist's trial id -> the mean, spread, values and trial ids of its repeats

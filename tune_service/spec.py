@@ -773,7 +773,14 @@ class MlflowSpec(_Strict):
         description="checkpoints kept per trial in MLflow, best first (Tune's storage: the 2 best and the latest)",
     )
     register_model: bool = Field(
-        True, description="register the best checkpoint in the Model Registry under the sweep's name"
+        True,
+        description="log the best checkpoint as an MLflow Model (pyfunc) of its run and register it under the "
+        "sweep's name, with the alias challenger",
+    )
+    promote: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="when the new version takes the alias champion: auto, when it beats the champion on the "
+        "sweep's metric scored on the same data (the test split's, else the validation rows); always; never",
     )
     reports: bool = Field(
         True, description="optimization history, parallel coordinates, importance, learning curves (PNG)"

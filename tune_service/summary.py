@@ -42,6 +42,16 @@ def summarize(grid, spec: SweepSpec, sweep_id: str, uri: str, tracker, storage: 
     return _result(spec, sweep_id, uri, tracker, storage, wall, trials), histories
 
 
+def _best_checkpoint(checkpoints: list, metric: str, mode: str) -> str | None:
+    """The folder of the best of a trial's ``(checkpoint, metrics)``; on a tie the later one."""
+    sign = 1 if mode == "max" else -1
+    scored = [(c, m) for c, m in checkpoints if m.get(metric) is not None]
+    if not scored:
+        return None
+    best, _ = max(scored, key=lambda cm: (sign * cm[1][metric], cm[1].get("training_iteration", 0)))
+    return best.path
+
+
 def _trial(r, spec: SweepSpec, runs: dict) -> tuple[TrialResult, TrialHistory | None]:
     """One trial's result at its best epoch, and its history (None when it never reported the metric)."""
     metric, mode = spec.search.metric, spec.search.mode
@@ -53,13 +63,13 @@ def _trial(r, spec: SweepSpec, runs: dict) -> tuple[TrialResult, TrialHistory | 
     steps = None if df is None else df.get("epoch", df.get("training_iteration"))  # each result's epoch
     best_row: dict[str, Any] = {}
     if df is not None and metric in df and df[metric].notna().any():
-        idx = df[metric].idxmax() if mode == "max" else df[metric].idxmin()
+        latest_first = df[metric][::-1]  # on a tie the later epoch, as the writers and Tune's checkpoints rank
+        idx = latest_first.idxmax() if mode == "max" else latest_first.idxmin()
         row = df.loc[idx].to_dict()
         best_row = numeric_metrics(row)
         if spec.search.scheduler == "pbt":  # the hyperparameters its best epoch trained with: PBT changes them
             config = _config_columns(row)
-    ckpt = r.get_best_checkpoint(metric, mode) if r.best_checkpoints else None
-    ckpt_path = ckpt.path if ckpt else None
+    ckpt_path = _best_checkpoint(r.best_checkpoints or [], metric, mode)
     if ckpt_path is None and best_row and CHECKPOINT_PATH in df:  # a multi-worker trial: Ray Train's
         ckpt_path = df.loc[idx, CHECKPOINT_PATH]
     trial = TrialResult(

@@ -203,6 +203,8 @@ CASES = [
         [],
         ["search.cross_validation", "one after another in one process"],
     ),
+    # the registry
+    ("promote-value", {"mlflow.promote": "sometimes"}, [], ["mlflow.promote", "'sometimes'", "'auto'", "'never'"]),
     # causal language models
     ("lm-missing-column", {**CAUSAL, "task.dataset.prompt_column": "body"}, [], ["prompt_column='body' not in"]),
     (

@@ -30,7 +30,7 @@ def assert_every_epoch_once(client: MlflowClient, run, epochs: int) -> None:
 
 
 def test_sweep_streams_through_the_server_with_top_k_checkpoints_registry_reports_and_load_best(
-    make_spec, mlflow_server, tmp_path, monkeypatch
+    make_spec, mlflow_server, model_server, tmp_path, monkeypatch
 ):
     server = mlflow_server()
     # MLflow's convention: the environment overrides the spec's tracking URI
@@ -39,7 +39,8 @@ def test_sweep_streams_through_the_server_with_top_k_checkpoints_registry_report
         **{
             "name": "tiny-server",
             "search": {"strategy": "random", "num_samples": 2, "max_concurrent_trials": 2, "seed": 3},
-            "hyperparameters.groups.encoder.lr": {"loguniform": [1e-4, 3e-3]},
+            "hyperparameters.groups.encoder.lr": {"loguniform": [1e-3, 3e-3]},
+            "hyperparameters.groups.head": {"lr": 1e-2, "optimizer": "adamw"},  # learns the reviews in 3 epochs
             "hyperparameters.epochs": 3,
             "mlflow": {"tracking_uri": f"sqlite:///{tmp_path / 'not-used.db'}", "keep_checkpoints": 2},
         }
@@ -108,6 +109,71 @@ def test_sweep_streams_through_the_server_with_top_k_checkpoints_registry_report
 
     # the node writers are gone with the sweep
     assert not [a for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == NAMESPACE]
+
+    check_the_winner_ships(client, result, model, tokenizer, model_server, tmp_path)
+    a_worse_sweep_leaves_the_champion(spec, client, result, tmp_path)
+
+
+REVIEWS = ["a great and lovely film", "a dull and boring film", "lovely great film", "boring dull plot"]
+
+
+def check_the_winner_ships(client: MlflowClient, result, model, tokenizer, model_server, tmp_path) -> None:
+    """The winner is its run's logged MLflow Model; the champion loads with pyfunc in a new process and
+    serves with ``mlflow models serve``, both predicting the labels ``load_best``'s model does."""
+    import json
+    import subprocess
+    import sys
+
+    logged = client.get_logged_model(result.model_id)
+    assert logged.source_run_id == result.best_run_id and str(logged.status) == "READY"
+    assert [o.model_id for o in client.get_run(result.best_run_id).outputs.model_outputs] == [result.model_id]
+    version = client.get_model_version("tiny-server", result.model_version)
+    assert version.source == f"models:/{result.model_id}"
+    assert set(version.aliases) == {"challenger", "champion"}
+    assert version.tags["tune_service.score_name"] == "val_accuracy"
+    assert float(version.tags["tune_service.score"]) == pytest.approx(result.best_value)
+    parent = client.get_run(result.parent_run_id).data.tags
+    assert parent["tune_service.promotion"] == f"version {result.model_version} is champion: there was no champion"
+
+    batch = tokenizer(REVIEWS, return_tensors="pt", padding=True, truncation=True, max_length=16)
+    with torch.no_grad():
+        expected = [model.config.id2label[i] for i in model(**batch).logits.argmax(-1).tolist()]
+    assert len(set(expected)) == 2  # the model tells the reviews apart: equal labels below mean something
+    load = (
+        "import json, sys, mlflow.pyfunc, pandas as pd\n"
+        "model = mlflow.pyfunc.load_model('models:/tiny-server@champion')\n"
+        "print(json.dumps(model.predict(pd.DataFrame({'review': json.loads(sys.argv[1])})).to_dict('list')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", load, json.dumps(REVIEWS)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    predicted = json.loads(done.stdout.strip().splitlines()[-1])
+    assert predicted["label"] == expected
+    assert all(abs(p + q - 1) < 1e-5 for p, q in zip(predicted["prob_neg"], predicted["prob_pos"]))
+
+    served = model_server("models:/tiny-server@champion", result.tracking_uri)
+    answers = served.predict(["review"], [[text] for text in REVIEWS])
+    assert [a["label"] for a in answers] == expected
+    assert [a["score"] for a in answers] == pytest.approx(predicted["score"], abs=1e-6)
+
+
+def a_worse_sweep_leaves_the_champion(spec: dict, client: MlflowClient, result, tmp_path) -> None:
+    """A second sweep of the same name that learns nothing: its version is the challenger, the champion stays."""
+    import copy
+
+    worse = copy.deepcopy(spec)
+    worse["hyperparameters"]["groups"] = {"encoder": {"lr": 1e-9}, "head": {"lr": 1e-9}}
+    worse["hyperparameters"]["epochs"] = 1
+    worse["search"] |= {"num_samples": 1}
+    second = run_sweep(worse, storage_path=str(tmp_path / "ray"), verbose=0)
+    assert second.best_value < result.best_value
+    assert int(second.model_version) == int(result.model_version) + 1
+    assert client.get_model_version_by_alias("tiny-server", "champion").version == result.model_version
+    assert client.get_model_version_by_alias("tiny-server", "challenger").version == second.model_version
+    assert second.promotion == (
+        f"version {second.model_version} is challenger: val_accuracy {second.best_value:.4g} does not beat "
+        f"champion version {result.model_version}'s {result.best_value:.4g}"
+    )
 
 
 def test_tracking_server_outage_mid_sweep_loses_nothing(make_spec, mlflow_server, tmp_path):

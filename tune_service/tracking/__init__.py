@@ -15,6 +15,7 @@ mlflow itself is imported inside the calls.
 
 from __future__ import annotations
 
+from ._models import ModelTarget, log_model, model_uri
 from ._names import (
     CONFIRMS,
     ORIGINS,
@@ -24,7 +25,11 @@ from ._names import (
     TAG_BASE_MODEL,
     TAG_CONFIG,
     TAG_CONFIRMS,
+    TAG_PROMOTION,
     TAG_REFITS,
+    TAG_SCORE,
+    TAG_SCORE_NAME,
+    TAG_SCORED_ON,
     TAG_STRATEGY,
     TAG_SWEEP_ID,
     TAG_TASK,
@@ -38,9 +43,10 @@ from ._sweep import SUBMISSION_ENV, SweepTracker, code_tags, ray_job_tags
 from ._target import TrackingError, check_server, is_local_store, resolve_tracking_uri, ui_command
 
 __all__ = [
-    "CONFIRMS", "ORIGINS", "PARENT_RUN", "REFITS", "SUBMISSION_ENV", "SweepNotFound", "SweepTracker", "TAG_ADAPTER",
-    "TAG_BASE_MODEL", "TAG_CONFIG", "TAG_CONFIRMS", "TAG_REFITS", "TAG_STRATEGY", "TAG_SWEEP_ID", "TAG_TASK",
-    "TAG_TRIAL_ID", "TrackingError", "WarmStartError", "check_server", "code_tags", "download_best", "earlier_trials",
-    "find_sweep", "is_local_store", "numeric_metrics", "param_from", "param_value", "ray_job_tags",
-    "resolve_tracking_uri", "sweep_spec", "ui_command",
+    "CONFIRMS", "ModelTarget", "ORIGINS", "PARENT_RUN", "REFITS", "SUBMISSION_ENV", "SweepNotFound", "SweepTracker",
+    "TAG_ADAPTER", "TAG_BASE_MODEL", "TAG_CONFIG", "TAG_CONFIRMS", "TAG_PROMOTION", "TAG_REFITS", "TAG_SCORE",
+    "TAG_SCORED_ON", "TAG_SCORE_NAME", "TAG_STRATEGY", "TAG_SWEEP_ID", "TAG_TASK", "TAG_TRIAL_ID", "TrackingError",
+    "WarmStartError", "check_server", "code_tags", "download_best", "earlier_trials", "find_sweep", "is_local_store",
+    "log_model", "model_uri", "numeric_metrics", "param_from", "param_value", "ray_job_tags", "resolve_tracking_uri",
+    "sweep_spec", "ui_command",
 ]  # fmt: skip

@@ -59,6 +59,11 @@ TAG_CONFIG = "tune_service.config"
 TAG_ADAPTER = "tune_service.adapter"  # a registered version that is an adapter: its type
 TAG_BASE_MODEL = "tune_service.base_model"  # and the base model it goes on, as the spec names it
 TAG_STOPPED_BY = "tune_service.stopped_by"
+# a registered version's score (its name and value) and the data it was measured on
+TAG_SCORE_NAME = "tune_service.score_name"
+TAG_SCORE = "tune_service.score"
+TAG_SCORED_ON = "tune_service.scored_on"
+TAG_PROMOTION = "tune_service.promotion"  # on the parent run: what the version did to the alias champion, and why
 TAG_NOTE = "mlflow.note.content"
 SPEC_FILE = "spec.yaml"
 

@@ -114,18 +114,20 @@ def sweep_spec(tracking_uri: str, sweep_id: str) -> tuple[str, str]:
 
 
 def download_best(source: str, version: str | None, tracking_uri: str, dst: str) -> tuple[str, str]:
-    """``(task type, local folder)`` of a best checkpoint, downloaded through the tracking server into ``dst``.
+    """``(task type, local folder)`` of a best checkpoint's model, downloaded through the tracking server into ``dst``.
 
     ``source`` is a registered model name (``version``, else its latest), ``models:/NAME/VERSION``,
-    a sweep's parent run id (its best trial) or a trial's run id (its best checkpoint).
+    ``models:/NAME@ALIAS``, a sweep's parent run id (its best trial) or a trial's run id (its best checkpoint).
+    A registered version is a logged MLflow Model: its checkpoint folder is the model's artifact ``model``.
     """
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
-    name = None
+    name = alias = None
     if source.startswith("models:/"):
         name, _, version = source[len("models:/") :].partition("/")
+        name, _, alias = name.partition("@")
         version = version or None
     else:
         try:
@@ -134,7 +136,8 @@ def download_best(source: str, version: str | None, tracking_uri: str, dst: str)
         except MlflowException:
             pass
     if name is not None:
-        return _download_version(client, name, version, tracking_uri, dst)
+        mv = client.get_model_version_by_alias(name, alias) if alias else _version(client, name, version, tracking_uri)
+        return _download_version(mv, tracking_uri, dst)
     try:
         run = client.get_run(source)
     except MlflowException:
@@ -149,14 +152,22 @@ def download_best(source: str, version: str | None, tracking_uri: str, dst: str)
     return task, client.download_artifacts(run.info.run_id, checkpoint, dst)
 
 
-def _download_version(client, name: str, version: str | None, tracking_uri: str, dst: str) -> tuple[str, str]:
-    import mlflow.artifacts
-
+def _version(client, name: str, version: str | None, tracking_uri: str):
     if version is None:
         versions = client.search_model_versions(f"name = '{name}'")
         if not versions:
             raise ValueError(f"registered model {name!r} has no versions at {tracking_uri}")
         version = str(max(int(v.version) for v in versions))
-    mv = client.get_model_version(name, version)
+    return client.get_model_version(name, version)
+
+
+def _download_version(mv, tracking_uri: str, dst: str) -> tuple[str, str]:
+    """A version's checkpoint folder: the logged model's artifact ``model`` (an earlier version: its source)."""
+    import mlflow.artifacts
+
+    from trainables.serving import MODEL_ARTIFACT
+
     task = mv.tags.get(TAG_TASK, "text_classification")
-    return task, mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=dst, tracking_uri=tracking_uri)
+    folder = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=dst, tracking_uri=tracking_uri)
+    packaged = os.path.join(folder, "artifacts", MODEL_ARTIFACT)
+    return task, packaged if os.path.exists(os.path.join(folder, "MLmodel")) else folder

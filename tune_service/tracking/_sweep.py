@@ -18,13 +18,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ._models import model_uri
 from ._names import (
     EXPERIMENT_KIND,
     PARENT_RUN,
     REPORTS,
     SPEC_FILE,
     TAG_BEST,
-    TAG_BEST_CHECKPOINT,
     TAG_BEST_RUN,
     TAG_CODE,
     TAG_GIT,
@@ -39,7 +39,6 @@ from ._names import (
     numeric_metrics,
     param_value,
 )
-from ._target import TrackingError
 
 #: set by ``submit_sweep`` in a submitted sweep's environment: the Ray Job's submission id
 SUBMISSION_ENV = "TUNE_SERVICE_SUBMISSION_ID"
@@ -142,28 +141,40 @@ class SweepTracker:
             self.client.set_tag(parent, TAG_STOPPED_BY, stopped_by)
         self.client.set_terminated(parent, status)
 
-    def register_best(self, model_name: str, run_id: str, tags: Mapping[str, str], description: str) -> str:
-        """Register the best trial's best checkpoint as a new version of ``model_name``; returns the version."""
+    def register_best(self, model_name: str, model_id: str, tags: Mapping[str, str], description: str) -> str:
+        """Register a logged model (the best trial's) as a new version of ``model_name``; returns the version."""
         from mlflow.exceptions import MlflowException
 
-        run = self.client.get_run(run_id)
-        path = run.data.tags.get(TAG_BEST_CHECKPOINT)
-        if path is None:
-            raise TrackingError(f"run {run_id} has no checkpoint in MLflow to register")
+        model = self.client.get_logged_model(model_id)
         try:
             self.client.create_registered_model(model_name, description=f"tune-service sweeps of {model_name}")
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         version = self.client.create_model_version(
-            model_name,
-            source=f"{run.info.artifact_uri}/{path}",
-            run_id=run_id,
-            tags=dict(tags),
-            description=description,
-        )
+            model_name, source=model_uri(model_id), run_id=model.source_run_id, tags=dict(tags),
+            description=description, model_id=model_id,
+        )  # fmt: skip
         self.client.set_tag(self.parent_run_id, TAG_MODEL_VERSION, f"{model_name}/{version.version}")
         return version.version
+
+    def version_by_alias(self, model_name: str, alias: str):
+        """The version of ``model_name`` holding ``alias`` (its tags with it), or None."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version_by_alias(model_name, alias)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
+
+    def set_alias(self, model_name: str, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(model_name, alias, version)
+
+    def tag_sweep(self, key: str, value: str) -> None:
+        """A tag on the parent run."""
+        self.client.set_tag(self.parent_run_id, key, value)
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
         """Numbers about the sweep itself on its parent run (step 0)."""

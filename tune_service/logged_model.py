@@ -1,0 +1,68 @@
+"""The winner as an MLflow Model: its best checkpoint packaged as a pyfunc model, logged to its run.
+
+Built in a Ray task with a trial's resources, on a node that can read the checkpoint from Tune's
+storage: the task's own code picks an input example from the validation rows and MLflow infers the
+signature by loading the packaged model and predicting on it, so a model that logs is a model that
+loads. The model is the output of the winner's run (MLflow's logged models), and the registry's
+versions point at it (:mod:`.registry`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from trainables.manifest import manifest
+
+from . import tracking
+from .result import SweepResult, TrialResult
+from .spec import SweepSpec
+
+
+def winner(result: SweepResult) -> TrialResult | None:
+    """The sweep's best trial, when it has a checkpoint to package."""
+    return next((t for t in result.trials if t.trial_id == result.best_trial_id and t.checkpoint), None)
+
+
+def log_winner(spec: SweepSpec, result: SweepResult, target: tracking.ModelTarget) -> str:
+    """Package the best trial's best checkpoint and log it to its run; returns the logged model's id."""
+    import ray
+
+    best = winner(result)
+    if best is None:
+        raise ValueError(f"sweep {result.sweep_id} has no best trial with a checkpoint to log")
+    task = spec.task.model_dump(mode="json")  # the example comes from the validation rows, never a fold's
+    remote = ray.remote(_package).options(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)
+    return ray.get(remote.remote(spec.task.type, task, best.checkpoint, target, _base_model(spec)))
+
+
+def _base_model(spec: SweepSpec) -> str | None:
+    """The base model an adapter goes on, as the spec names it; None without an adapter."""
+    return spec.task.base_model if getattr(spec.task, "adapter", None) is not None else None
+
+
+def _package(task_type: str, task: Mapping, checkpoint: str, target: tracking.ModelTarget, base: str | None) -> str:
+    import mlflow.pyfunc
+    import pandas as pd
+    from ray.train import Checkpoint
+
+    from trainables import serving
+    from trainables.loop import MODEL_DIR
+    from trainables.standalone import quiet_transformers
+
+    quiet_transformers()
+    example, config = manifest(task_type).trainable().Adapter(task).serving_example()
+    builtin_base = base is not None and base.startswith("builtin:")
+    requirements = serving.requirements(task_type, adapter=base is not None, builtin_base=builtin_base)
+
+    with Checkpoint(checkpoint).as_directory() as folder:
+
+        def save(path: str, described) -> None:
+            mlflow.pyfunc.save_model(
+                path, python_model=serving.TunedModel(), mlflow_model=described,
+                artifacts={serving.MODEL_ARTIFACT: os.path.join(folder, MODEL_DIR)},
+                model_config={**config, "task": task_type}, code_paths=[serving.CODE_DIR],
+                input_example=pd.DataFrame(example), pip_requirements=requirements,
+            )  # fmt: skip
+
+        return tracking.log_model(target, save)
