@@ -33,11 +33,11 @@ from torch import nn
 from . import adapters
 from .config import TrialConfig
 from .cross_validation import fit_task
-from .data import TaskError
+from .data import TaskError, used_rows
 from .manifest import DEFAULT_CAUSAL_LM, TASKS
 from .param_groups import Selector
 from .reporting import Reporter, TuneReporter
-from .sft_data import IGNORE, Example, Packed, end_token, load_sft_data, pack
+from .sft_data import IGNORE, ROLES, Example, Packed, data_format, end_token, load_sft_data, pack, prompt_tokens
 from .standalone import quiet_transformers, smoke_config, smoke_main
 from .text_classification import LAYER, pad, resolve_model, set_dropout_config
 
@@ -122,6 +122,12 @@ class CausalLM:
                 f"a validation response has {longest} tokens, more than task.generation.max_new_tokens="
                 f"{self.generation['max_new_tokens']}"
             )
+
+    @staticmethod
+    def rows_used(task: Mapping) -> dict:
+        """The rows a trial of ``task`` learns from and is validated on (:func:`trainables.data.used_rows`)."""
+        cfg = task["dataset"]
+        return used_rows(cfg, int(cfg.get("seed", 0)), ROLES[data_format(cfg)])
 
     # ---------------------------------------------------------------- model
 
@@ -229,18 +235,13 @@ class CausalLM:
 
     def answers(self, model: nn.Module, count: int) -> list[str]:
         """Greedy answers to the first ``count`` validation prompts (``generation.max_new_tokens`` at most)."""
-        device = next(model.parameters()).device
-        out = []
         prompts = [e.prompt for e in self.data.validation[:count]]
-        for start in range(0, len(prompts), EVAL_BATCH_SIZE):
-            ids, mask = pad(prompts[start : start + EVAL_BATCH_SIZE], self.pad_id, left=True)
-            generated = model.generate(
-                input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                max_new_tokens=int(self.generation["max_new_tokens"]), pad_token_id=self.pad_id,
-                eos_token_id=end_token(self.tokenizer),
-            )  # fmt: skip
-            out += self.tokenizer.batch_decode(generated[:, ids.shape[1] :], skip_special_tokens=True)
-        return [a.strip() for a in out]
+        return generate(model, self.tokenizer, prompts, int(self.generation["max_new_tokens"]))
+
+    def serving_example(self, rows: int = 2) -> tuple[dict, dict, dict]:
+        """A few validation prompts as a logged model's input example, its ``model_config`` and parameters."""
+        config = {"input_column": "prompt", "max_new_tokens": int(self.generation["max_new_tokens"])}
+        return {"prompt": self.data.validation_prompts[:rows]}, config, {"max_new_tokens": config["max_new_tokens"]}
 
     def exact_match(self, model: nn.Module) -> float:
         """The share of the sampled validation prompts answered with exactly the reference response."""
@@ -259,6 +260,31 @@ class CausalLM:
 
 Adapter = CausalLM
 _GPT_BLOCK = re.compile(r"\.h\.(\d+)\.")  # GPT-2's blocks: transformer.h.N
+
+
+@torch.no_grad()
+def generate(model: nn.Module, tokenizer, prompts: list[list[int]], max_new_tokens: int) -> list[str]:
+    """Greedy answers to tokenized prompts, batched and left-padded, each up to its end token."""
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_token(tokenizer)
+    out = []
+    for start in range(0, len(prompts), EVAL_BATCH_SIZE):
+        ids, mask = pad(prompts[start : start + EVAL_BATCH_SIZE], pad_id, left=True)
+        generated = model.generate(
+            input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False, max_new_tokens=max_new_tokens,
+            pad_token_id=pad_id, eos_token_id=end_token(tokenizer),
+        )  # fmt: skip
+        out += tokenizer.batch_decode(generated[:, ids.shape[1] :], skip_special_tokens=True)
+    return [a.strip() for a in out]
+
+
+def predict_table(model: nn.Module, tokenizer, table, config: Mapping, params: Mapping):
+    """``table``'s prompts (as the model sees them) to greedy ``response``s of ``max_new_tokens`` at most."""
+    import pandas as pd
+
+    prompts = [prompt_tokens(tokenizer, "" if p is None else str(p)) for p in table[config["input_column"]]]
+    budget = int(params.get("max_new_tokens") or config["max_new_tokens"])
+    return pd.DataFrame({"response": generate(model, tokenizer, prompts, budget)})
 
 
 def _four_bit(source: str, config, checkpointing: bool) -> nn.Module:

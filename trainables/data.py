@@ -168,6 +168,21 @@ def split_train_validation(raw, cfg: Mapping, seed: int, roles: tuple[str, ...])
     return train, validation
 
 
+def used_rows(cfg: Mapping, seed: int, roles: tuple[str, ...], builtins: Mapping | None = None) -> dict:
+    """The rows a trial learns from and is validated on, as ``datasets`` Datasets of the columns ``roles`` name:
+    ``training`` and ``validation`` (under cross-validation, ``training``: every row the folds partition)."""
+    raw = load_raw(cfg["source"], cfg.get("config_name"), builtins)
+    if cfg.get("folds"):
+        train, _ = held_out_test(raw, raw[cfg["train_split"]], cfg, seed)
+        parts = {"training": subset(training_rows(raw, train, cfg["validation_split"]), cfg.get("train_size"), seed)}
+    else:
+        train, validation = split_train_validation(raw, {**cfg, "part": None}, seed, roles)
+        parts = {"training": subset(train, cfg.get("train_size"), seed),
+                 "validation": subset(validation, cfg.get("validation_size"), seed + 1)}  # fmt: skip
+    columns = [cfg[role] for role in roles if cfg.get(role)]
+    return {use: ds.select_columns(columns) for use, ds in parts.items()}
+
+
 def held_out_test(raw, train, cfg: Mapping, seed: int):
     """``train`` without the test rows (``test_split``: a split, or a seeded fraction of train), and those rows.
 

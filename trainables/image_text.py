@@ -39,8 +39,8 @@ from torch import nn
 from . import adapters
 from .config import TrialConfig
 from .cross_validation import fit_task
-from .data import TaskError
-from .image_data import ImageTextData, load_image_text_data
+from .data import TaskError, used_rows
+from .image_data import BUILTIN_IMAGE_DATASETS, ImageTextData, load_image_text_data
 from .manifest import DEFAULT_VISION_TOWER, TASKS
 from .param_groups import Selector
 from .reporting import Reporter, TuneReporter
@@ -163,6 +163,12 @@ class ImageText:
         self.unavailable_metrics = {}
         if self.class_tokens is None:
             self.unavailable_metrics = {m: "it has no label_column" for m in LABELLED_ONLY}
+
+    @staticmethod
+    def rows_used(task: Mapping) -> dict:
+        """The rows a trial of ``task`` learns from and is validated on (:func:`trainables.data.used_rows`)."""
+        cfg, roles = task["dataset"], ("image_column", "caption_column", "label_column")
+        return used_rows(cfg, int(cfg.get("seed", 0)), roles, BUILTIN_IMAGE_DATASETS)
 
     # ---------------------------------------------------------------- model
 
@@ -329,6 +335,18 @@ class ImageText:
         return {"classes": list(self.data.class_captions), "true": val.labels.tolist(),
                 "predicted": predicted.tolist(), "inputs": captions}  # fmt: skip
 
+    def serving_example(self, rows: int = 2) -> tuple[dict, dict, dict]:
+        """A logged model's input example: validation images (PNG, as preprocessed), the first with its caption,
+        and a caption alone (either column may be left out); its ``model_config`` and parameters (none)."""
+        val = self.data.validation
+        count = min(rows, len(val))
+        mean, std = self.processor.image_mean, self.processor.image_std
+        images = [png(val.pixels[i], mean, std) for i in range(count)]
+        captions = [self.data.captions[i] for i in val.caption_ids[:count].tolist()]
+        config = {"classes": self.data.class_captions, "labels": self.data.label_names,
+                  "mode": _pil_mode(self.vision_config), "max_length": int(self.task["max_length"])}  # fmt: skip
+        return {"image": images + [None], "caption": captions[:1] + [None] * (count - 1) + captions[:1]}, config, {}
+
     def save_model(self, model: nn.Module, path: str) -> None:
         """The model (under an adapter: each tower's adapter and the weights trained in full), the preprocessing."""
         if self.adapted:
@@ -411,6 +429,84 @@ def load_pretrained(model_dir: str, merge: bool = False) -> tuple[nn.Module, obj
         tokenizer=AutoTokenizer.from_pretrained(model_dir),
     )
     return model, processor
+
+
+def png(pixels: torch.Tensor, mean, std) -> bytes:
+    """A preprocessed image (channels first, normalized) back to an 8-bit PNG."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    values = pixels.float() * torch.tensor(std).view(-1, 1, 1) + torch.tensor(mean).view(-1, 1, 1)
+    array = (values.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else np.ascontiguousarray(array))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+@torch.no_grad()
+def predict_table(model: nn.Module, processor, table, config: Mapping, params: Mapping):
+    """Each row's ``image`` (encoded bytes, or base64 text) to its zero-shot ``label`` and ``score`` among the
+    class captions and its ``embedding``; its ``caption`` to ``caption_embedding``. A row without one gets None."""
+    import pandas as pd
+
+    n = len(table)
+    out: dict[str, list] = {}
+    if "image" in table:
+        at = [i for i, v in enumerate(table["image"]) if v is not None and v == v]
+        images = [_decoded(table["image"].iloc[i], config["mode"]) for i in at]
+        embeds = _embeds_of_images(model, processor, images)
+        out["embedding"] = _scatter(n, at, embeds.tolist())
+        if config.get("classes"):
+            classes = _embeds_of_texts(model, processor.tokenizer, config["classes"], config["max_length"])
+            probs = (model.logit_scale.exp().float() * embeds @ classes.T).softmax(-1)
+            score, best = probs.max(-1) if at else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
+            out["label"] = _scatter(n, at, [config["labels"][i] for i in best.tolist()])
+            out["score"] = _scatter(n, at, score.tolist())
+    if "caption" in table:
+        at = [i for i, v in enumerate(table["caption"]) if v is not None and v == v]
+        texts = [str(table["caption"].iloc[i]) for i in at]
+        out["caption_embedding"] = _scatter(
+            n, at, _embeds_of_texts(model, processor.tokenizer, texts, config["max_length"]).tolist()
+        )
+    return pd.DataFrame(out)
+
+
+def _decoded(value, mode: str):
+    import base64
+    import io
+
+    from PIL import Image
+
+    data = value if isinstance(value, (bytes, bytearray)) else base64.b64decode(value)
+    return Image.open(io.BytesIO(data)).convert(mode)
+
+
+def _embeds_of_images(model: nn.Module, processor, images: list) -> torch.Tensor:
+    device = next(model.parameters()).device
+    if not images:
+        return torch.zeros((0, model.config.projection_dim))
+    pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"].to(device)
+    return nn.functional.normalize(model.get_image_features(pixel_values=pixels).pooler_output.float(), dim=-1).cpu()
+
+
+def _embeds_of_texts(model: nn.Module, tokenizer, texts: list[str], max_length: int) -> torch.Tensor:
+    device = next(model.parameters()).device
+    if not texts:
+        return torch.zeros((0, model.config.projection_dim))
+    ids, mask = pad(tokenizer(texts, truncation=True, max_length=max_length)["input_ids"], tokenizer.pad_token_id or 0)
+    emb = model.get_text_features(input_ids=ids.to(device), attention_mask=mask.to(device)).pooler_output
+    return nn.functional.normalize(emb.float(), dim=-1).cpu()
+
+
+def _scatter(n: int, at: list[int], values: list) -> list:
+    """``values`` at the rows ``at`` of ``n``, None elsewhere."""
+    out: list = [None] * n
+    for i, v in zip(at, values):
+        out[i] = v
+    return out
 
 
 def train(config: Mapping, task: Mapping, run: Mapping, reporter: Reporter) -> dict:

@@ -42,6 +42,23 @@ class TunedModel(mlflow.pyfunc.PythonModel):
         return self.module.predict_table(self.model, self.processor, table, self.config, dict(params or {}))
 
 
+def save(path: str, model_dir: str, task_type: str, example: tuple, pip_requirements: list[str], mlflow_model=None):
+    """Write a pyfunc model folder at ``path`` from a checkpoint's ``model_dir``.
+
+    ``example`` is a task's ``serving_example()``: ``(inputs, model_config, params)``; MLflow infers the
+    signature by loading the written model and predicting on the inputs.
+    """
+    import pandas as pd
+
+    inputs, config, params = example
+    mlflow.pyfunc.save_model(
+        path, python_model=TunedModel(), mlflow_model=mlflow_model, artifacts={MODEL_ARTIFACT: model_dir},
+        model_config={**config, "task": task_type}, code_paths=[CODE_DIR],
+        input_example=(pd.DataFrame(inputs), params) if params else pd.DataFrame(inputs),
+        pip_requirements=pip_requirements,
+    )  # fmt: skip
+
+
 def requirements(task_type: str, adapter: bool, builtin_base: bool) -> list[str]:
     """The pip requirements of a logged model: the installed versions of what loading and predicting import."""
     from importlib.metadata import PackageNotFoundError, version

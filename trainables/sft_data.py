@@ -72,6 +72,7 @@ class SFTData:
     train: list[Example]
     validation: list[Example]
     validation_answers: list[str]  # each validation response as text, for exact match
+    validation_prompts: list[str]  # each validation prompt as text, as the model sees it (templates applied)
 
 
 def data_format(cfg: Mapping) -> str:
@@ -105,6 +106,7 @@ def load_sft_data(cfg: Mapping, seed: int, tokenizer, max_length: int, chat_temp
         train=[encoder(p, r) for p, r in train_pairs],
         validation=[encoder(p, r) for p, r in validation_pairs],
         validation_answers=[r.strip() for _, r in validation_pairs],
+        validation_prompts=[p for p, _ in validation_pairs],
     )
 
 
@@ -147,18 +149,23 @@ class _Encoder:
 
     def __init__(self, tokenizer, max_length: int):
         self.tokenizer, self.max_length = tokenizer, max_length
-        self.bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
         self.eos = end_token(tokenizer)
 
     def __call__(self, prompt: str, response: str) -> Example:
         tok = self.tokenizer
-        prompt_ids = self.bos + (tok(prompt, add_special_tokens=False)["input_ids"] if prompt else [])
+        prompt_ids = prompt_tokens(tok, prompt)
         if len(prompt_ids) >= self.max_length:
             raise DataError(f"max_length={self.max_length} leaves no room for a response after a prompt of "
                             f"{len(prompt_ids)} tokens ({prompt[:60]!r}...): raise max_length above the longest "
                             "prompt, or shorten the prompts", "task.max_length")  # fmt: skip
         response_ids = tok(response, add_special_tokens=False)["input_ids"] + [self.eos]
         return Example(prompt_ids, response_ids[: self.max_length - len(prompt_ids)])
+
+
+def prompt_tokens(tokenizer, prompt: str) -> list[int]:
+    """A prompt's tokens as training and generation give them: the beginning-of-sequence token, then the text's."""
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    return bos + (tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else [])
 
 
 def end_token(tokenizer) -> int:

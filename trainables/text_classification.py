@@ -28,7 +28,7 @@ from torch import nn
 from . import adapters
 from .config import TrialConfig
 from .cross_validation import fit_task
-from .data import BUILTIN_PREFIX, TaskError, load_text_data, package_dir
+from .data import BUILTIN_PREFIX, TaskError, load_text_data, package_dir, used_rows
 from .manifest import TASKS
 from .param_groups import Selector, default_selectors
 from .reporting import Reporter, TuneReporter
@@ -113,6 +113,11 @@ class TextClassification:
             ids, mask = pad([val_ids[i] for i in idx], self.pad_id)
             labels = torch.tensor([val_labels[i] for i in idx], dtype=torch.long)
             self.val_batches.append({"input_ids": ids, "attention_mask": mask, "labels": labels})
+
+    @staticmethod
+    def rows_used(task: Mapping) -> dict:
+        """The rows a trial of ``task`` learns from and is validated on (:func:`trainables.data.used_rows`)."""
+        return used_rows(task["dataset"], int(task["dataset"].get("seed", 0)), ("text_column", "label_column"))
 
     def _base_config(self, source: str, dropout: float | None):
         from transformers import AutoConfig
@@ -223,11 +228,11 @@ class TextClassification:
             true += batch["labels"].tolist()
         return {"classes": list(self.data.label_names), "true": true, "predicted": predicted, "inputs": self.val_texts}
 
-    def serving_example(self, rows: int = 2) -> tuple[dict, dict]:
-        """A few validation texts as a logged model's input example, and its ``model_config``."""
+    def serving_example(self, rows: int = 2) -> tuple[dict, dict, dict]:
+        """A few validation texts as a logged model's input example, its ``model_config`` and parameters (none)."""
         column = self.text_column
         config = {"input_column": column, "max_length": self.max_length}
-        return {column: self.data.validation.texts[:rows]}, config
+        return {column: self.data.validation.texts[:rows]}, config, {}
 
     def save_model(self, model: nn.Module, path: str) -> None:
         """The model (under an adapter: the adapter and the head, with the base's config), and the tokenizer."""

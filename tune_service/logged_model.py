@@ -42,8 +42,6 @@ def _base_model(spec: SweepSpec) -> str | None:
 
 
 def _package(task_type: str, task: Mapping, checkpoint: str, target: tracking.ModelTarget, base: str | None) -> str:
-    import mlflow.pyfunc
-    import pandas as pd
     from ray.train import Checkpoint
 
     from trainables import serving
@@ -51,18 +49,11 @@ def _package(task_type: str, task: Mapping, checkpoint: str, target: tracking.Mo
     from trainables.standalone import quiet_transformers
 
     quiet_transformers()
-    example, config = manifest(task_type).trainable().Adapter(task).serving_example()
+    example = manifest(task_type).trainable().Adapter(task).serving_example()
     builtin_base = base is not None and base.startswith("builtin:")
     requirements = serving.requirements(task_type, adapter=base is not None, builtin_base=builtin_base)
-
     with Checkpoint(checkpoint).as_directory() as folder:
-
-        def save(path: str, described) -> None:
-            mlflow.pyfunc.save_model(
-                path, python_model=serving.TunedModel(), mlflow_model=described,
-                artifacts={serving.MODEL_ARTIFACT: os.path.join(folder, MODEL_DIR)},
-                model_config={**config, "task": task_type}, code_paths=[serving.CODE_DIR],
-                input_example=pd.DataFrame(example), pip_requirements=requirements,
-            )  # fmt: skip
-
-        return tracking.log_model(target, save)
+        model_dir = os.path.join(folder, MODEL_DIR)
+        return tracking.log_model(
+            target, lambda path, described: serving.save(path, model_dir, task_type, example, requirements, described)
+        )

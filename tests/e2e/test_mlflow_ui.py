@@ -1,4 +1,5 @@
-"""The MLflow UI, in headless Chromium, shows a sweep as a parent run with its trials nested under it.
+"""The MLflow UI, in headless Chromium, shows a sweep as a parent run with its trials nested under it,
+each trial's data in the Dataset column and the winner's model in the Models column.
 
 Chromium is driven through the DevTools protocol over ``--remote-debugging-pipe``
 (JSON messages on file descriptors 3 and 4), so no browser driver is needed.
@@ -94,7 +95,9 @@ class Browser:
         os.close(self._out_r)
 
 
-def test_mlflow_ui_shows_the_sweep_with_nested_trial_runs(make_spec, mlflow_server, tmp_path):
+def test_mlflow_ui_shows_the_sweep_with_nested_trial_runs_their_data_and_the_winners_model(
+    make_spec, mlflow_server, tmp_path
+):
     assert CHROMIUM, "no chromium on PATH: `make browser` installs Debian's package (make test does it first)"
     server = mlflow_server()
     spec = make_spec(
@@ -117,6 +120,9 @@ def test_mlflow_ui_shows_the_sweep_with_nested_trial_runs(make_spec, mlflow_serv
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(trials) == 2
+    best = client.get_run(parent.data.tags["tune_service.best_run_id"])
+    assert len(best.outputs.model_outputs) == 1  # the winner's logged model
+    digests = {i.tags[0].value: i.dataset.digest for i in best.inputs.dataset_inputs}
 
     browser = Browser(tmp_path / "chromium-profile")
     try:
@@ -135,6 +141,14 @@ def test_mlflow_ui_shows_the_sweep_with_nested_trial_runs(make_spec, mlflow_serv
         )
         names = json.dumps([t.info.run_name for t in trials])
         browser.wait_for(f"{names}.every(n => document.body.innerText.includes(n))")
+        # the Dataset column: each trial's training and validation rows, by source and digest
+        visible = browser.js("document.body.innerText")
+        assert "Dataset" in visible and "Models" in visible
+        for use in ("training", "validation"):
+            assert f"{spec['task']['dataset']['source']} ({digests[use][:8]})" in visible
+        # the Models column: the best trial's logged model, linked to its registered version
+        links = browser.js("JSON.stringify([...document.querySelectorAll('a')].map(a => a.getAttribute('href')))")
+        assert "#/models/ui-sweep/versions/1" in json.loads(links)
         shot = browser.screenshot(tmp_path / "mlflow-ui-sweep.png")
     finally:
         browser.close()

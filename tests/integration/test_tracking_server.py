@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -64,6 +65,7 @@ def test_sweep_streams_through_the_server_with_top_k_checkpoints_registry_report
     runs = children(client, result)
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
     artifacts_root = server.data_dir / "artifacts"
+    digests = []
     for run in runs:
         trial_id = run.data.tags["tune_service.trial_id"]
         trial = next(t for t in result.trials if t.trial_id == trial_id)
@@ -82,6 +84,14 @@ def test_sweep_streams_through_the_server_with_top_k_checkpoints_registry_report
         stored = list(artifacts_root.rglob(f"{run.info.run_id}/artifacts/checkpoints/*/model.safetensors"))
         assert len(stored) == 2
         assert trial.mlflow_run_id == run.info.run_id
+        # the rows it learned from and was validated on, as dataset inputs: the runs table's Dataset column
+        inputs = {i.tags[0].value: i.dataset for i in client.get_run(run.info.run_id).inputs.dataset_inputs}
+        assert set(inputs) == {"training", "validation"}
+        assert {d.name for d in inputs.values()} == {spec["task"]["dataset"]["source"]}
+        assert json.loads(inputs["training"].profile)["num_rows"] == 180  # 240 reviews less a quarter validating
+        assert json.loads(inputs["validation"].profile)["num_rows"] == 60
+        digests.append((inputs["training"].digest, inputs["validation"].digest))
+    assert len(set(digests)) == 1 and len(set(digests[0])) == 2  # every trial the same rows; two parts differ
 
     # the best checkpoint is registered under the sweep's name with the winning config
     version = client.get_model_version("tiny-server", result.model_version)

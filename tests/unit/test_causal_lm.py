@@ -114,6 +114,22 @@ def test_a_trial_learns_the_answers_reports_its_metrics_and_resumes_exactly(lm_t
     model, tokenizer = causal_lm.load_pretrained(str(whole.checkpoints[-1] / "model"))
     assert not model.training and tokenizer.pad_token_id == 0
 
+    # packaged as an MLflow pyfunc model: the validation prompts answered as the trial answered them
+    import mlflow.pyfunc
+    import pandas as pd
+
+    from trainables import serving
+
+    adapter = causal_lm.CausalLM(lm_task)
+    example = adapter.serving_example()
+    serving.save(str(tmp_path / "pyfunc"), str(whole.checkpoints[-1] / "model"), "causal_lm", example, [])
+    packaged = mlflow.pyfunc.load_model(str(tmp_path / "pyfunc"))
+    assert [p.name for p in packaged.metadata.signature.params.params] == ["max_new_tokens"]
+    answers = packaged.predict(pd.DataFrame(example[0]))["response"].tolist()
+    assert answers == adapter.answers(model, 2) and set(answers) <= {"good", "bad"}
+    shorter = packaged.predict(pd.DataFrame(example[0]), params={"max_new_tokens": 1})["response"].tolist()
+    assert all(len(tokenizer(a, add_special_tokens=False)["input_ids"]) <= 1 for a in shorter)
+
 
 @pytest.mark.parametrize("tied", [False, True])
 def test_default_groups_partition_the_model_and_lm_head_exists_only_untied(lm_task, tied):

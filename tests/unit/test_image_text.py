@@ -144,6 +144,27 @@ def test_saved_checkpoint_loads_as_model_and_processor(task, tmp_path):
     assert out.logits_per_image.shape == (1, len(SHAPES))
     assert not model.training
 
+    # packaged as an MLflow pyfunc model: the validation images' zero-shot classes, embeddings of both kinds
+    import mlflow.pyfunc
+    import pandas as pd
+
+    from trainables import serving
+
+    adapter = ImageText(task)
+    example = adapter.serving_example()
+    serving.save(str(tmp_path / "pyfunc"), str(rep.checkpoints[-1] / "model"), "image_text", example, [])
+    packaged = mlflow.pyfunc.load_model(str(tmp_path / "pyfunc"))
+    assert {c.name: c.required for c in packaged.metadata.get_input_schema().inputs} == {"image": False,
+                                                                                        "caption": False}  # fmt: skip
+    table = packaged.predict(pd.DataFrame(example[0]))
+    expected = adapter.predictions(model)
+    assert table["label"][:2].tolist() == [expected["classes"][i].split()[-1] for i in expected["predicted"][:2]]
+    missing = table.isna()
+    assert missing["label"][2] and missing["embedding"][2] and not missing["caption_embedding"][2]  # a caption alone
+    assert missing["caption_embedding"][1] and not missing["embedding"][1]  # an image without a caption
+    for vector in [*table["embedding"][:2], table["caption_embedding"][0], table["caption_embedding"][2]]:
+        assert len(vector) == model.config.projection_dim and sum(v * v for v in vector) == pytest.approx(1, abs=1e-4)
+
 
 def test_captions_from_a_caption_column_and_image_paths_from_a_csv(make_image_task, image_folder, tmp_path):
     import csv

@@ -41,7 +41,8 @@ def test_the_champion_moves_only_when_the_new_version_beats_it_on_the_same_data(
 def result_of(spec, **fields) -> SweepResult:
     base = dict(name=spec.name, sweep_id="s", strategy="random", metric="val_accuracy", mode="max",
                 best_trial_id="t", best_config={}, best_metrics={"val_accuracy": 0.9}, best_checkpoint=None,
-                tracking_uri="", experiment_id="", parent_run_id="", best_run_id="r", storage_path="", wall_time_s=0)  # fmt: skip
+                tracking_uri="", experiment_id="", parent_run_id="", best_run_id="r", storage_path="",
+                wall_time_s=0)  # fmt: skip
     return SweepResult(**(base | fields))
 
 

@@ -21,7 +21,9 @@ What lands in MLflow, per trial:
 - the top ``k`` checkpoints by the sweep's metric under ``checkpoints/epoch-NNN``
   (``tune_service.best_checkpoint`` names the best); a checkpoint that falls out
   of the top ``k`` is deleted;
-- tags for the trial id, the node that ran it and the code version.
+- tags for the trial id, the node that ran it and the code version;
+- the rows it learns from and is validated on, as MLflow dataset inputs (source, digest, schema and
+  use: ``training`` or ``validation``), which the runs table's Dataset column shows.
 
 Artifacts go through the tracking server (``mlflow server --serve-artifacts``),
 so nodes need no shared filesystem. Credentials for the server reach the writers
@@ -213,6 +215,12 @@ class TrialWriter:
             return path
         finally:
             shutil.rmtree(staged, ignore_errors=True)
+
+    def log_inputs(self, trial_id: str, inputs: list) -> None:
+        """The trial's datasets (``mlflow.entities.DatasetInput``) on its run; one already there is not repeated."""
+        state = self.runs.get(trial_id)
+        if state is not None:
+            self._retry(f"datasets of {trial_id}", self.client.log_inputs, state.run_id, inputs)
 
     def finish_trial(self, trial_id: str, status: str, end_time_ms: int) -> None:
         state = self.runs.get(trial_id)
@@ -467,6 +475,10 @@ class MlflowReporter:
     def latest_checkpoint(self):
         return self.inner.latest_checkpoint()
 
+    def log_datasets(self, datasets: Mapping[str, Any], source: Mapping) -> None:
+        self.writer.log_inputs.remote(self.trial_id, dataset_inputs(datasets, source))
+        self.inner.log_datasets(datasets, source)
+
     def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
         import ray
 
@@ -481,6 +493,20 @@ class MlflowReporter:
         # there); with the server away, train on: the writer holds them, and the checkpoint behind them
         ray.wait([logged], timeout=2.0)
         self.inner.report(metrics, checkpoint_dir)
+
+
+def dataset_inputs(datasets: Mapping[str, Any], source: Mapping) -> list:
+    """``datasets`` Datasets by their use as MLflow dataset inputs: named by their source, digested by MLflow."""
+    import mlflow.data
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    out = []
+    for use, ds in datasets.items():
+        target = source.get("label_column") if source.get("label_column") in ds.column_names else None
+        data = mlflow.data.from_huggingface(ds, path=source["source"], name=source["source"], targets=target)
+        out.append(DatasetInput(data._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, use)]))
+    return out
 
 
 def _model_dir() -> str:
