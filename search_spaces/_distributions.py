@@ -156,7 +156,7 @@ def parse_distribution(raw: dict) -> Distribution:
 class Domain:
     """The values a hyperparameter accepts.
 
-    ``kind`` is ``float``, ``int``, ``bool`` or ``choice`` (then ``options``).
+    ``kind`` is ``float``, ``int``, ``bool``, ``str`` (a model: any name) or ``choice`` (then ``options``).
     Numeric bounds: ``ge``/``gt`` below, ``le``/``lt`` above. ``nullable`` lets
     ``null`` mean "off" (e.g. no early stopping).
     """
@@ -174,6 +174,8 @@ class Domain:
             text = "one of " + ", ".join(map(str, self.options))
         elif self.kind == "bool":
             text = "true or false"
+        elif self.kind == "str":
+            text = "a model: builtin:NAME, a hub id or a local folder"
         else:
             parts = []
             for op, bound in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt)):
@@ -195,6 +197,10 @@ class Domain:
         if self.kind == "bool":
             if not isinstance(value, bool):
                 raise ValueError(f"got {value!r}; expected true or false")
+            return value
+        if self.kind == "str":
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"got {value!r}; expected {self.describe()}")
             return value
         if self.kind == "int" and not (isinstance(value, int) and not isinstance(value, bool)):
             raise ValueError(f"got {value!r}; expected {self.describe()}")

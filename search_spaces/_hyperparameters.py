@@ -35,6 +35,8 @@ CONDITIONS = {
 SEP = "/"  # Ray Tune's, Optuna's and ConfigSpace's flat-name separator (groups/encoder/lr)
 # Sections of trial-wide settings, absent (None) when the sweep does not use them: an adapter's rank, scale, dropout.
 SECTIONS = ("adapter",)
+# Trial-wide settings absent (None) unless the sweep sets them: the base model, when task.model is searched.
+OPTIONAL = ("model",)
 
 
 def iter_hyperparameters(hp: Hyperparameters) -> Iterator[tuple[tuple[str, ...], Any]]:
@@ -57,7 +59,7 @@ def iter_hyperparameters(hp: Hyperparameters) -> Iterator[tuple[tuple[str, ...],
                 yield ("groups", gname, field), value
     for field in type(hp).model_fields:
         value = getattr(hp, field)
-        if field == "groups" or (field in SECTIONS and value is None):
+        if field == "groups" or (field in SECTIONS + OPTIONAL and value is None):
             continue
         if field in SECTIONS:
             yield from (((field, sub), getattr(value, sub)) for sub in type(value).model_fields)

@@ -58,6 +58,9 @@ class PBT(Scheduler):
         if search.perturbation_interval >= max_epochs(hp):
             out.append(("search.perturbation_interval", f"got {search.perturbation_interval}, but trials train "
                         f"{max_epochs(hp)} epochs: PBT would never perturb; lower it or train longer"))  # fmt: skip
+        if isinstance(hp.model, Distribution):
+            out.append(("task.model", "scheduler 'pbt' continues a trial from another's checkpoint, which a different "
+                                      "base model cannot load: search task.model with another scheduler"))  # fmt: skip
         if spec.resources.workers > 1:
             out.append(("resources.workers", f"got {spec.resources.workers}, but scheduler 'pbt' continues trials "
                         "from each other's Tune checkpoints, which a multi-worker trial keeps in Ray Train instead: "

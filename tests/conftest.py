@@ -62,9 +62,28 @@ def save_tiny_bert(path: Path, num_labels: int = 2) -> Path:
     return path
 
 
+def save_tiny_distilbert(path: Path, tiny_bert: str) -> Path:
+    """A DistilBERT of the tiny BERT's size and vocabulary (its tokenizer): another architecture to choose."""
+    import torch
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                              max_position_embeddings=64, num_labels=2)  # fmt: skip
+    torch.manual_seed(1)
+    DistilBertForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> str:
     return str(save_tiny_bert(tmp_path_factory.mktemp("tiny-bert")))
+
+
+@pytest.fixture(scope="session")
+def tiny_distilbert(tmp_path_factory, tiny_bert) -> str:
+    return str(save_tiny_distilbert(tmp_path_factory.mktemp("tiny-distilbert"), tiny_bert))
 
 
 @pytest.fixture(scope="session")

@@ -162,3 +162,8 @@ class RunSettings:
             device=run.get("device"),
             compile=bool(run.get("compile", False)),
         )
+
+
+def with_trial_model(task: Mapping, config: Mapping) -> Mapping:
+    """The task section a trial trains: the base model its config chose where the sweep searches it."""
+    return {**task, "model": config["model"]} if config.get("model") else task

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
-from .config import RunSettings, TrialConfig
+from .config import RunSettings, TrialConfig, with_trial_model
 from .data import fold_task
 from .loop import MODEL_DIR, Progress, Task, fit, improved, loaded_task
 from .reporting import Reporter
@@ -38,6 +38,7 @@ def fit_task(make: Callable[[Mapping], Task], config: Mapping, task: Mapping, ru
 
     Returns the last epoch's metrics (under cross-validation, the folds' means).
     """
+    task = with_trial_model(task, config)
     dataset = task["dataset"]
     rows_used = getattr(make, "rows_used", None)
     if rows_used is not None:

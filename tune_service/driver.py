@@ -465,7 +465,7 @@ def _register(spec: SweepSpec, result: SweepResult, tracker, searched: list[str]
     }
     adapter = getattr(spec.task, "adapter", None)
     if adapter is not None:  # the version holds the adapter and what trained in full: it says which base it needs
-        tags |= {tracking.TAG_ADAPTER: adapter.type, tracking.TAG_BASE_MODEL: spec.task.base_model}
+        tags |= {tracking.TAG_ADAPTER: adapter.type, tracking.TAG_BASE_MODEL: logged_model.base_model(spec, result)}
     best = logged_model.winner(result)
     target = tracking.ModelTarget(
         tracking_uri=result.tracking_uri, experiment_id=result.experiment_id, run_id=result.best_run_id,

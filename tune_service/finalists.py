@@ -34,11 +34,12 @@ def on_checkpoints(spec: SweepSpec, trials: list[TrialResult], task: Mapping, jo
 def _on_checkpoint(job: str, task_type: str, task: Mapping, config: Mapping, checkpoint: str, run: Mapping):
     from ray.train import Checkpoint
 
+    from trainables.config import with_trial_model
     from trainables.loop import MODEL_DIR, checkpoint_model
     from trainables.standalone import quiet_transformers
 
     quiet_transformers()
-    adapter = manifest(task_type).trainable().Adapter(task)
+    adapter = manifest(task_type).trainable().Adapter(with_trial_model(task, config))
     with Checkpoint(checkpoint).as_directory() as folder:
         model = checkpoint_model(adapter, config, os.path.join(folder, MODEL_DIR), run)
     return getattr(adapter, job)(model)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from trainables.config import with_trial_model
 from trainables.manifest import manifest
 
 from . import tracking
@@ -32,13 +33,17 @@ def log_winner(spec: SweepSpec, result: SweepResult, target: tracking.ModelTarge
     if best is None:
         raise ValueError(f"sweep {result.sweep_id} has no best trial with a checkpoint to log")
     task = spec.task.model_dump(mode="json")  # the example comes from the validation rows, never a fold's
+    task = with_trial_model(task, best.config)
     remote = ray.remote(_package).options(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)
-    return ray.get(remote.remote(spec.task.type, task, best.checkpoint, target, _base_model(spec)))
+    return ray.get(remote.remote(spec.task.type, task, best.checkpoint, target, base_model(spec, result)))
 
 
-def _base_model(spec: SweepSpec) -> str | None:
-    """The base model an adapter goes on, as the spec names it; None without an adapter."""
-    return spec.task.base_model if getattr(spec.task, "adapter", None) is not None else None
+def base_model(spec: SweepSpec, result: SweepResult) -> str | None:
+    """The base model the winner's adapter goes on, as the spec names it (the one it chose, where the sweep
+    searches it); None without an adapter."""
+    if getattr(spec.task, "adapter", None) is None:
+        return None
+    return (result.best_config or {}).get("model") or spec.task.base_model
 
 
 def _package(task_type: str, task: Mapping, checkpoint: str, target: tracking.ModelTarget, base: str | None) -> str:

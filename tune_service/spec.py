@@ -221,6 +221,11 @@ class Hyperparameters(_Strict):
         Domain("int", ge=1, nullable=True), "epochs without improvement before a trial stops"
     ) = None
     seed: HP(Domain("int", ge=0), "seed of model init, dropout and data order") = 0
+    model: HP(
+        Domain("str", nullable=True),
+        "the base model a trial fine-tunes, searched: set from task.model when it is {choice: [...]} or "
+        "{grid: [...]}; null: task.model",
+    ) = None
 
     @field_validator("groups")
     @classmethod
@@ -343,7 +348,16 @@ class TextClassificationTask(_Task):
     """Sequence classification: a pretrained encoder plus a new classification head."""
 
     type: Literal["text_classification"]
-    model: str = Field("builtin:minilm", description="builtin:minilm, a hub id or a local path")
+    model: HP(
+        Domain("str"),
+        "the base model: builtin:minilm, a hub id or a local path; {choice: [...]} or {grid: [...]} searches it",
+    ) = "builtin:minilm"
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Every base model a trial may fine-tune: task.model, or each of its choices."""
+        return tuple(self.model.values) if isinstance(self.model, Distribution) else (self.model,)
+
     dataset: DatasetSpec = DatasetSpec()
     max_length: int = Field(128, ge=8, le=8192, description="tokens per example")
     adapter: Optional[AdapterSpec] = Field(
@@ -828,6 +842,19 @@ class SweepSpec(_Strict):
         if isinstance(task, dict) and task.get("adapter") is not None and isinstance(hp, dict):
             if hp.get("adapter") is None:
                 data = {**data, "hyperparameters": {**hp, "adapter": {}}}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _searched_model(cls, data: Any) -> Any:
+        """``task.model: {choice: [...]}`` searches the base model: each trial's is its config's ``model``."""
+        task = data.get("task") if isinstance(data, dict) else None
+        hp = data.get("hyperparameters") if isinstance(data, dict) else None
+        if isinstance(task, dict) and isinstance(task.get("model"), dict) and isinstance(hp, dict):
+            if hp.get("model") not in (None, task["model"]):
+                raise ValueError(f"hyperparameters.model={hp['model']!r} and task.model={task['model']!r}: search "
+                                 "the base model in task.model alone")  # fmt: skip
+            data = {**data, "hyperparameters": {**hp, "model": task["model"]}}
         return data
 
     def trial_task(self) -> dict:

@@ -264,29 +264,41 @@ def check_task(spec: SweepSpec) -> Any:
     shown = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
-        adapter = _load_task(spec)
-        for targets in _target_options(spec):
-            model = _skeleton(spec, adapter, targets)
-            _check_task_fits(spec, adapter, model)
+        for model in getattr(spec.task, "models", (None,)):  # each base model a trial may get, when searched
+            try:
+                adapter = _load_task(spec, model)
+                for targets in _target_options(spec):
+                    _check_task_fits(spec, adapter, _skeleton(spec, adapter, targets))
+            except SpecError as exc:
+                raise _naming(exc, model, spec) from None
         return adapter
     finally:
         if shown:
             datasets.enable_progress_bars()
 
 
-def _model_field(spec: SweepSpec) -> str:
-    return repr(getattr(spec.task, "model", spec.task.type))
+def _naming(exc: SpecError, model: str | None, spec: SweepSpec) -> SpecError:
+    """``exc`` saying which of the searched base models it is about (as it is, when the model is not searched)."""
+    if len(getattr(spec.task, "models", ())) < 2:
+        return exc
+    return SpecError([(path, f"with task.model={model!r}: {message}") for path, message in exc.problems], exc.source)
 
 
-def _load_task(spec: SweepSpec):
+def _model_field(spec: SweepSpec, model: str | None = None) -> str:
+    return repr(model or getattr(spec.task, "model", spec.task.type))
+
+
+def _load_task(spec: SweepSpec, model: str | None):
+    from trainables.config import with_trial_model
     from trainables.data import TaskError
 
     try:
-        return TASK_MANIFESTS[spec.task.type].trainable().Adapter(spec.trial_task())
+        task = with_trial_model(spec.trial_task(), {"model": model})
+        return TASK_MANIFESTS[spec.task.type].trainable().Adapter(task)
     except TaskError as exc:
         raise SpecError([(exc.field, str(exc))]) from None
     except OSError as exc:  # transformers: no such model folder or hub id
-        raise SpecError([("task.model", f"cannot load {_model_field(spec)}: {exc}")]) from None
+        raise SpecError([("task.model", f"cannot load {_model_field(spec, model)}: {exc}")]) from None
 
 
 def _target_options(spec: SweepSpec) -> list:

@@ -203,6 +203,34 @@ CASES = [
         [],
         ["search.cross_validation", "one after another in one process"],
     ),
+    # the base model as a choice
+    (
+        "model-choice-groups",  # BERT's encoder by its prefix: DistilBERT's is distilbert.
+        {
+            "task.model": {"choice": ["{tiny_bert}", "{tiny_distilbert}"]},
+            "task.groups": {"encoder": {"prefix": ["bert."]}, "head": {"prefix": ["classifier.", "pre_classifier."]}},
+        },
+        [],
+        ["with task.model='", "tiny-distilbert", "groups matching no parameter: encoder"],
+    ),  # fmt: skip
+    (
+        "model-choice-pbt",
+        {
+            "task.model": {"choice": ["{tiny_bert}", "{tiny_distilbert}"]},
+            "search.strategy": "pbt",
+            "search.num_samples": 4,
+            f"{G}.head.lr": {"loguniform": [1e-3, 1e-1]},
+            "hyperparameters.epochs": 3,
+        },
+        [],
+        ["task.model", "pbt", "a different base model cannot load"],
+    ),  # fmt: skip
+    (
+        "model-choice-numbers",
+        {"task.model": {"uniform": [0, 1]}},
+        [],
+        ["task.model", "uniform is for numbers", "use choice or grid"],
+    ),
     # the registry
     ("promote-value", {"mlflow.promote": "sometimes"}, [], ["mlflow.promote", "'sometimes'", "'auto'", "'never'"]),
     # causal language models
@@ -239,7 +267,7 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def data_files(tmp_path_factory, tiny_bert):
+def data_files(tmp_path_factory, tiny_bert, tiny_distilbert):
     d = tmp_path_factory.mktemp("bad-data")
     (d / "empty.csv").write_text("review,sentiment\n")
     (d / "negative.csv").write_text(
@@ -251,7 +279,18 @@ def data_files(tmp_path_factory, tiny_bert):
     )
     return {"empty_csv": str(d / "empty.csv"), "negative_csv": str(d / "negative.csv"),
             "one_class_csv": str(d / "one_class.csv"), "rare_class_csv": str(d / "rare_class.csv"),
-            "tiny_bert": tiny_bert}  # fmt: skip
+            "tiny_bert": tiny_bert, "tiny_distilbert": tiny_distilbert}  # fmt: skip
+
+
+def filled(value, **names):
+    """``value`` with ``{name}`` in its strings (nested in lists and mappings too) replaced."""
+    if isinstance(value, str):
+        return value.format(**names)
+    if isinstance(value, list):
+        return [filled(v, **names) for v in value]
+    if isinstance(value, dict):
+        return {k: filled(v, **names) for k, v in value.items()}
+    return value
 
 
 def build(case, make_spec, data_files, tmp: Path) -> Path:
@@ -262,8 +301,7 @@ def build(case, make_spec, data_files, tmp: Path) -> Path:
         return path
     spec = make_spec()
     for dotted, value in body.items():
-        if isinstance(value, str):
-            value = value.format(tmp=tmp, **data_files)
+        value = filled(value, tmp=tmp, **data_files)
         node = spec
         *parents, last = dotted.split(".")
         for key in parents:

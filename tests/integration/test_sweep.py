@@ -225,3 +225,39 @@ def test_cross_validated_sweep_reports_the_folds_mean_and_refits_the_winner(make
     assert sum(map(sum, matrix["matrix"])) == len(part.validation)
     right = sum(matrix["matrix"][i][i] for i in range(len(matrix["matrix"])))
     assert right / len(part.validation) >= result.best_value - 1e-9  # the best fold scores at least the mean
+
+
+def test_a_sweep_over_two_base_models_records_each_trials_model_and_ships_the_winners(
+    make_spec, where, tiny_bert, tiny_distilbert
+):
+    """``task.model: {grid: [...]}``: two architectures, each trial's groups resolved for its own model,
+    its run naming the model, the trade-off of accuracy and latency as a Pareto front, the winner's own
+    architecture logged and loaded."""
+    from tune_service import load_best
+
+    spec = make_spec(
+        **{
+            "name": "two-models",
+            "task.model": {"grid": [tiny_bert, tiny_distilbert]},
+            "search": {"strategy": "grid", "max_concurrent_trials": 2, "metric": ["val_accuracy", "val_latency_ms"],
+                       "mode": ["max", "min"]},
+        }
+    )  # fmt: skip
+    result = run_sweep(spec, **where)
+
+    client = MlflowClient(result.tracking_uri)
+    runs = {t.trial_id: client.get_run(t.mlflow_run_id) for t in result.trials}
+    assert sorted(r.data.params["model"] for r in runs.values()) == sorted([tiny_bert, tiny_distilbert])
+    for trial in result.trials:  # each trained its own architecture: its encoder group found in it
+        run = runs[trial.trial_id]
+        assert run.data.params["model"] == trial.config["model"]
+        assert client.get_metric_history(run.info.run_id, "trainable_params/encoder")[-1].value > 0
+    sizes = {t.config["model"]: t.metrics["trainable_params"] for t in result.trials}
+    assert sizes[tiny_bert] != sizes[tiny_distilbert]
+    assert set(result.pareto_front) <= {t.trial_id for t in result.trials} and result.pareto_front
+
+    winner = result.best_config["model"]
+    assert client.get_model_version("two-models", result.model_version).tags["model"] == winner
+    model, _ = load_best(result)
+    expected = "BertForSequenceClassification" if winner == tiny_bert else "DistilBertForSequenceClassification"
+    assert type(model).__name__ == expected

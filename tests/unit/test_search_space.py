@@ -327,3 +327,38 @@ def test_epoch_budget_counts_each_epoch_once_and_stops_the_sweep():
         if (trial, it) == ("t1", 2):
             assert not budget.stop_all()
     assert budget.spent == 3 and budget.stop_all()
+
+
+@pytest.mark.parametrize("strategy", ["grid", "random", "bayesian", "bohb"])
+def test_the_base_model_is_one_more_searched_setting_of_every_searcher(strategy):
+    """``task.model: {choice: [...]}`` (a grid for grid search) is the trial config's ``model``."""
+    spec = copy.deepcopy(BASE)
+    spec["hyperparameters"]["batch_size"] = 16
+    if strategy == "grid":
+        spec["hyperparameters"] = {"groups": {"encoder": {"lr": 1e-4}, "head": {"lr": 1e-3}}}
+    spec["task"]["model"] = {"grid" if strategy == "grid" else "choice": ["org/small", "./models/large"]}
+    spec["search"] = {"strategy": strategy, "num_samples": 6, "seed": 3}
+    loaded = load_spec(spec)
+    assert loaded.task.models == ("org/small", "./models/large")
+    assert "model" in search_spaces.searched(loaded.hyperparameters)
+    plan = search_spaces.build(loaded)
+    if strategy == "grid":
+        assert plan.param_space["model"] == {"grid_search": ["org/small", "./models/large"]}
+    elif strategy == "random":
+        assert plan.param_space["model"].categories == ["org/small", "./models/large"]
+    else:
+        alg = plan.search_alg
+        alg.set_search_properties("val_accuracy", "max", plan.param_space)
+        chosen = {alg.suggest(f"t{i}")["model"] for i in range(6)}
+        assert chosen == {"org/small", "./models/large"}  # both tried in 6 suggestions
+    # a sweep that does not search it gives trials no model setting: they train task.model
+    spec["task"]["model"] = "org/small"
+    assert "model" not in search_spaces.build(load_spec(spec)).param_space
+
+
+def test_the_base_model_is_searched_in_task_model_alone():
+    spec = copy.deepcopy(BASE)
+    spec["task"]["model"] = {"choice": ["a", "b"]}
+    spec["hyperparameters"]["model"] = {"choice": ["a", "c"]}
+    with pytest.raises(SpecError, match="search the base model in task.model alone"):
+        load_spec(spec)
