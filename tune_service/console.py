@@ -98,7 +98,7 @@ def summary(result: SweepResult, searched: Sequence[str]) -> str:
             *(f"  {p}: {flat[p]}" for p in searched if p in flat),
             f"Best checkpoint: {result.best_checkpoint}",
         ]
-        lines += confirm_lines(result) + refit_lines(result) + test_lines(result)
+        lines += confirm_lines(result) + refit_lines(result) + test_lines(result) + model_lines(result)
     lines += [
         "",
         f"MLflow: experiment {result.experiment_id}, parent run {result.parent_run_id}",
@@ -112,6 +112,17 @@ def summary(result: SweepResult, searched: Sequence[str]) -> str:
             f"  then browse http://127.0.0.1:5000/{page}"
         )
     return "\n".join(lines)
+
+
+def model_lines(result: SweepResult) -> list[str]:
+    """The registered version, what it did to the alias champion, and how to load it."""
+    if result.model_version is None:
+        return []
+    return [
+        f"Registered {result.name} version {result.model_version}: {result.promotion}",
+        f"  load it: mlflow.pyfunc.load_model('models:/{result.name}/{result.model_version}'); "
+        f"serve the champion: mlflow models serve -m 'models:/{result.name}@champion' --env-manager local",
+    ]
 
 
 def _spread(result: SweepResult) -> str:

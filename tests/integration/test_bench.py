@@ -28,11 +28,11 @@ def bench(script: str, *args: str, cwd: Path) -> list[dict]:
 
 
 def test_ideal_both_ways_then_the_plot(tmp_path):
-    lines = bench("ideal.py", "--trials", "4", "--train-size", "32", cwd=tmp_path)
+    lines = bench("ideal.py", "--trials", "2", "--train-size", "32", cwd=tmp_path)
 
     assert [line["ray"] for line in lines] == ["embedded", "running"]
     for line in lines:
-        assert line["trials"] == 4 and line["slots"] == 2
+        assert line["trials"] == 2 and line["slots"] == 2
         assert line["trial_compute_s"] > 0
         # the whole call holds Tune's fit; the ideal is the trials' compute over the slots
         assert line["wall_s"] >= line["wall_in_fit_s"] > 0
@@ -47,7 +47,7 @@ def test_ideal_both_ways_then_the_plot(tmp_path):
 
 
 def test_adapters_full_against_lora_plus_then_the_plot(tmp_path):
-    lines = bench("adapters.py", "--budget", "25", "--ways", "full,lora_plus", "--train-size", "32",
+    lines = bench("adapters.py", "--budget", "12", "--ways", "full,lora_plus", "--train-size", "32",
                   "--validation-size", "32", cwd=tmp_path)  # fmt: skip
 
     ((line,),) = [lines]

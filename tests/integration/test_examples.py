@@ -51,6 +51,11 @@ def run_example(example: Path, where: Path):
         (r.info.run_name, r.info.status) for r in runs
     ]
     assert client.get_run(result.parent_run_id).info.status == "FINISHED"
+    for run in runs:  # the rows each trial learned from (and, but for a cross-validated one, was validated on)
+        uses = {i.tags[0].value for i in client.get_run(run.info.run_id).inputs.dataset_inputs}
+        assert uses == ({"training"} if cv is not None else {"training", "validation"}), run.info.run_name
+    # the winner, logged as an MLflow Model of its run and registered from it
+    assert result.model_id and client.get_logged_model(result.model_id).source_run_id == result.best_run_id
     return result
 
 
@@ -103,9 +108,26 @@ def test_lora_example_runs_and_its_best_adapter_loads_back_from_the_registry(tmp
     model, tokenizer = load_best(result)
     assert type(model).__name__ == "PeftModelForSequenceClassification"
     trial_model, _ = load_pretrained(str(Path(result.best_checkpoint) / "model"))
-    batch = tokenizer(["a gripping, funny film", "dull and far too long"], return_tensors="pt", padding=True)
+    reviews = ["a gripping, funny film", "dull and far too long"]
+    batch = tokenizer(reviews, return_tensors="pt", padding=True)
     with torch.no_grad():
-        assert torch.allclose(model(**batch).logits, trial_model(**batch).logits)
+        logits = model(**batch).logits
+        assert torch.allclose(logits, trial_model(**batch).logits)
+
+    # the logged MLflow Model: the adapter, put on the base model its version names when pyfunc loads it
+    import mlflow.artifacts
+    import mlflow.pyfunc
+    import pandas as pd
+
+    champion = MlflowClient(result.tracking_uri).get_model_version_by_alias(result.name, "champion")
+    assert champion.version == result.model_version
+    folder = mlflow.artifacts.download_artifacts(champion.source, dst_path=str(tmp_path / "champion"),
+                                                 tracking_uri=result.tracking_uri)  # fmt: skip
+    packaged = mlflow.pyfunc.load_model(folder)
+    table = packaged.predict(pd.DataFrame({"text": reviews}))
+    names = model.config.id2label
+    assert table["label"].tolist() == [names[i] for i in logits.argmax(-1).tolist()]
+    assert table["score"].tolist() == pytest.approx(logits.softmax(-1).max(-1).values.tolist(), abs=1e-5)
 
 
 def test_sft_example_runs_and_its_best_model_generates_after_loading_back(tmp_path):

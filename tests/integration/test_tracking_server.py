@@ -136,9 +136,11 @@ def check_the_winner_ships(client: MlflowClient, result, model, tokenizer, model
 
     logged = client.get_logged_model(result.model_id)
     assert logged.source_run_id == result.best_run_id and str(logged.status) == "READY"
+    files = {f.path for f in client.list_logged_model_artifacts(result.model_id)}
+    assert {"MLmodel", "input_example.json", "requirements.txt", "code", "artifacts"} <= files
     assert [o.model_id for o in client.get_run(result.best_run_id).outputs.model_outputs] == [result.model_id]
     version = client.get_model_version("tiny-server", result.model_version)
-    assert version.source == f"models:/{result.model_id}"
+    assert version.source == logged.artifact_location
     assert set(version.aliases) == {"challenger", "champion"}
     assert version.tags["tune_service.score_name"] == "val_accuracy"
     assert float(version.tags["tune_service.score"]) == pytest.approx(result.best_value)
@@ -151,14 +153,24 @@ def check_the_winner_ships(client: MlflowClient, result, model, tokenizer, model
     assert len(set(expected)) == 2  # the model tells the reviews apart: equal labels below mean something
     load = (
         "import json, sys, mlflow.pyfunc, pandas as pd\n"
-        "model = mlflow.pyfunc.load_model('models:/tiny-server@champion')\n"
-        "print(json.dumps(model.predict(pd.DataFrame({'review': json.loads(sys.argv[1])})).to_dict('list')))\n"
+        "uri = 'models:/tiny-server@champion'\n"
+        "model = mlflow.pyfunc.load_model(uri)\n"
+        "out = model.predict(pd.DataFrame({'review': json.loads(sys.argv[1])})).to_dict('list')\n"
+        "out['inputs'] = model.metadata.get_input_schema().input_names()\n"
+        "out['outputs'] = model.metadata.get_output_schema().input_names()\n"
+        "out['requirements'] = open(mlflow.pyfunc.get_model_dependencies(uri)).read().split()\n"
+        "print(json.dumps(out))\n"
     )
     done = subprocess.run([sys.executable, "-c", load, json.dumps(REVIEWS)], capture_output=True, text=True,
                           timeout=300, cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     predicted = json.loads(done.stdout.strip().splitlines()[-1])
     assert predicted["label"] == expected
+    # its signature (the dataset's text column in; label, score and each class's probability out), an
+    # input example from the validation rows, and pinned requirements
+    assert predicted["inputs"] == ["review"]
+    assert predicted["outputs"] == ["label", "score", "prob_neg", "prob_pos"]
+    assert {r.split("==")[0] for r in predicted["requirements"]} >= {"mlflow", "torch", "transformers", "pandas"}
     assert all(abs(p + q - 1) < 1e-5 for p, q in zip(predicted["prob_neg"], predicted["prob_pos"]))
 
     served = model_server("models:/tiny-server@champion", result.tracking_uri)

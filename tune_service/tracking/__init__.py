@@ -15,7 +15,7 @@ mlflow itself is imported inside the calls.
 
 from __future__ import annotations
 
-from ._models import ModelTarget, log_model, model_uri
+from ._models import ModelTarget, log_model
 from ._names import (
     CONFIRMS,
     ORIGINS,
@@ -47,6 +47,6 @@ __all__ = [
     "TAG_ADAPTER", "TAG_BASE_MODEL", "TAG_CONFIG", "TAG_CONFIRMS", "TAG_PROMOTION", "TAG_REFITS", "TAG_SCORE",
     "TAG_SCORED_ON", "TAG_SCORE_NAME", "TAG_STRATEGY", "TAG_SWEEP_ID", "TAG_TASK", "TAG_TRIAL_ID", "TrackingError",
     "WarmStartError", "check_server", "code_tags", "download_best", "earlier_trials", "find_sweep", "is_local_store",
-    "log_model", "model_uri", "numeric_metrics", "param_from", "param_value", "ray_job_tags", "resolve_tracking_uri",
+    "log_model", "numeric_metrics", "param_from", "param_value", "ray_job_tags", "resolve_tracking_uri",
     "sweep_spec", "ui_command",
 ]  # fmt: skip

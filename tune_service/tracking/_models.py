@@ -65,7 +65,3 @@ def log_model(target: ModelTarget, save: Callable[[str, Any], None]) -> str:
         raise
     client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
     return logged.model_id
-
-
-def model_uri(model_id: str) -> str:
-    return f"models:/{model_id}"

@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._models import model_uri
 from ._names import (
     EXPERIMENT_KIND,
     PARENT_RUN,
@@ -151,8 +150,10 @@ class SweepTracker:
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
+        # the logged model's files as the source, its run named: a SQLite registry would look a models:/ source
+        # up through the process's default tracking URI, not this client's
         version = self.client.create_model_version(
-            model_name, source=model_uri(model_id), run_id=model.source_run_id, tags=dict(tags),
+            model_name, source=model.artifact_location, run_id=model.source_run_id, tags=dict(tags),
             description=description, model_id=model_id,
         )  # fmt: skip
         self.client.set_tag(self.parent_run_id, TAG_MODEL_VERSION, f"{model_name}/{version.version}")

@@ -32,6 +32,7 @@ through Ray's object store, never through params, tags, logs or runtime_env.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -476,7 +477,12 @@ class MlflowReporter:
         return self.inner.latest_checkpoint()
 
     def log_datasets(self, datasets: Mapping[str, Any], source: Mapping) -> None:
-        self.writer.log_inputs.remote(self.trial_id, dataset_inputs(datasets, source))
+        try:
+            inputs = dataset_inputs(datasets, source)
+        except Exception as exc:  # a record of the data is never worth a trial
+            log.warning("the datasets of trial %s are not logged: %s", self.trial_id, exc)
+        else:
+            self.writer.log_inputs.remote(self.trial_id, inputs)
         self.inner.log_datasets(datasets, source)
 
     def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
@@ -504,7 +510,13 @@ def dataset_inputs(datasets: Mapping[str, Any], source: Mapping) -> list:
     out = []
     for use, ds in datasets.items():
         target = source.get("label_column") if source.get("label_column") in ds.column_names else None
-        data = mlflow.data.from_huggingface(ds, path=source["source"], name=source["source"], targets=target)
+        described = functools.partial(
+            mlflow.data.from_huggingface, ds, path=source["source"], name=source["source"], targets=target
+        )
+        try:
+            data = described()
+        except Exception:  # rows MLflow's digest cannot compare (arrays of pixels): their `datasets` fingerprint
+            data = described(digest=ds._fingerprint[:8])
         out.append(DatasetInput(data._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, use)]))
     return out
 
