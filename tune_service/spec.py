@@ -850,7 +850,9 @@ class SweepSpec(_Strict):
         """``task.model: {choice: [...]}`` searches the base model: each trial's is its config's ``model``."""
         task = data.get("task") if isinstance(data, dict) else None
         hp = data.get("hyperparameters") if isinstance(data, dict) else None
-        if isinstance(task, dict) and isinstance(task.get("model"), dict) and isinstance(hp, dict):
+        model = task.get("model") if isinstance(task, dict) else None
+        searched = isinstance(model, dict) and len(model) == 1 and next(iter(model)) in DISTRIBUTIONS  # not a config
+        if searched and isinstance(hp, dict):
             if hp.get("model") not in (None, task["model"]):
                 raise ValueError(f"hyperparameters.model={hp['model']!r} and task.model={task['model']!r}: search "
                                  "the base model in task.model alone")  # fmt: skip

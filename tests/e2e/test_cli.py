@@ -37,7 +37,7 @@ def run_example(example: Path, where: Path) -> dict:
     out = proc.stdout
     epochs = smoke_spec(load_spec(example)).hyperparameters.epochs
     assert "Best trial" in out and f"epoch {epochs}/{epochs}" in out
-    name = load_spec(example).name
+    name = smoke_spec(load_spec(example)).name
     assert f"Registered {name} version 1: version 1 is champion: there was no champion" in out
     assert f"mlflow models serve -m 'models:/{name}@champion'" in out
     # the default tracking store is a SQLite file in the working directory
