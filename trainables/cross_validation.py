@@ -40,9 +40,6 @@ def fit_task(make: Callable[[Mapping], Task], config: Mapping, task: Mapping, ru
     """
     task = with_trial_model(task, config)
     dataset = task["dataset"]
-    rows_used = getattr(make, "rows_used", None)
-    if rows_used is not None:
-        reporter.log_datasets(rows_used(task), dataset)
     if not dataset.get("folds") or dataset.get("fold") is not None:  # one model (a task of one fold is one too)
         return fit(loaded_task(make, task), config, run, reporter)
     return fit_folds(make, config, task, run, reporter)

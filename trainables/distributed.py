@@ -36,9 +36,6 @@ class TrainReporter:
 
         return checkpoint_dir(ray.train.get_checkpoint())
 
-    def log_datasets(self, datasets: Mapping[str, Any], source: Mapping) -> None:
-        pass  # rank 0's MLflow reporter records them
-
     def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
         import ray.train
 

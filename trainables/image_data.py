@@ -94,6 +94,23 @@ class Pairs:
     def __len__(self) -> int:
         return len(self.caption_ids)
 
+    def __reduce__(self):
+        # pickled as numpy arrays, which Ray's object store hands back without a copy (shared memory)
+        arrays = (self.pixels.numpy(), self.caption_ids.numpy(), None if self.labels is None else self.labels.numpy())
+        return _pairs_of_arrays, arrays
+
+
+def _pairs_of_arrays(pixels: np.ndarray, caption_ids: np.ndarray, labels: np.ndarray | None) -> Pairs:
+    """Pairs viewing the arrays' memory (read-only from the object store: the trials only ever read it)."""
+    import warnings
+
+    def tensor(array: np.ndarray) -> torch.Tensor:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(array)
+
+    return Pairs(tensor(pixels), tensor(caption_ids), None if labels is None else tensor(labels))
+
 
 @dataclass
 class ImageTextData:

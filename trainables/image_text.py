@@ -43,6 +43,7 @@ from .data import TaskError, used_rows
 from .image_data import BUILTIN_IMAGE_DATASETS, ImageTextData, load_image_text_data
 from .manifest import DEFAULT_VISION_TOWER, TASKS
 from .param_groups import Selector
+from .prepared import provided
 from .reporting import Reporter, TuneReporter
 from .standalone import quiet_transformers, smoke_config, smoke_main
 from .text_classification import LAYER, pad, resolve_model, set_dropout_config
@@ -146,9 +147,11 @@ class ImageText:
                 "task.text_model",
             )
         self.processor = image_processor(task["vision_model"], self.vision_config)
-        self.data: ImageTextData = load_image_text_data(
+        # the sweep's data, prepared once and provided to this process; else prepared here
+        self.data: ImageTextData = provided(task) or load_image_text_data(
             task["dataset"], int(task["dataset"].get("seed", 0)), self.processor, _pil_mode(self.vision_config)
         )
+        self.prepared = self.data
         self.groups = task.get("groups")
         self.adapter = task.get("adapter")
         self.adapted = tuple(self.adapter["towers"]) if self.adapter else ()

@@ -1,8 +1,8 @@
 """The small door through which a trainable reports: metrics plus a checkpoint.
 
-A trainable only ever calls :meth:`Reporter.report`,
-:meth:`Reporter.latest_checkpoint` and :meth:`Reporter.log_datasets`; it never
-imports the service, Ray Tune or MLflow. :class:`TuneReporter` connects it to Ray Tune (imported lazily, inside
+A trainable only ever calls :meth:`Reporter.report` and
+:meth:`Reporter.latest_checkpoint`; it never imports the service, Ray Tune or
+MLflow. :class:`TuneReporter` connects it to Ray Tune (imported lazily, inside
 a trial); :class:`LocalReporter` runs it without Ray.
 """
 
@@ -12,9 +12,9 @@ import contextlib
 import json
 import shutil
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 
 class Reporter(Protocol):
@@ -27,10 +27,6 @@ class Reporter(Protocol):
         The folder may be deleted once this returns: keep a copy if needed.
         ``checkpoint_dir`` is None on the ranks of a data-parallel trial other than 0.
         """
-
-    def log_datasets(self, datasets: Mapping[str, Any], source: Mapping) -> None:
-        """The rows the trial learns from and is validated on: ``datasets`` Datasets by their use (``training``,
-        ``validation``), read from ``source`` (the task's dataset section). Called once, before training."""
 
 
 @contextlib.contextmanager
@@ -51,9 +47,6 @@ class TuneReporter:
 
         return checkpoint_dir(tune.get_checkpoint())
 
-    def log_datasets(self, datasets: Mapping[str, Any], source: Mapping) -> None:
-        pass  # Tune keeps no record of data
-
     def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
         from ray import tune
 
@@ -73,10 +66,6 @@ class LocalReporter:
         self.history: list[dict] = []
         self.checkpoints: list[Path] = []
         self.stream = stream
-        self.datasets: dict[str, Any] = {}
-
-    def log_datasets(self, datasets: Mapping[str, Any], source: Mapping) -> None:
-        self.datasets = dict(datasets)
 
     @contextlib.contextmanager
     def latest_checkpoint(self) -> Iterator[str | None]:

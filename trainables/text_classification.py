@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -31,6 +32,7 @@ from .cross_validation import fit_task
 from .data import BUILTIN_PREFIX, TaskError, load_text_data, package_dir, used_rows
 from .manifest import TASKS
 from .param_groups import Selector, default_selectors
+from .prepared import PreparedText, Ragged, provided
 from .reporting import Reporter, TuneReporter
 from .standalone import quiet_transformers, smoke_config, smoke_main
 
@@ -69,6 +71,23 @@ def set_dropout_config(cfg, p: float | None) -> None:
             setattr(cfg, key, float(p))
 
 
+def prepare_text(task: Mapping, tokenizer) -> PreparedText:
+    """``task``'s data loaded, split, subset and tokenized: what every trial of a sweep trains and validates on."""
+    data = load_text_data(task["dataset"], int(task["dataset"].get("seed", 0)))
+
+    def tokenized(texts: list[str]) -> Ragged:
+        return Ragged.of(tokenizer(texts, truncation=True, max_length=int(task["max_length"]))["input_ids"])
+
+    return PreparedText(
+        label_names=list(data.label_names),
+        train_ids=tokenized(data.train.texts),
+        train_labels=np.asarray(data.train.labels, dtype=np.int64),
+        validation_ids=tokenized(data.validation.texts),
+        validation_labels=np.asarray(data.validation.labels, dtype=np.int64),
+        validation_texts=list(data.validation.texts),
+    )
+
+
 def pad(seqs: list[list[int]], pad_id: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """``seqs`` padded to the longest (on the right, or the left for generation), and the attention mask."""
     width = max(len(s) for s in seqs)
@@ -94,24 +113,24 @@ class TextClassification:
         self.model_name = task["model"]  # as the spec names it (builtin:minilm), recorded with an adapter
         self.source = resolve_model(task["model"])
         self.adapter = task.get("adapter")
-        self.data = load_text_data(task["dataset"], int(task["dataset"].get("seed", 0)))
         self.groups = task.get("groups")
         self.tokenizer = AutoTokenizer.from_pretrained(self.source)
         self.max_length = int(task["max_length"])
         self.text_column = task["dataset"]["text_column"]
         self.pad_id = self.tokenizer.pad_token_id or 0
-        enc = lambda ex: self.tokenizer(ex.texts, truncation=True, max_length=int(task["max_length"]))["input_ids"]  # noqa: E731
-        self.train_ids = enc(self.data.train)
-        self.train_labels = torch.tensor(self.data.train.labels, dtype=torch.long)
-        val_ids = enc(self.data.validation)
-        val_labels = self.data.validation.labels
-        order = sorted(range(len(val_ids)), key=lambda i: len(val_ids[i]))
-        self.val_texts = [self.data.validation.texts[i] for i in order]  # in the batches' order
+        # the sweep's data, prepared once and provided to this process; else prepared here
+        self.prepared: PreparedText = provided(task) or prepare_text(task, self.tokenizer)
+        data = self.prepared
+        self.label_names = list(data.label_names)
+        self.train_ids = data.train_ids
+        self.train_labels = torch.tensor(data.train_labels, dtype=torch.long)
+        order = np.argsort(data.validation_ids.lengths(), kind="stable").tolist()  # by length: little padding
+        self.val_texts = [data.validation_texts[i] for i in order]  # in the batches' order
         self.val_batches = []
         for start in range(0, len(order), EVAL_BATCH_SIZE):
             idx = order[start : start + EVAL_BATCH_SIZE]
-            ids, mask = pad([val_ids[i] for i in idx], self.pad_id)
-            labels = torch.tensor([val_labels[i] for i in idx], dtype=torch.long)
+            ids, mask = pad([data.validation_ids[i] for i in idx], self.pad_id)
+            labels = torch.tensor(data.validation_labels[idx], dtype=torch.long)
             self.val_batches.append({"input_ids": ids, "attention_mask": mask, "labels": labels})
 
     @staticmethod
@@ -122,7 +141,7 @@ class TextClassification:
     def _base_config(self, source: str, dropout: float | None):
         from transformers import AutoConfig
 
-        names = self.data.label_names
+        names = self.label_names
         cfg = AutoConfig.from_pretrained(
             source, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)}
         )
@@ -154,7 +173,7 @@ class TextClassification:
         """
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
-        cfg = AutoConfig.from_pretrained(self.source, num_labels=self.data.num_labels)
+        cfg = AutoConfig.from_pretrained(self.source, num_labels=len(self.label_names))
         with torch.device("meta"):
             model = AutoModelForSequenceClassification.from_config(cfg)
             if self.adapter is None:
@@ -193,7 +212,7 @@ class TextClassification:
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         model.eval()
-        k = self.data.num_labels
+        k = len(self.label_names)
         loss_sum, n = 0.0, 0
         confusion = torch.zeros((k, k), dtype=torch.long)
         started = time.perf_counter()
@@ -226,13 +245,13 @@ class TextClassification:
             logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
             predicted += logits.logits.argmax(-1).tolist()
             true += batch["labels"].tolist()
-        return {"classes": list(self.data.label_names), "true": true, "predicted": predicted, "inputs": self.val_texts}
+        return {"classes": list(self.label_names), "true": true, "predicted": predicted, "inputs": self.val_texts}
 
     def serving_example(self, rows: int = 2) -> tuple[dict, dict, dict]:
         """A few validation texts as a logged model's input example, its ``model_config`` and parameters (none)."""
         column = self.text_column
         config = {"input_column": column, "max_length": self.max_length}
-        return {column: self.data.validation.texts[:rows]}, config, {}
+        return {column: self.prepared.validation_texts[:rows]}, config, {}
 
     def save_model(self, model: nn.Module, path: str) -> None:
         """The model (under an adapter: the adapter and the head, with the base's config), and the tokenizer."""

@@ -18,10 +18,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 from ray.tune.logger import JsonLoggerCallback
 from ray.tune.stopper import Stopper
@@ -52,6 +52,8 @@ class _Sweep:
     storage: str  # Tune's storage root; the sweep's experiment is storage/sweep_id
     searched: tuple[str, ...]  # the searched hyperparameters' dotted names
     resumed_parent: str | None = None  # the parent run a resumed sweep continues
+    prepared: Mapping[str, Any] = field(default_factory=dict)  # each trial task's prepared data, in Ray's object store
+    datasets: tuple = ()  # the rows the trials learn from and are validated on, as MLflow dataset inputs
 
     @property
     def experiment_path(self) -> str:
@@ -87,7 +89,7 @@ def run_sweep(
     if smoke_test:
         spec = validate.load_spec(smoke_spec(spec))
     uri = tracking.resolve_tracking_uri(tracking_uri, spec.mlflow.tracking_uri)
-    warm_trials = _checked(spec, uri, address, num_cpus, resuming=_resume_parent is not None)
+    warm_trials, checked = _checked(spec, uri, address, num_cpus, resuming=_resume_parent is not None)
     plan = search_spaces.build(spec, warm_trials)
     sweep = _Sweep(
         spec, sweep_id or sweep_id_for(spec.name), uri, _storage(storage_path),
@@ -95,6 +97,8 @@ def run_sweep(
     )  # fmt: skip
     with _ray_session(address, num_cpus):
         validate.check_cluster(spec, uri)
+        sweep = dataclasses.replace(sweep, prepared=_prepared(spec, checked), datasets=_datasets(spec))
+        del checked  # the driver keeps no copy of the data: the object store holds it
         with _parent_run(sweep, warm_trials, smoke_test) as tracker:
             if verbose:
                 print(_resume_hint(sweep), flush=True)
@@ -104,15 +108,41 @@ def run_sweep(
             return _finish(sweep, grid, tracker, time.time() - started, verbose)
 
 
-def _checked(spec: SweepSpec, uri: str, address: str | None, num_cpus: int | None, resuming: bool) -> list | None:
-    """Every check that can run before Ray starts (:mod:`.validate`, steps 2 to 5); the warm start's trials."""
+def _checked(spec: SweepSpec, uri: str, address: str | None, num_cpus: int | None, resuming: bool) -> tuple:
+    """Every check that can run before Ray starts (:mod:`.validate`, steps 2 to 5): the warm start's trials,
+    and each trial task with its data as the checks loaded and prepared it."""
     joining = address or os.environ.get("RAY_ADDRESS")  # set for a Ray Job's driver
     validate.check_reachable(uri, None if _ray_running() else joining)
-    validate.check_task(spec)
+    checked = validate.check_task(spec)
     warm_trials = None if resuming else validate.warm_trials(spec, uri)  # a resumed searcher has its own state
     if not (joining or _ray_running()):
         validate.check_local_resources(spec, num_cpus)
-    return warm_trials
+    return warm_trials, checked
+
+
+def _datasets(spec: SweepSpec) -> tuple:
+    """The rows the trials learn from and are validated on, described once for MLflow (source, digest, schema)."""
+    module = TASK_MANIFESTS[spec.task.type].trainable()
+    try:
+        return tuple(
+            writers.dataset_inputs(module.Adapter.rows_used(spec.trial_task()), spec.task.dataset.model_dump())
+        )
+    except Exception as exc:  # a record of the data is never worth the sweep
+        log.warning("the sweep's datasets are not logged: %s", exc)
+        return ()
+
+
+def _prepared(spec: SweepSpec, checked: list) -> dict[str, Any]:
+    """Each trial task's data, prepared once by the checks, in Ray's object store: every trial, on any node,
+    reads it from there instead of loading and tokenizing it again. Not for a fold of cross-validation or a
+    data-parallel trial, which prepare their own."""
+    import ray
+
+    from trainables import prepared
+
+    if spec.search.cross_validation is not None or spec.resources.workers > 1:
+        return {}
+    return {prepared.key(task): ray.put(adapter.prepared) for task, adapter in checked if hasattr(adapter, "prepared")}
 
 
 def _ray_running() -> bool:
@@ -246,6 +276,7 @@ def _trainable(sweep: _Sweep, tracker, task: dict | None = None):
         log_checkpoints=spec.mlflow.log_checkpoints,
         tags={tracking.TAG_SWEEP_ID: sweep.sweep_id, tracking.TAG_TASK: spec.task.type, **tracking.code_tags()},
         credentials=ray.put(writers.credentials_from_env()),
+        datasets=sweep.datasets,
     )
     writers.start_writers(trial_tracking)
     return tune.with_parameters(
@@ -261,6 +292,7 @@ def _trainable(sweep: _Sweep, tracker, task: dict | None = None):
         },
         tracking=trial_tracking,
         parallel=_parallel(spec, sweep.experiment_path),
+        prepared=dict(sweep.prepared),
     )
 
 

@@ -18,12 +18,14 @@ def trainable(
     run: Mapping,
     tracking: TrialTracking | None,
     parallel: Mapping | None = None,
+    prepared: Mapping | None = None,
 ) -> None:
     """Train one trial; with ``tracking``, each epoch and checkpoint also goes to the trial's MLflow run.
 
     ``parallel`` (``workers`` > 1, ``resources_per_worker``, ``storage_path``,
     ``keep_checkpoints``) trains the trial data-parallel under Ray Train, rank 0
-    streaming to MLflow.
+    streaming to MLflow. ``prepared`` maps a trial task's key (:func:`trainables.prepared.key`) to its
+    data in Ray's object store, prepared once for the sweep: the trial's task takes it from there.
     """
     from ray import tune
 
@@ -33,6 +35,7 @@ def trainable(
     from .console import trial_label
 
     config = unwrapped(config)  # a search.confirm trial's config comes as its grid axis's value
+    _take_prepared(task, config, prepared or {})
     module = manifest(task_type).trainable()
     label = "" if tracking is None else trial_label(config, tracking.searched)
     if parallel is not None and parallel["workers"] > 1:
@@ -59,6 +62,19 @@ def trainable(
     if tracking is not None:
         reporter = MlflowReporter(tracking, reporter, config, label)
     module.tune_trainable(config, task, run, reporter)
+
+
+def _take_prepared(task: Mapping, config: Mapping, prepared: Mapping) -> None:
+    """Provide this process the data prepared for the trial's task, when the sweep prepared it."""
+    import ray
+
+    from trainables import prepared as data
+    from trainables.config import with_trial_model
+
+    own = with_trial_model(task, config)
+    ref = prepared.get(data.key(own))
+    if ref is not None and data.provided(own) is None:
+        data.provide(own, ray.get(ref))
 
 
 def _streaming(tracking: TrialTracking, config: dict, label: str, trial_id: str, inner) -> MlflowReporter:

@@ -253,25 +253,28 @@ def _check_address(address: str, timeout_s: float = 5.0) -> None:
 # --------------------------------------------------------------------------- 3. the task's data and model
 
 
-def check_task(spec: SweepSpec) -> Any:
+def check_task(spec: SweepSpec) -> list[tuple[dict, Any]]:
     """Load the data and the model skeleton with the trials' code; raise :class:`SpecError` on a problem.
 
-    Returns the task adapter (data loaded), for callers that want to inspect it.
+    Returns each task a trial may get (one per searched base model) with its task adapter (data
+    loaded and prepared), for callers that hand the prepared data on.
     ``datasets``' progress bars stay off meanwhile: a problem reads as one message.
     """
     import datasets
 
     shown = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
+    checked = []
     try:
         for model in getattr(spec.task, "models", (None,)):  # each base model a trial may get, when searched
             try:
-                adapter = _load_task(spec, model)
+                task, adapter = _load_task(spec, model)
                 for targets in _target_options(spec):
                     _check_task_fits(spec, adapter, _skeleton(spec, adapter, targets))
             except SpecError as exc:
                 raise _naming(exc, model, spec) from None
-        return adapter
+            checked.append((task, adapter))
+        return checked
     finally:
         if shown:
             datasets.enable_progress_bars()
@@ -288,13 +291,13 @@ def _model_field(spec: SweepSpec, model: str | None = None) -> str:
     return repr(model or getattr(spec.task, "model", spec.task.type))
 
 
-def _load_task(spec: SweepSpec, model: str | None):
+def _load_task(spec: SweepSpec, model: str | None) -> tuple[dict, Any]:
     from trainables.config import with_trial_model
     from trainables.data import TaskError
 
+    task = with_trial_model(spec.trial_task(), {"model": model})
     try:
-        task = with_trial_model(spec.trial_task(), {"model": model})
-        return TASK_MANIFESTS[spec.task.type].trainable().Adapter(task)
+        return task, TASK_MANIFESTS[spec.task.type].trainable().Adapter(task)
     except TaskError as exc:
         raise SpecError([(exc.field, str(exc))]) from None
     except OSError as exc:  # transformers: no such model folder or hub id

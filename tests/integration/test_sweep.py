@@ -261,3 +261,36 @@ def test_a_sweep_over_two_base_models_records_each_trials_model_and_ships_the_wi
     model, _ = load_best(result)
     expected = "BertForSequenceClassification" if winner == tiny_bert else "DistilBertForSequenceClassification"
     assert type(model).__name__ == expected
+
+
+def test_trials_train_on_the_data_the_checks_prepared_without_reading_it_again(
+    make_spec, where, sentiment_csv, tmp_path, monkeypatch
+):
+    """The checks before a sweep load and tokenize its data; the trials, each in a process of its own, get
+    it from Ray's object store: the data file can be gone by the time they start."""
+    import shutil
+
+    from tune_service import driver
+
+    data = tmp_path / "reviews.csv"
+    shutil.copy(sentiment_csv, data)
+    spec = make_spec(
+        **{
+            "name": "prepared-once",
+            "task.dataset.source": str(data),
+            "search": {"strategy": "random", "num_samples": 2, "max_concurrent_trials": 2, "reuse_actors": False},
+            "mlflow": {"reports": False, "error_analysis": False, "register_model": False},
+        }
+    )
+    checked = driver._checked
+
+    def then_gone(*args, **kwargs):
+        out = checked(*args, **kwargs)
+        data.unlink()
+        return out
+
+    monkeypatch.setattr(driver, "_checked", then_gone)
+    result = run_sweep(spec, **where)
+    assert not data.exists()
+    assert [(t.status, t.epochs) for t in result.trials] == [("TERMINATED", 2)] * 2, [t.error for t in result.trials]
+    assert all(0 <= t.metrics["val_accuracy"] <= 1 for t in result.trials)

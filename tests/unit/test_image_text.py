@@ -252,7 +252,7 @@ def test_spec_problems_are_refused_before_any_training(make_image_spec):
     from tune_service.spec import SpecError
     from tune_service.validate import check_task as check
 
-    adapter = check(load_spec(make_image_spec()))  # a good spec passes, and the data is loaded
+    ((_, adapter),) = check(load_spec(make_image_spec()))  # a good spec passes, and the data is loaded
     assert len(adapter.data.train) == 90
     problems = {
         "search.metric": make_image_spec(

@@ -108,6 +108,7 @@ class TrialTracking:
     log_checkpoints: bool = True
     tags: Mapping[str, str] = field(default_factory=dict)
     credentials: Any = None  # an ObjectRef to a Secret (put by the driver)
+    datasets: tuple = ()  # the rows trials learn from and are validated on, as MLflow DatasetInputs
 
 
 def writer_name(sweep_id: str, node_id: str) -> str:
@@ -472,18 +473,11 @@ class MlflowReporter:
         node = f"{socket.gethostname()} ({ray.util.get_node_ip_address()})"
         name = f"{self.trial_id} {label}".rstrip()
         self.writer.open_trial.remote(self.trial_id, dict(config), node, node_id, name)
+        if tracking.datasets:  # the sweep's rows, described once by the driver
+            self.writer.log_inputs.remote(self.trial_id, list(tracking.datasets))
 
     def latest_checkpoint(self):
         return self.inner.latest_checkpoint()
-
-    def log_datasets(self, datasets: Mapping[str, Any], source: Mapping) -> None:
-        try:
-            inputs = dataset_inputs(datasets, source)
-        except Exception as exc:  # a record of the data is never worth a trial
-            log.warning("the datasets of trial %s are not logged: %s", self.trial_id, exc)
-        else:
-            self.writer.log_inputs.remote(self.trial_id, inputs)
-        self.inner.log_datasets(datasets, source)
 
     def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
         import ray
