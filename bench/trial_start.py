@@ -1,0 +1,121 @@
+"""A trial's start against the dataset's size: preparing its own data, or given the sweep's, prepared once.
+
+Each measurement is a fresh Ray worker process (a task with ``max_calls=1``), as a trial's is,
+timed from the process's creation to the end of its first training step: MiniLM
+(``builtin:minilm``) on the Rotten Tomatoes snippets (``builtin:rotten_tomatoes``, 12,808 fresh or
+rotten; a fifth held out to validate) at each ``--rows`` (training rows; ``all``: every one), two
+ways side by side in one run:
+
+- ``own``: the process loads, splits and tokenizes the data itself (every trial process did so
+  before the data was prepared once per sweep);
+- ``prepared``: the driver prepares it once (timed: ``prepare_s``), puts it in Ray's object store,
+  and the process takes it from there (``trainables.prepared``), as a sweep's trials now do.
+
+    python bench/trial_start.py [--rows 1000,10000,all] [--repeats 2]
+
+Prints one JSON line per size and way (the median of the repeats: seconds to the first step, of
+which building the task; the process's peak RSS), then a JSON summary with each way's start at
+all rows over its start at the fewest, and a line to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import ray
+
+CPUS = 2
+TASK = {
+    "model": "builtin:minilm",
+    "dataset": {
+        "source": "builtin:rotten_tomatoes", "config_name": None, "text_column": "text", "label_column": "label",
+        "train_split": "train", "validation_split": 0.2, "test_split": None, "train_size": None,
+        "validation_size": None, "seed": 0,
+    },
+    "max_length": 64,
+    "groups": None,
+}  # fmt: skip
+GROUP = {"lr": 5e-5, "optimizer": "adamw"}
+CONFIG = {"groups": {"encoder": GROUP, "head": {**GROUP, "lr": 1e-3}}, "batch_size": 16, "epochs": 1, "seed": 0}
+
+
+@ray.remote(num_cpus=1, max_calls=1)
+def first_step(task: dict, given: list) -> dict:
+    """In a new worker process: the task (from ``given[0]``'s prepared data, or its own), the model, one step."""
+    import resource
+
+    import psutil
+    import torch
+
+    from trainables import prepared
+    from trainables.config import TrialConfig
+    from trainables.text_classification import TextClassification
+
+    born = psutil.Process().create_time()
+    torch.set_num_threads(1)
+    building = time.time()
+    if given:
+        prepared.provide(task, ray.get(given[0]))
+    adapter = TextClassification(task)
+    task_s = time.time() - building
+    model = adapter.build_model(TrialConfig.from_dict(CONFIG), None)
+    batch = next(adapter.train_batches(16, torch.Generator().manual_seed(0)))
+    adapter.loss(model, batch).backward()
+    return {
+        "start_to_step_s": time.time() - born,
+        "task_s": task_s,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rows": len(adapter.train_ids),
+    }
+
+
+def task_for(rows: str) -> dict:
+    task = json.loads(json.dumps(TASK))
+    task["dataset"]["train_size"] = None if rows == "all" else int(rows)
+    return task
+
+
+def measure(rows: str, repeats: int) -> list[dict]:
+    from trainables.text_classification import TextClassification
+
+    task = task_for(rows)
+    started = time.time()
+    data = TextClassification(task).prepared  # as the checks before a sweep prepare it
+    prepare_s = time.time() - started
+    ref = ray.put(data)
+    out = []
+    for way, given in (("own", []), ("prepared", [ref])):
+        runs = [ray.get(first_step.remote(task, given)) for _ in range(repeats)]
+        row = {k: round(statistics.median(r[k] for r in runs), 2) for k in ("start_to_step_s", "task_s", "peak_rss_mb")}
+        out.append({"bench": "trial_start", "rows": runs[0]["rows"], "way": way, **row, "repeats": repeats,
+                    "prepare_s": round(prepare_s, 2)})  # fmt: skip
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default="1000,10000,all", help="training rows per size; all: every one")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    ray.init(address="local", num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
+    try:
+        lines = [line for rows in args.rows.split(",") for line in measure(rows, args.repeats)]
+    finally:
+        ray.shutdown()
+    for line in lines:
+        print(json.dumps(line), flush=True)
+    growth = {}
+    for way in ("own", "prepared"):
+        mine = sorted((line for line in lines if line["way"] == way), key=lambda line: line["rows"])
+        growth[way] = round(mine[-1]["start_to_step_s"] / mine[0]["start_to_step_s"], 2)
+    sizes = sorted({line["rows"] for line in lines})
+    print(json.dumps({"bench": "trial_start", "summary": True, "sizes": sizes, "start_at_most_over_fewest": growth}))
+    print(f"A trial's start at {sizes[-1]} training rows over its start at {sizes[0]}: {growth['own']}x preparing "
+          f"its own data, {growth['prepared']}x given the sweep's (goal: at most 1.2x)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
