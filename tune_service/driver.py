@@ -89,7 +89,7 @@ def run_sweep(
     if smoke_test:
         spec = validate.load_spec(smoke_spec(spec))
     uri = tracking.resolve_tracking_uri(tracking_uri, spec.mlflow.tracking_uri)
-    warm_trials, checked = _checked(spec, uri, address, num_cpus, resuming=_resume_parent is not None)
+    warm_trials, checked, datasets = _checked(spec, uri, address, num_cpus, resuming=_resume_parent is not None)
     plan = search_spaces.build(spec, warm_trials)
     sweep = _Sweep(
         spec, sweep_id or sweep_id_for(spec.name), uri, _storage(storage_path),
@@ -97,7 +97,7 @@ def run_sweep(
     )  # fmt: skip
     with _ray_session(address, num_cpus):
         validate.check_cluster(spec, uri)
-        sweep = dataclasses.replace(sweep, prepared=_prepared(spec, checked), datasets=_datasets(spec))
+        sweep = dataclasses.replace(sweep, prepared=_prepared(spec, checked), datasets=datasets)
         del checked  # the driver keeps no copy of the data: the object store holds it
         with _parent_run(sweep, warm_trials, smoke_test) as tracker:
             if verbose:
@@ -110,14 +110,15 @@ def run_sweep(
 
 def _checked(spec: SweepSpec, uri: str, address: str | None, num_cpus: int | None, resuming: bool) -> tuple:
     """Every check that can run before Ray starts (:mod:`.validate`, steps 2 to 5): the warm start's trials,
-    and each trial task with its data as the checks loaded and prepared it."""
+    each trial task with its data as the checks loaded and prepared it, and the rows described for MLflow."""
     joining = address or os.environ.get("RAY_ADDRESS")  # set for a Ray Job's driver
     validate.check_reachable(uri, None if _ray_running() else joining)
     checked = validate.check_task(spec)
+    datasets = _datasets(spec)
     warm_trials = None if resuming else validate.warm_trials(spec, uri)  # a resumed searcher has its own state
     if not (joining or _ray_running()):
         validate.check_local_resources(spec, num_cpus)
-    return warm_trials, checked
+    return warm_trials, checked, datasets
 
 
 def _datasets(spec: SweepSpec) -> tuple:
@@ -381,9 +382,9 @@ def _finish(sweep: _Sweep, grid, tracker, wall: float, verbose: int) -> SweepRes
     if spec.task.dataset.test_split is not None:
         _score_on_test(spec, result, tracker)
     if spec.mlflow.error_analysis and TASK_MANIFESTS[spec.task.type].classifies:
-        _analyze_errors(spec, result, tracker)
+        _analyze_errors(spec, result, tracker, sweep.prepared)
     tracker.close_trial_runs({t.trial_id: "FAILED" if t.status == "ERROR" else "FINISHED" for t in result.trials})
-    _publish(spec, result, tracker, histories, list(sweep.searched))
+    _publish(sweep, result, tracker, histories)
     tracker.finish_sweep(
         best_trial_id=result.best_trial_id,
         best_metrics=result.best_metrics,
@@ -458,34 +459,36 @@ def _score_on_test(spec: SweepSpec, result: SweepResult, tracker) -> None:
         log.warning("the best trials were not scored on the test split: %s", exc)
 
 
-def _analyze_errors(spec: SweepSpec, result: SweepResult, tracker) -> None:
+def _analyze_errors(spec: SweepSpec, result: SweepResult, tracker, prepared: Mapping) -> None:
     from . import error_analysis
 
     try:
-        error_analysis.analyze(spec, result, tracker.client)
+        error_analysis.analyze(spec, result, tracker.client, prepared)
     except Exception as exc:  # the sweep's record is worth more than its error analysis
         log.warning("no error analysis of the best trial: %s", exc)
 
 
-def _publish(spec: SweepSpec, result: SweepResult, tracker, histories, searched: list[str]) -> None:
+def _publish(sweep: _Sweep, result: SweepResult, tracker, histories) -> None:
     """Reports on the parent run and the best checkpoint in the Model Registry."""
     from . import figures
 
+    spec = sweep.spec
     if spec.mlflow.reports:
         try:
             tracker.log_figures(figures.figures(spec, histories))
         except Exception as exc:  # a report is never worth losing the sweep's record
             log.warning("reports not drawn: %s", exc)
     if spec.mlflow.register_model and result.best_run_id:
-        _register(spec, result, tracker, searched)
+        _register(sweep, result, tracker)
 
 
-def _register(spec: SweepSpec, result: SweepResult, tracker, searched: list[str]) -> None:
+def _register(sweep: _Sweep, result: SweepResult, tracker) -> None:
     """The best checkpoint logged as an MLflow Model of its run, registered, and promoted if it earns it."""
     import ray
 
     from . import logged_model, registry
 
+    spec, searched = sweep.spec, sweep.searched
     flat = search_spaces.flatten(result.best_config or {})
     tags = {k: tracking.param_value(flat[k]) for k in searched if k in flat}
     tags |= {
@@ -505,7 +508,7 @@ def _register(spec: SweepSpec, result: SweepResult, tracker, searched: list[str]
         credentials=ray.put(writers.credentials_from_env()),
     )  # fmt: skip
     try:
-        result.model_id = logged_model.log_winner(spec, result, target)
+        result.model_id = logged_model.log_winner(spec, result, target, sweep.prepared)
         registry.publish(spec, result, tracker, result.model_id, tags)
     except Exception as exc:  # the sweep's record is worth more than its registered model
         log.warning("best model not logged or registered: %s", exc)

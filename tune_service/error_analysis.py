@@ -78,7 +78,7 @@ def figure(predictions: Mapping, matrix: list[list[int]]):
     return fig
 
 
-def analyze(spec: SweepSpec, result: SweepResult, client) -> None:
+def analyze(spec: SweepSpec, result: SweepResult, client, prepared: Mapping | None = None) -> None:
     """The best trial's confusion matrix, per-class table and wrong examples, on its MLflow run.
 
     After a refit (which trains on every row it could be checked on), the winner's whose config it trained.
@@ -90,7 +90,7 @@ def analyze(spec: SweepSpec, result: SweepResult, client) -> None:
     task = spec.trial_task()
     if "best_fold" in best.metrics:  # cross-validation: the model is this fold's, checked on its validation part
         task = fold_task(task, int(best.metrics["best_fold"]))
-    (predictions,) = finalists.on_checkpoints(spec, [best], task, "predictions")
+    (predictions,) = finalists.on_checkpoints(spec, [best], task, "predictions", prepared)
     if predictions is None:  # no classes to predict here (an image+text dataset without labels)
         return
     import matplotlib.pyplot as plt

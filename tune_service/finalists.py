@@ -21,24 +21,34 @@ def ranked(result: SweepResult, k: int, with_checkpoint: bool = True, repeats: b
     return sorted(scored, key=lambda t: t.metrics[result.metric], reverse=result.mode == "max")[:k]
 
 
-def on_checkpoints(spec: SweepSpec, trials: list[TrialResult], task: Mapping, job: str) -> list:
-    """``job`` (``evaluate`` or ``predictions``, a task's method) on each trial's best checkpoint's model."""
+def on_checkpoints(
+    spec: SweepSpec, trials: list[TrialResult], task: Mapping, job: str, prepared: Mapping | None = None
+) -> list:
+    """``job`` (``evaluate`` or ``predictions``, a task's method) on each trial's best checkpoint's model.
+
+    ``prepared``: the sweep's prepared data (:mod:`trainables.prepared`), taken where ``task`` is a trial's."""
     import ray
 
     run = {"metric": spec.search.metric, "mode": spec.search.mode, "num_threads": max(1, int(spec.resources.cpu)),
            "precision": spec.resources.precision}  # fmt: skip
     remote = ray.remote(_on_checkpoint).options(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)
-    return ray.get([remote.remote(job, spec.task.type, task, t.config, t.checkpoint, run) for t in trials])
+    given = dict(prepared or {})
+    return ray.get([remote.remote(job, spec.task.type, task, t.config, t.checkpoint, run, given) for t in trials])
 
 
-def _on_checkpoint(job: str, task_type: str, task: Mapping, config: Mapping, checkpoint: str, run: Mapping):
+def _on_checkpoint(
+    job: str, task_type: str, task: Mapping, config: Mapping, checkpoint: str, run: Mapping, prepared: Mapping
+):
     from ray.train import Checkpoint
 
     from trainables.config import with_trial_model
     from trainables.loop import MODEL_DIR, checkpoint_model
     from trainables.standalone import quiet_transformers
 
+    from .trial import take_prepared
+
     quiet_transformers()
+    take_prepared(task, config, prepared)
     adapter = manifest(task_type).trainable().Adapter(with_trial_model(task, config))
     with Checkpoint(checkpoint).as_directory() as folder:
         model = checkpoint_model(adapter, config, os.path.join(folder, MODEL_DIR), run)

@@ -25,17 +25,19 @@ def winner(result: SweepResult) -> TrialResult | None:
     return next((t for t in result.trials if t.trial_id == result.best_trial_id and t.checkpoint), None)
 
 
-def log_winner(spec: SweepSpec, result: SweepResult, target: tracking.ModelTarget) -> str:
-    """Package the best trial's best checkpoint and log it to its run; returns the logged model's id."""
+def log_winner(spec: SweepSpec, result: SweepResult, target: tracking.ModelTarget, prepared: Mapping) -> str:
+    """Package the best trial's best checkpoint and log it to its run; returns the logged model's id.
+
+    ``prepared``: the sweep's prepared data (:mod:`trainables.prepared`), for the input example."""
     import ray
 
     best = winner(result)
     if best is None:
         raise ValueError(f"sweep {result.sweep_id} has no best trial with a checkpoint to log")
     task = spec.task.model_dump(mode="json")  # the example comes from the validation rows, never a fold's
-    task = with_trial_model(task, best.config)
     remote = ray.remote(_package).options(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)
-    return ray.get(remote.remote(spec.task.type, task, best.checkpoint, target, base_model(spec, result)))
+    base = base_model(spec, result)
+    return ray.get(remote.remote(spec.task.type, task, best.config, best.checkpoint, target, base, dict(prepared)))
 
 
 def base_model(spec: SweepSpec, result: SweepResult) -> str | None:
@@ -46,15 +48,21 @@ def base_model(spec: SweepSpec, result: SweepResult) -> str | None:
     return (result.best_config or {}).get("model") or spec.task.base_model
 
 
-def _package(task_type: str, task: Mapping, checkpoint: str, target: tracking.ModelTarget, base: str | None) -> str:
+def _package(
+    task_type: str, task: Mapping, config: Mapping, checkpoint: str, target: tracking.ModelTarget, base: str | None,
+    prepared: Mapping,
+) -> str:  # fmt: skip
     from ray.train import Checkpoint
 
     from trainables import serving
     from trainables.loop import MODEL_DIR
     from trainables.standalone import quiet_transformers
 
+    from .trial import take_prepared
+
     quiet_transformers()
-    example = manifest(task_type).trainable().Adapter(task).serving_example()
+    take_prepared(task, config, prepared)
+    example = manifest(task_type).trainable().Adapter(with_trial_model(task, config)).serving_example()
     builtin_base = base is not None and base.startswith("builtin:")
     requirements = serving.requirements(task_type, adapter=base is not None, builtin_base=builtin_base)
     with Checkpoint(checkpoint).as_directory() as folder:

@@ -35,7 +35,7 @@ def trainable(
     from .console import trial_label
 
     config = unwrapped(config)  # a search.confirm trial's config comes as its grid axis's value
-    _take_prepared(task, config, prepared or {})
+    take_prepared(task, config, prepared or {})
     module = manifest(task_type).trainable()
     label = "" if tracking is None else trial_label(config, tracking.searched)
     if parallel is not None and parallel["workers"] > 1:
@@ -64,8 +64,9 @@ def trainable(
     module.tune_trainable(config, task, run, reporter)
 
 
-def _take_prepared(task: Mapping, config: Mapping, prepared: Mapping) -> None:
-    """Provide this process the data prepared for the trial's task, when the sweep prepared it."""
+def take_prepared(task: Mapping, config: Mapping, prepared: Mapping) -> None:
+    """Provide this process the data the sweep prepared for the trial's task (``task`` with the base model
+    ``config`` chose), when it prepared it: a trial's, or work on a finished trial's checkpoint."""
     import ray
 
     from trainables import prepared as data

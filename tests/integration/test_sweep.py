@@ -228,22 +228,41 @@ def test_cross_validated_sweep_reports_the_folds_mean_and_refits_the_winner(make
 
 
 def test_a_sweep_over_two_base_models_records_each_trials_model_and_ships_the_winners(
-    make_spec, where, tiny_bert, tiny_distilbert
+    make_spec, where, tiny_bert, tiny_distilbert, sentiment_csv, tmp_path, monkeypatch
 ):
     """``task.model: {grid: [...]}``: two architectures, each trial's groups resolved for its own model,
     its run naming the model, the trade-off of accuracy and latency as a Pareto front, the winner's own
-    architecture logged and loaded."""
-    from tune_service import load_best
+    architecture logged and loaded.
 
+    And the data prepared once: the checks before the sweep load and tokenize it (for each model's
+    tokenizer); the trials, the error analysis and the packaging of the winner take it from Ray's object
+    store, so the data file can be gone once the checks are done."""
+    import shutil
+
+    from tune_service import driver, load_best
+
+    data = tmp_path / "reviews.csv"
+    shutil.copy(sentiment_csv, data)
     spec = make_spec(
         **{
             "name": "two-models",
             "task.model": {"grid": [tiny_bert, tiny_distilbert]},
+            "task.dataset.source": str(data),
             "search": {"strategy": "grid", "max_concurrent_trials": 2, "metric": ["val_accuracy", "val_latency_ms"],
-                       "mode": ["max", "min"]},
+                       "mode": ["max", "min"], "reuse_actors": False},
         }
     )  # fmt: skip
+    checked = driver._checked
+
+    def then_gone(*args, **kwargs):
+        out = checked(*args, **kwargs)
+        data.unlink()
+        return out
+
+    monkeypatch.setattr(driver, "_checked", then_gone)
     result = run_sweep(spec, **where)
+    assert not data.exists()
+    assert [(t.status, t.epochs) for t in result.trials] == [("TERMINATED", 2)] * 2, [t.error for t in result.trials]
 
     client = MlflowClient(result.tracking_uri)
     runs = {t.trial_id: client.get_run(t.mlflow_run_id) for t in result.trials}
@@ -261,36 +280,8 @@ def test_a_sweep_over_two_base_models_records_each_trials_model_and_ships_the_wi
     model, _ = load_best(result)
     expected = "BertForSequenceClassification" if winner == tiny_bert else "DistilBertForSequenceClassification"
     assert type(model).__name__ == expected
-
-
-def test_trials_train_on_the_data_the_checks_prepared_without_reading_it_again(
-    make_spec, where, sentiment_csv, tmp_path, monkeypatch
-):
-    """The checks before a sweep load and tokenize its data; the trials, each in a process of its own, get
-    it from Ray's object store: the data file can be gone by the time they start."""
-    import shutil
-
-    from tune_service import driver
-
-    data = tmp_path / "reviews.csv"
-    shutil.copy(sentiment_csv, data)
-    spec = make_spec(
-        **{
-            "name": "prepared-once",
-            "task.dataset.source": str(data),
-            "search": {"strategy": "random", "num_samples": 2, "max_concurrent_trials": 2, "reuse_actors": False},
-            "mlflow": {"reports": False, "error_analysis": False, "register_model": False},
-        }
-    )
-    checked = driver._checked
-
-    def then_gone(*args, **kwargs):
-        out = checked(*args, **kwargs)
-        data.unlink()
-        return out
-
-    monkeypatch.setattr(driver, "_checked", then_gone)
-    result = run_sweep(spec, **where)
-    assert not data.exists()
-    assert [(t.status, t.epochs) for t in result.trials] == [("TERMINATED", 2)] * 2, [t.error for t in result.trials]
-    assert all(0 <= t.metrics["val_accuracy"] <= 1 for t in result.trials)
+    best_run = client.get_run(result.best_run_id)
+    assert {i.tags[0].value for i in best_run.inputs.dataset_inputs} == {"training", "validation"}
+    assert "error_analysis/confusion_matrix.json" in {
+        a.path for a in client.list_artifacts(result.best_run_id, "error_analysis")
+    }

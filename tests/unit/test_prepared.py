@@ -62,24 +62,14 @@ def test_a_task_given_prepared_data_loads_and_tokenizes_nothing_and_trains_the_s
     assert ours["val_loss"] == pytest.approx(theirs["val_loss"], rel=1e-6)
 
 
-def test_prepared_data_comes_out_of_rays_object_store_without_a_copy(task):
-    data = TextClassification(task).prepared
-    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
-    try:
-        back = ray.get(ray.put(data))
-        assert not back.train_ids.flat.flags.writeable  # a view of the shared object, not a copy
-        assert back.train_ids.flat.tolist() == data.train_ids.flat.tolist()
-    finally:
-        ray.shutdown()
-
-
-def test_preprocessed_images_travel_out_of_band_and_a_task_given_them_preprocesses_nothing(
-    make_image_task, image_folder, monkeypatch, fresh
+def test_prepared_data_comes_out_of_rays_object_store_without_a_copy_and_is_all_a_task_needs(
+    task, make_image_task, image_folder, monkeypatch, fresh
 ):
-    """The images, the bulk of an image+text task's memory, leave the pickle as buffers: Ray's object store
-    keeps one copy per node that the trials there share, instead of one per trial process."""
+    """Token ids and images (the bulk of an image+text task's memory) leave the pickle as buffers: Ray's
+    object store keeps one copy per node that the trials there read without copying it."""
     from trainables import image_text
 
+    text = TextClassification(task).prepared
     task = make_image_task(image_folder)
     own = image_text.ImageText(task)
     buffers: list = []
@@ -92,7 +82,10 @@ def test_preprocessed_images_travel_out_of_band_and_a_task_given_them_preprocess
         raise AssertionError("the trial loaded or preprocessed the images again")
 
     ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
-    try:  # the tensors view the object store's memory: read them while it is there
+    try:  # the arrays and tensors view the object store's memory: read them while it is there
+        back = ray.get(ray.put(text))
+        assert not back.train_ids.flat.flags.writeable  # a view of the shared object, not a copy
+        assert back.train_ids.flat.tolist() == text.train_ids.flat.tolist()
         data = ray.get(ray.put(own.prepared))
         assert (data.train.pixels == pixels).all()
         assert (data.validation.labels == own.prepared.validation.labels).all()
