@@ -30,7 +30,7 @@ import search_spaces
 from search_spaces import searched
 from trainables.manifest import TASKS as TASK_MANIFESTS
 
-from . import confirm, console, refit, resources, summary, tracking, trial, validate
+from . import confirm, console, refit, resources, shared_data, summary, tracking, trial, validate
 from .jobs import sweep_id_for
 from .result import SweepInterrupted, SweepResult
 from .spec import SpecError, SweepSpec, smoke_spec
@@ -97,7 +97,7 @@ def run_sweep(
     )  # fmt: skip
     with _ray_session(address, num_cpus):
         validate.check_cluster(spec, uri)
-        sweep = dataclasses.replace(sweep, prepared=_prepared(spec, checked), datasets=datasets)
+        sweep = dataclasses.replace(sweep, prepared=shared_data.put(spec, checked), datasets=datasets)
         del checked  # the driver keeps no copy of the data: the object store holds it
         with _parent_run(sweep, warm_trials, smoke_test) as tracker:
             if verbose:
@@ -131,19 +131,6 @@ def _datasets(spec: SweepSpec) -> tuple:
     except Exception as exc:  # a record of the data is never worth the sweep
         log.warning("the sweep's datasets are not logged: %s", exc)
         return ()
-
-
-def _prepared(spec: SweepSpec, checked: list) -> dict[str, Any]:
-    """Each trial task's data, prepared once by the checks, in Ray's object store: every trial, on any node,
-    reads it from there instead of loading and tokenizing it again. Not for a fold of cross-validation or a
-    data-parallel trial, which prepare their own."""
-    import ray
-
-    from trainables import prepared
-
-    if spec.search.cross_validation is not None or spec.resources.workers > 1:
-        return {}
-    return {prepared.key(task): ray.put(adapter.prepared) for task, adapter in checked if hasattr(adapter, "prepared")}
 
 
 def _ray_running() -> bool:

@@ -45,10 +45,10 @@ def _on_checkpoint(
     from trainables.loop import MODEL_DIR, checkpoint_model
     from trainables.standalone import quiet_transformers
 
-    from .trial import take_prepared
+    from . import shared_data
 
     quiet_transformers()
-    take_prepared(task, config, prepared)
+    shared_data.take(task, config, prepared)
     adapter = manifest(task_type).trainable().Adapter(with_trial_model(task, config))
     with Checkpoint(checkpoint).as_directory() as folder:
         model = checkpoint_model(adapter, config, os.path.join(folder, MODEL_DIR), run)

@@ -58,10 +58,10 @@ def _package(
     from trainables.loop import MODEL_DIR
     from trainables.standalone import quiet_transformers
 
-    from .trial import take_prepared
+    from . import shared_data
 
     quiet_transformers()
-    take_prepared(task, config, prepared)
+    shared_data.take(task, config, prepared)
     example = manifest(task_type).trainable().Adapter(with_trial_model(task, config)).serving_example()
     builtin_base = base is not None and base.startswith("builtin:")
     requirements = serving.requirements(task_type, adapter=base is not None, builtin_base=builtin_base)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from trainables.manifest import manifest
 
+from . import shared_data
 from .tracking.writers import MlflowReporter, TrialTracking
 
 
@@ -35,7 +36,7 @@ def trainable(
     from .console import trial_label
 
     config = unwrapped(config)  # a search.confirm trial's config comes as its grid axis's value
-    take_prepared(task, config, prepared or {})
+    shared_data.take(task, config, prepared or {})
     module = manifest(task_type).trainable()
     label = "" if tracking is None else trial_label(config, tracking.searched)
     if parallel is not None and parallel["workers"] > 1:
@@ -62,20 +63,6 @@ def trainable(
     if tracking is not None:
         reporter = MlflowReporter(tracking, reporter, config, label)
     module.tune_trainable(config, task, run, reporter)
-
-
-def take_prepared(task: Mapping, config: Mapping, prepared: Mapping) -> None:
-    """Provide this process the data the sweep prepared for the trial's task (``task`` with the base model
-    ``config`` chose), when it prepared it: a trial's, or work on a finished trial's checkpoint."""
-    import ray
-
-    from trainables import prepared as data
-    from trainables.config import with_trial_model
-
-    own = with_trial_model(task, config)
-    ref = prepared.get(data.key(own))
-    if ref is not None and data.provided(own) is None:
-        data.provide(own, ray.get(ref))
 
 
 def _streaming(tracking: TrialTracking, config: dict, label: str, trial_id: str, inner) -> MlflowReporter:
