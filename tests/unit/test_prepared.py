@@ -81,7 +81,9 @@ def test_prepared_data_comes_out_of_rays_object_store_without_a_copy_and_is_all_
     def never(*args, **kwargs):
         raise AssertionError("the trial loaded or preprocessed the images again")
 
-    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    started = not ray.is_initialized()  # the suite's integration tier keeps one Ray up to its end
+    if started:
+        ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:  # the arrays and tensors view the object store's memory: read them while it is there
         back = ray.get(ray.put(text))
         assert not back.train_ids.flat.flags.writeable  # a view of the shared object, not a copy
@@ -97,4 +99,5 @@ def test_prepared_data_comes_out_of_rays_object_store_without_a_copy_and_is_all_
         assert given.evaluate(model)["val_loss"] == pytest.approx(own.evaluate(model)["val_loss"])
     finally:
         prepared._PROVIDED.clear()
-        ray.shutdown()
+        if started:
+            ray.shutdown()
