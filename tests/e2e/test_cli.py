@@ -1,4 +1,4 @@
-"""The CLI as a user types it: the quickstart and PBT examples in smoke mode (real MiniLM), bad input, schema."""
+"""The CLI as a user types it: the quickstart example in smoke mode (real MiniLM), bad input, schema."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from tune_service import load_spec, smoke_spec
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [str(Path(sys.executable).parent / "tune-service")]  # the installed console script
 QUICKSTART = ROOT / "examples" / "quickstart.yaml"
-# Through the CLI, each in a fresh process with its own Ray: the quickstart as a user first types it, and PBT,
-# whose exploit step moves checkpoints between trials. The other examples: tests/integration/test_examples.py
-AS_TYPED = [QUICKSTART, ROOT / "examples" / "pbt.yaml"]
+# Through the CLI, in a fresh process with its own Ray: the quickstart as a user first types it. The other
+# examples: tests/integration/test_examples.py
+AS_TYPED = [QUICKSTART]
 
 
 def cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -1,7 +1,7 @@
 """Every example spec runs as it is, in smoke mode (real MiniLM, real data), through the Python API.
 
-The quickstart and PBT run through the CLI as typed (tests/e2e/test_cli.py); the rest share
-this tier's Ray instead of each starting its own.
+The quickstart runs through the CLI as typed (tests/e2e/test_cli.py); the rest share this tier's
+Ray instead of each starting its own.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from tune_service import load_spec, run_sweep, smoke_spec
 ROOT = Path(__file__).resolve().parents[2]
 # the warm-start example reads the bayesian-asha sweep back: both run in one test
 WARM = ("bayesian_asha", "warm_start")
-AS_TYPED = ("quickstart", "pbt")  # through the CLI, in tests/e2e/test_cli.py
+AS_TYPED = ("quickstart",)  # through the CLI, in tests/e2e/test_cli.py
 # the shared-rate baseline is the dual-rate example but for its rates: checked for that below, not run again
 TWIN = "image_text_shared_lr"
 LORA = "lora_plus"  # run once, then its best adapter loaded back from the registry
