@@ -1,4 +1,5 @@
-"""Trials on two Ray nodes stream to a tracking server that requires MLflow's basic auth."""
+"""Trials on two Ray nodes stream to a tracking server that requires MLflow's basic auth, and train on the
+data the driver prepared once (Ray's object store carries it to the node that did not prepare it)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,12 @@ def files_containing(root: Path, needle: bytes) -> list[str]:
 
 
 def test_credentials_reach_every_node_and_never_appear_in_runs_artifacts_or_logs(
-    cluster, make_spec, mlflow_server, monkeypatch, tmp_path, capfd
+    cluster, make_spec, mlflow_server, sentiment_csv, monkeypatch, tmp_path, capfd
 ):
+    import shutil
+
+    from tune_service import driver
+
     password = secrets.token_hex(16)
     server = mlflow_server({"MLFLOW_AUTH": "1", "MLFLOW_AUTH_ADMIN_PASSWORD": password})
     for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_URI"):
@@ -38,16 +43,29 @@ def test_credentials_reach_every_node_and_never_appear_in_runs_artifacts_or_logs
     # only the driver's environment holds the credentials: the nodes were started before they were set
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+    data = tmp_path / "reviews.csv"
+    shutil.copy(sentiment_csv, data)
     spec = make_spec(
         **{
             "name": "tiny-auth",
             # one trial per node: the second must not wait for the first's process to be reused on its node
             "search": {"strategy": "grid", "max_concurrent_trials": 2, "reuse_actors": False},
             "hyperparameters.groups.head.lr": {"grid": [0.01, 0.03]},
+            "task.dataset.source": str(data),
         }
     )
+    # the data file gone once the checks have prepared it: no trial, on either node, can read it again
+    checked = driver._checked
+
+    def then_gone(*args, **kwargs):
+        out = checked(*args, **kwargs)
+        data.unlink()
+        return out
+
+    monkeypatch.setattr(driver, "_checked", then_gone)
     storage = tmp_path / "ray"
     result = run_sweep(spec, address=cluster.address, tracking_uri=server.uri, storage_path=str(storage), verbose=1)
+    assert not data.exists() and result.model_id  # trained, analysed and packaged from the prepared data
 
     client = MlflowClient(server.uri)
     runs = client.search_runs([result.experiment_id], f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
