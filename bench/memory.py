@@ -7,10 +7,20 @@ samples, every 0.2 s, the driver's RSS and that of every trial process (Ray work
 in minutes: a 2-layer BERT (hidden 32) with random weights and MiniLM's tokenizer, 32 Rotten
 Tomatoes reviews, one epoch. ``--model builtin:minilm`` gives a real trial's footprint.
 
-    python bench/memory.py [--trials 50,100,200,500] [--model tiny|builtin:minilm]
+    python bench/memory.py [--trials 50,100,200,500] [--model tiny|builtin:minilm] [--owners]
 
 Prints a row per size (driver peak, driver RSS at the end, trial peak), then a JSON line with
 the driver's growth per 100 trials (least squares over the sizes) and a one-line summary.
+
+``--owners``: where the driver's memory goes. The driver traces its Python allocations
+(``tracemalloc``, the allocating frame alone: deeper tracebacks make it too slow to finish) and,
+at the end of the sweep (its result still held), counts each live block against the package of
+the file that allocated it: ours (``tune_service``, ``trainables``, ``search_spaces``), Ray Tune,
+the rest of Ray, MLflow, Optuna, ``datasets``, transformers, torch; ``other`` is mostly the
+standard library (``json``, ``copy``, ...) on behalf of any of them. The
+JSON line then holds each owner's MB per size and per 100 trials; what tracing does not see
+(RSS less the traced total) is native memory: Ray's core worker, torch, the allocator's slack.
+Tracing slows the driver, so its wall times are not comparable with an untraced run's.
 """
 
 from __future__ import annotations
@@ -66,7 +76,32 @@ def sweep_spec(trials: int, model: str) -> dict:
     return data
 
 
-def one(trials: int, model: str) -> dict:
+# (package prefix, owner), first match wins; the module paths are site-packages' or this checkout's
+OWNERS = (
+    ("tune_service/", "ours"), ("trainables/", "ours"), ("search_spaces/", "ours"), ("ray/tune/", "Ray Tune"),
+    ("ray/", "Ray (core)"), ("mlflow/", "MLflow"), ("optuna/", "Optuna"), ("datasets/", "datasets"),
+    ("transformers/", "transformers"), ("torch/", "torch"),
+)  # fmt: skip
+
+
+def owner(filename: str) -> str:
+    """The package in :data:`OWNERS` that ``filename`` belongs to (installed, or this checkout's); else other."""
+    if "site-packages/" in filename:
+        name = filename.split("site-packages/")[-1]
+    else:
+        name = filename.removeprefix(f"{ROOT}/") if filename.startswith(f"{ROOT}/") else ""
+    return next((who for prefix, who in OWNERS if name.startswith(prefix)), "other")
+
+
+def owners_mb(snapshot) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for stat in snapshot.statistics("filename"):
+        who = owner(stat.traceback[0].filename)
+        out[who] = out.get(who, 0.0) + stat.size / MB
+    return {k: round(v, 1) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+
+
+def one(trials: int, model: str, trace: bool = False) -> dict:
     """Runs in the child: one sweep, sampled."""
     import psutil
     from _common import local_store
@@ -91,6 +126,10 @@ def one(trials: int, model: str) -> dict:
         where = Path(tmp)
         if model == "tiny":
             model = tiny_model(where / "model")
+        if trace:
+            import tracemalloc
+
+            tracemalloc.start(1)
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         started = time.time()
@@ -101,8 +140,9 @@ def one(trials: int, model: str) -> dict:
         wall = time.time() - started
         stop.set()
         sampler.join()
+        traced = owners_mb(tracemalloc.take_snapshot()) if trace else None
     assert len(result.trials) == trials, len(result.trials)
-    return {
+    return ({"owners_mb": traced} if trace else {}) | {
         "trials": trials,
         "wall_s": round(wall, 1),
         "driver_peak_mb": round(max(peaks["driver"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / MB),
@@ -115,16 +155,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", default="50,100,200,500")
     parser.add_argument("--model", default="tiny", help="tiny, or a model source (builtin:minilm)")
+    parser.add_argument("--owners", action="store_true", help="trace the driver's Python allocations by owner")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print("ROW " + json.dumps(one(args.one, args.model)), flush=True)
+        print("ROW " + json.dumps(one(args.one, args.model, args.owners)), flush=True)
         return
 
     rows = []
     for n in [int(x) for x in args.trials.split(",")]:
         out = subprocess.run(
-            [sys.executable, __file__, "--one", str(n), "--model", args.model],
+            [sys.executable, __file__, "--one", str(n), "--model", args.model, *(["--owners"] if args.owners else [])],
             capture_output=True,
             text=True,
             cwd=ROOT,
@@ -140,21 +181,27 @@ def main() -> None:
             flush=True,
         )
 
-    def growth(key: str) -> float:
-        """MB per 100 trials: the least-squares slope of ``key`` over the sweep sizes."""
-        xs, ys = [r["trials"] for r in rows], [r[key] for r in rows]
+    def growth(key: str, of=None) -> float:
+        """MB per 100 trials: the least-squares slope of ``key`` (or ``of(row)``) over the sweep sizes."""
+        xs, ys = [r["trials"] for r in rows], [of(r) if of else r[key] for r in rows]
         mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
         var = sum((x - mx) ** 2 for x in xs)
         return round(100 * sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var, 1) if var else 0.0
 
     figures = {
-        "bench": "memory",
+        "bench": "memory_owners" if args.owners else "memory",  # a traced driver's sizes are not comparable
         "model": args.model,
         "rows": rows,
         "driver_growth_mb_per_100_trials": growth("driver_peak_mb"),
         "driver_end_growth_mb_per_100_trials": growth("driver_end_mb"),
         "trial_peak_mb": max(r["trial_peak_mb"] for r in rows),
     }
+    if args.owners:
+        figures["owners_mb_per_100_trials"] = {
+            who: growth("", lambda r, who=who: r["owners_mb"].get(who, 0.0))
+            for who in sorted({w for r in rows for w in r["owners_mb"]})
+        }
+        figures["traced_mb_per_100_trials"] = growth("", lambda r: sum(r["owners_mb"].values()))
     print(json.dumps(figures))
     print(
         f"driver peak {rows[0]['driver_peak_mb']} MB at {rows[0]['trials']} trials, {rows[-1]['driver_peak_mb']} MB "
