@@ -91,6 +91,27 @@ def sentiment_csv(tmp_path_factory) -> str:
     return str(write_sentiment_csv(tmp_path_factory.mktemp("data") / "reviews.csv"))
 
 
+@pytest.fixture
+def data_gone_after_the_checks(sentiment_csv, tmp_path, monkeypatch):
+    """A copy of the generated reviews that is deleted as soon as a sweep's checks have prepared it: no
+    trial, error analysis or packaging of the winner can read it again, only the prepared data."""
+    import shutil
+
+    from tune_service import driver
+
+    data = tmp_path / "reviews.csv"
+    shutil.copy(sentiment_csv, data)
+    checked = driver._checked
+
+    def then_gone(*args, **kwargs):
+        out = checked(*args, **kwargs)
+        data.unlink()
+        return out
+
+    monkeypatch.setattr(driver, "_checked", then_gone)
+    return data
+
+
 @pytest.fixture(scope="session")
 def sentiment_csv_of(tmp_path_factory):
     """``make(rows)``: the generated reviews, ``rows`` of them, in a CSV."""

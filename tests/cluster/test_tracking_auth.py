@@ -27,12 +27,8 @@ def files_containing(root: Path, needle: bytes) -> list[str]:
 
 
 def test_credentials_reach_every_node_and_never_appear_in_runs_artifacts_or_logs(
-    cluster, make_spec, mlflow_server, sentiment_csv, monkeypatch, tmp_path, capfd
+    cluster, make_spec, mlflow_server, data_gone_after_the_checks, monkeypatch, tmp_path, capfd
 ):
-    import shutil
-
-    from tune_service import driver
-
     password = secrets.token_hex(16)
     server = mlflow_server({"MLFLOW_AUTH": "1", "MLFLOW_AUTH_ADMIN_PASSWORD": password})
     for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_URI"):
@@ -43,8 +39,7 @@ def test_credentials_reach_every_node_and_never_appear_in_runs_artifacts_or_logs
     # only the driver's environment holds the credentials: the nodes were started before they were set
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
-    data = tmp_path / "reviews.csv"
-    shutil.copy(sentiment_csv, data)
+    data = data_gone_after_the_checks  # no trial, on either node, can read it once the checks prepared it
     spec = make_spec(
         **{
             "name": "tiny-auth",
@@ -54,15 +49,6 @@ def test_credentials_reach_every_node_and_never_appear_in_runs_artifacts_or_logs
             "task.dataset.source": str(data),
         }
     )
-    # the data file gone once the checks have prepared it: no trial, on either node, can read it again
-    checked = driver._checked
-
-    def then_gone(*args, **kwargs):
-        out = checked(*args, **kwargs)
-        data.unlink()
-        return out
-
-    monkeypatch.setattr(driver, "_checked", then_gone)
     storage = tmp_path / "ray"
     result = run_sweep(spec, address=cluster.address, tracking_uri=server.uri, storage_path=str(storage), verbose=1)
     assert not data.exists() and result.model_id  # trained, analysed and packaged from the prepared data

@@ -228,7 +228,7 @@ def test_cross_validated_sweep_reports_the_folds_mean_and_refits_the_winner(make
 
 
 def test_a_sweep_over_two_base_models_records_each_trials_model_and_ships_the_winners(
-    make_spec, where, tiny_bert, tiny_distilbert, sentiment_csv, tmp_path, monkeypatch
+    make_spec, where, tiny_bert, tiny_distilbert, data_gone_after_the_checks
 ):
     """``task.model: {grid: [...]}``: two architectures, each trial's groups resolved for its own model,
     its run naming the model, the trade-off of accuracy and latency as a Pareto front, the winner's own
@@ -237,12 +237,9 @@ def test_a_sweep_over_two_base_models_records_each_trials_model_and_ships_the_wi
     And the data prepared once: the checks before the sweep load and tokenize it (for each model's
     tokenizer); the trials, the error analysis and the packaging of the winner take it from Ray's object
     store, so the data file can be gone once the checks are done."""
-    import shutil
+    from tune_service import load_best
 
-    from tune_service import driver, load_best
-
-    data = tmp_path / "reviews.csv"
-    shutil.copy(sentiment_csv, data)
+    data = data_gone_after_the_checks
     spec = make_spec(
         **{
             "name": "two-models",
@@ -252,14 +249,6 @@ def test_a_sweep_over_two_base_models_records_each_trials_model_and_ships_the_wi
                        "mode": ["max", "min"], "reuse_actors": False},
         }
     )  # fmt: skip
-    checked = driver._checked
-
-    def then_gone(*args, **kwargs):
-        out = checked(*args, **kwargs)
-        data.unlink()
-        return out
-
-    monkeypatch.setattr(driver, "_checked", then_gone)
     result = run_sweep(spec, **where)
     assert not data.exists()
     assert [(t.status, t.epochs) for t in result.trials] == [("TERMINATED", 2)] * 2, [t.error for t in result.trials]
