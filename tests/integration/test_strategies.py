@@ -99,6 +99,9 @@ def test_pbt_continues_poor_trials_from_better_checkpoints_with_perturbed_rates(
                         {"groups.lora_A.lr": 3e-3, "groups.lora_B.lr.ratio": 16.0},
                     ],
                     "cross_validation": {"folds": 2},
+                    # both trials in new processes: neither starts seconds ahead in a process the tier reused
+                    # (which let the learner finish before the stuck one had a score to compare)
+                    "reuse_actors": False,
                 },
                 "task.adapter": {"type": "lora"},
                 "hyperparameters.groups": {
