@@ -181,9 +181,9 @@ def main() -> None:
             flush=True,
         )
 
-    def growth(key: str, of=None) -> float:
-        """MB per 100 trials: the least-squares slope of ``key`` (or ``of(row)``) over the sweep sizes."""
-        xs, ys = [r["trials"] for r in rows], [of(r) if of else r[key] for r in rows]
+    def growth(of) -> float:
+        """MB per 100 trials: the least-squares slope of ``of(row)`` over the sweep sizes."""
+        xs, ys = [r["trials"] for r in rows], [of(r) for r in rows]
         mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
         var = sum((x - mx) ** 2 for x in xs)
         return round(100 * sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var, 1) if var else 0.0
@@ -192,16 +192,16 @@ def main() -> None:
         "bench": "memory_owners" if args.owners else "memory",  # a traced driver's sizes are not comparable
         "model": args.model,
         "rows": rows,
-        "driver_growth_mb_per_100_trials": growth("driver_peak_mb"),
-        "driver_end_growth_mb_per_100_trials": growth("driver_end_mb"),
+        "driver_growth_mb_per_100_trials": growth(lambda r: r["driver_peak_mb"]),
+        "driver_end_growth_mb_per_100_trials": growth(lambda r: r["driver_end_mb"]),
         "trial_peak_mb": max(r["trial_peak_mb"] for r in rows),
     }
     if args.owners:
         figures["owners_mb_per_100_trials"] = {
-            who: growth("", lambda r, who=who: r["owners_mb"].get(who, 0.0))
+            who: growth(lambda r, who=who: r["owners_mb"].get(who, 0.0))
             for who in sorted({w for r in rows for w in r["owners_mb"]})
         }
-        figures["traced_mb_per_100_trials"] = growth("", lambda r: sum(r["owners_mb"].values()))
+        figures["traced_mb_per_100_trials"] = growth(lambda r: sum(r["owners_mb"].values()))
     print(json.dumps(figures))
     print(
         f"driver peak {rows[0]['driver_peak_mb']} MB at {rows[0]['trials']} trials, {rows[-1]['driver_peak_mb']} MB "

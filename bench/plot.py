@@ -60,12 +60,10 @@ def ratios(runs: dict[str, dict], many: dict[str, list[dict]]) -> list[tuple[str
         rows.append((f"service / ideal\n{o['trials']} short trials, {way}", o["service_over_ideal"], 1.10, False))
     # the latest run on each dataset: a trial's start at its most rows over its start at its fewest, each way
     for o in {o.get("data", "rotten_tomatoes"): o for o in many["trial_start_run"]}.values():
-        for way in ("own", "prepared"):
-            mine = sorted((r for r in o["rows"] if r["way"] == way), key=lambda r: r["rows"])
-            if len(mine) > 1:
-                said = {"own": "its own data", "prepared": "the sweep's prepared data"}[way]
-                label = f"trial start, {mine[-1]['rows']:,} / {mine[0]['rows']:,} rows\n{said}"
-                rows.append((label, mine[-1]["start_to_step_s"] / mine[0]["start_to_step_s"], 1.2, False))
+        sizes = o["summary"]["sizes"]
+        for way, growth in o["summary"]["start_at_most_over_fewest"].items():
+            said = {"own": "its own data", "prepared": "the sweep's prepared data"}[way]
+            rows.append((f"trial start, {sizes[-1]:,} / {sizes[0]:,} rows\n{said}", growth, 1.2, False))
     if "tracking_overhead" in runs:
         rows.append(("epoch, tracking on / off", runs["tracking_overhead"]["on_over_off"], 1.02, False))
     # the latest run of each trial size (CPUs a trial)

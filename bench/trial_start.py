@@ -106,7 +106,7 @@ def task_for(rows: str, source: str | None = None) -> dict:
     return task
 
 
-def measure(rows: str, repeats: int, ways: list[str], source: str | None = None) -> list[dict]:
+def measure(rows: str, repeats: int, ways: list[str], dataset: str, source: str | None = None) -> list[dict]:
     from trainables.text_classification import TextClassification
 
     task = task_for(rows, source)
@@ -122,9 +122,8 @@ def measure(rows: str, repeats: int, ways: list[str], source: str | None = None)
             timed[way].append(ray.get(first_step.remote(task, given[way])))
     for way, runs in timed.items():
         row = {k: round(statistics.median(r[k] for r in runs), 2) for k in ("start_to_step_s", "task_s", "peak_rss_mb")}
-        out.append({"bench": "trial_start", "data": Path(task["dataset"]["source"]).stem.removeprefix("builtin:"),
-                    "rows": runs[0]["rows"], "way": way, **row, "repeats": repeats,
-                    "prepare_s": round(prepare_s, 2)})  # fmt: skip
+        out.append({"bench": "trial_start", "data": dataset, "rows": runs[0]["rows"], "way": way, **row,
+                    "repeats": repeats, "prepare_s": round(prepare_s, 2)})  # fmt: skip
     return out
 
 
@@ -141,7 +140,9 @@ def main() -> None:
         ray.init(address="local", num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
         try:
             ray.get(first_step.remote(task_for("1000", source), []))  # untimed: the first process reads from disk
-            lines = [line for rows in args.rows.split(",") for line in measure(rows, args.repeats, ways, source)]
+            lines = [
+                line for rows in args.rows.split(",") for line in measure(rows, args.repeats, ways, args.data, source)
+            ]
         finally:
             ray.shutdown()
     for line in lines:
