@@ -47,6 +47,8 @@ def _worker_loop(cfg: Mapping[str, Any]) -> None:
     import ray.train
     from ray.train.torch import get_device
 
+    if cfg["setup"] is not None:
+        cfg["setup"]()
     rank = ray.train.get_context().get_world_rank()
     run = {**cfg["run"], "device": str(get_device())}
     reporter = TrainReporter()
@@ -67,11 +69,13 @@ def fit_data_parallel(
     name: str,
     make_reporter: Callable | None = None,
     keep_checkpoints: int = 1,
+    setup: Callable[[], None] | None = None,
 ) -> None:
     """Train one trial on ``workers`` Ray Train workers; call from inside a Tune trial.
 
     ``train(config, task, run, reporter)`` is the task's training function.
     ``make_reporter(inner)`` wraps rank 0's reporter (None: report to Ray Train only).
+    ``setup()`` runs first on every worker (e.g. providing it the sweep's prepared data).
     """
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -86,6 +90,7 @@ def fit_data_parallel(
             "task": dict(task),
             "run": dict(run),
             "make_reporter": make_reporter,
+            "setup": setup,
         },
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(

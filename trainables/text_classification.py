@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from .cross_validation import fit_task
 from .data import BUILTIN_PREFIX, TaskError, load_text_data, package_dir, used_rows
 from .manifest import TASKS
 from .param_groups import Selector, default_selectors
-from .prepared import PreparedText, Ragged, provided
+from .prepared import PreparedText, Ragged, key, provided
 from .reporting import Reporter, TuneReporter
 from .standalone import quiet_transformers, smoke_config, smoke_main
 
@@ -71,21 +71,33 @@ def set_dropout_config(cfg, p: float | None) -> None:
             setattr(cfg, key, float(p))
 
 
-def prepare_text(task: Mapping, tokenizer) -> PreparedText:
-    """``task``'s data loaded, split, subset and tokenized: what every trial of a sweep trains and validates on."""
-    data = load_text_data(task["dataset"], int(task["dataset"].get("seed", 0)))
+def prepare_text(tasks: Sequence[Mapping], tokenizer) -> dict[str, PreparedText]:
+    """Each of ``tasks`` loaded, split, subset and tokenized, by its :func:`trainables.prepared.key`: what the
+    trials of a sweep train and validate on.
 
-    def tokenized(texts: list[str]) -> Ragged:
-        return Ragged.of(tokenizer(texts, truncation=True, max_length=int(task["max_length"]))["input_ids"])
+    ``tasks`` are sections of one task (the folds of cross-validation, a refit on every training row, the
+    test split): a text that several of them hold is tokenized once, their token ids selections of one pool.
+    """
+    loaded = [load_text_data(task["dataset"], int(task["dataset"].get("seed", 0))) for task in tasks]
+    texts = list(dict.fromkeys(t for data in loaded for part in (data.train, data.validation) for t in part.texts))
+    row = {text: i for i, text in enumerate(texts)}
+    max_length = int(tasks[0]["max_length"])
+    pool = Ragged.of(tokenizer(texts, truncation=True, max_length=max_length)["input_ids"])
 
-    return PreparedText(
-        label_names=list(data.label_names),
-        train_ids=tokenized(data.train.texts),
-        train_labels=np.asarray(data.train.labels, dtype=np.int64),
-        validation_ids=tokenized(data.validation.texts),
-        validation_labels=np.asarray(data.validation.labels, dtype=np.int64),
-        validation_texts=list(data.validation.texts),
-    )
+    def ids(examples) -> Ragged:
+        return pool.select([row[text] for text in examples.texts])
+
+    return {
+        key(task): PreparedText(
+            label_names=list(data.label_names),
+            train_ids=ids(data.train),
+            train_labels=np.asarray(data.train.labels, dtype=np.int64),
+            validation_ids=ids(data.validation),
+            validation_labels=np.asarray(data.validation.labels, dtype=np.int64),
+            validation_texts=list(data.validation.texts),
+        )
+        for task, data in zip(tasks, loaded)
+    }
 
 
 def pad(seqs: list[list[int]], pad_id: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,7 +131,7 @@ class TextClassification:
         self.text_column = task["dataset"]["text_column"]
         self.pad_id = self.tokenizer.pad_token_id or 0
         # the sweep's data, prepared once and provided to this process; else prepared here
-        self.prepared: PreparedText = provided(task) or prepare_text(task, self.tokenizer)
+        self.prepared: PreparedText = provided(task) or self.prepare([task])[key(task)]
         data = self.prepared
         self.label_names = list(data.label_names)
         self.train_ids = data.train_ids
@@ -132,6 +144,10 @@ class TextClassification:
             ids, mask = pad([data.validation_ids[i] for i in idx], self.pad_id)
             labels = torch.tensor(data.validation_labels[idx], dtype=torch.long)
             self.val_batches.append({"input_ids": ids, "attention_mask": mask, "labels": labels})
+
+    def prepare(self, tasks: Sequence[Mapping]) -> dict[str, PreparedText]:
+        """Sections of this task (its folds, a refit, the test split) prepared together (:func:`prepare_text`)."""
+        return prepare_text(tasks, self.tokenizer)
 
     @staticmethod
     def rows_used(task: Mapping) -> dict:

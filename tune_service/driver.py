@@ -89,7 +89,7 @@ def run_sweep(
     if smoke_test:
         spec = validate.load_spec(smoke_spec(spec))
     uri = tracking.resolve_tracking_uri(tracking_uri, spec.mlflow.tracking_uri)
-    warm_trials, checked, datasets = _checked(spec, uri, address, num_cpus, resuming=_resume_parent is not None)
+    warm_trials, prepared, datasets = _checked(spec, uri, address, num_cpus, resuming=_resume_parent is not None)
     plan = search_spaces.build(spec, warm_trials)
     sweep = _Sweep(
         spec, sweep_id or sweep_id_for(spec.name), uri, _storage(storage_path),
@@ -97,8 +97,8 @@ def run_sweep(
     )  # fmt: skip
     with _ray_session(address, num_cpus):
         validate.check_cluster(spec, uri)
-        sweep = dataclasses.replace(sweep, prepared=shared_data.put(spec, checked), datasets=datasets)
-        del checked  # the driver keeps no copy of the data: the object store holds it
+        sweep = dataclasses.replace(sweep, prepared=shared_data.put(prepared), datasets=datasets)
+        del prepared  # the driver keeps no copy of the data: the object store holds it
         with _parent_run(sweep, warm_trials, smoke_test) as tracker:
             if verbose:
                 print(_resume_hint(sweep), flush=True)
@@ -110,15 +110,16 @@ def run_sweep(
 
 def _checked(spec: SweepSpec, uri: str, address: str | None, num_cpus: int | None, resuming: bool) -> tuple:
     """Every check that can run before Ray starts (:mod:`.validate`, steps 2 to 5): the warm start's trials,
-    each trial task with its data as the checks loaded and prepared it, and the rows described for MLflow."""
+    the data as the checks loaded and prepared it (:func:`.shared_data.prepare`), and the rows described for
+    MLflow."""
     joining = address or os.environ.get("RAY_ADDRESS")  # set for a Ray Job's driver
     validate.check_reachable(uri, None if _ray_running() else joining)
-    checked = validate.check_task(spec)
+    prepared = shared_data.prepare(spec, validate.check_task(spec))
     datasets = _datasets(spec)
     warm_trials = None if resuming else validate.warm_trials(spec, uri)  # a resumed searcher has its own state
     if not (joining or _ray_running()):
         validate.check_local_resources(spec, num_cpus)
-    return warm_trials, checked, datasets
+    return warm_trials, prepared, datasets
 
 
 def _datasets(spec: SweepSpec) -> tuple:
@@ -367,7 +368,7 @@ def _finish(sweep: _Sweep, grid, tracker, wall: float, verbose: int) -> SweepRes
     if spec.search.cross_validation is not None and spec.search.cross_validation.refit:
         _refit(sweep, result, tracker, verbose)
     if spec.task.dataset.test_split is not None:
-        _score_on_test(spec, result, tracker)
+        _score_on_test(spec, result, tracker, sweep.prepared)
     if spec.mlflow.error_analysis and TASK_MANIFESTS[spec.task.type].classifies:
         _analyze_errors(spec, result, tracker, sweep.prepared)
     tracker.close_trial_runs({t.trial_id: "FAILED" if t.status == "ERROR" else "FINISHED" for t in result.trials})
@@ -437,11 +438,11 @@ def _train_again(sweep: _Sweep, tracker, points: list[dict], name: str, task: di
     return again.trials
 
 
-def _score_on_test(spec: SweepSpec, result: SweepResult, tracker) -> None:
+def _score_on_test(spec: SweepSpec, result: SweepResult, tracker, prepared: Mapping) -> None:
     from . import held_out
 
     try:
-        held_out.score_on_test(spec, result, tracker)
+        held_out.score_on_test(spec, result, tracker, prepared)
     except Exception as exc:  # the sweep's record is worth more than its test scores
         log.warning("the best trials were not scored on the test split: %s", exc)
 

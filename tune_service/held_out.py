@@ -9,20 +9,28 @@ result and on the registered version.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from . import finalists
 from .result import SweepResult, test_name
 from .spec import SweepSpec
 
 
-def score_on_test(spec: SweepSpec, result: SweepResult, tracker) -> None:
-    """Score the finalists on the test split; their ``test_metrics``, their runs and the parent's get the scores."""
+def test_task(task: Mapping) -> dict:
+    """``task`` validated on every test row instead: what a finalist is scored with."""
+    return {**task, "dataset": {**task["dataset"], "part": "test", "validation_size": None}}
+
+
+def score_on_test(spec: SweepSpec, result: SweepResult, tracker, prepared: Mapping | None = None) -> None:
+    """Score the finalists on the test split; their ``test_metrics``, their runs and the parent's get the scores.
+
+    ``prepared``: the sweep's prepared data (:mod:`trainables.prepared`), the test rows' among it."""
     chosen = finalists.ranked(result, spec.search.test_top_k, repeats=False)
     winner = next((t for t in result.trials if t.trial_id == result.best_trial_id and t.checkpoint), None)
     if winner is not None and winner not in chosen:  # confirm's winner, picked by its mean, is always scored
         chosen = [winner, *chosen[: spec.search.test_top_k - 1]]
-    task = spec.task.model_dump(mode="json")
-    task["dataset"] = {**task["dataset"], "part": "test", "validation_size": None}
-    for trial, metrics in zip(chosen, finalists.on_checkpoints(spec, chosen, task, "evaluate")):
+    scored = finalists.on_checkpoints(spec, chosen, test_task(spec.trial_task()), "evaluate", prepared)
+    for trial, metrics in zip(chosen, scored):
         trial.test_metrics = {test_name(k): v for k, v in metrics.items()}
         if trial.mlflow_run_id:
             tracker.log_run_metrics(trial.mlflow_run_id, trial.test_metrics, step=trial.epochs)

@@ -34,7 +34,7 @@ def log_winner(spec: SweepSpec, result: SweepResult, target: tracking.ModelTarge
     best = winner(result)
     if best is None:
         raise ValueError(f"sweep {result.sweep_id} has no best trial with a checkpoint to log")
-    task = spec.task.model_dump(mode="json")  # the example comes from the validation rows, never a fold's
+    task = spec.trial_task()  # the example: the first validation rows (under cross-validation, fold 0's part)
     remote = ray.remote(_package).options(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)
     base = base_model(spec, result)
     return ray.get(remote.remote(spec.task.type, task, best.config, best.checkpoint, target, base, dict(prepared)))

@@ -1,8 +1,10 @@
 """The sweep's data, prepared once: put in Ray's object store by the driver, taken by every process that
-builds one of its trials' tasks (a trial, the error analysis, the packaging of the winner).
+builds one of its trials' tasks (a trial, each worker of a data-parallel trial, the error analysis, the test
+split's scoring, the packaging of the winner).
 
 The checks before a sweep load, split and tokenize its data (or preprocess its images) with the
-trials' own code (:func:`tune_service.validate.check_task`); :func:`put` hands that to the object
+trials' own code (:func:`tune_service.validate.check_task`); :func:`prepare` adds the other sections of
+the dataset the sweep will need while the data is at hand; :func:`put` hands that to the object
 store, keyed by the task section a trial builds its task from (:func:`trainables.prepared.key`);
 :func:`take` provides it to the process that is about to build such a task, from any node.
 """
@@ -15,21 +17,55 @@ from typing import Any
 from .spec import SweepSpec
 
 
-def put(spec: SweepSpec, checked: list) -> dict[str, Any]:
-    """Each trial task's prepared data (``checked``: the checks' tasks and adapters) in the object store.
+def prepare(spec: SweepSpec, checked: list) -> list[dict[str, Any]]:
+    """Each base model's prepared data (``checked``: the checks' tasks and adapters), by the key of each
+    task section it serves (:func:`sections`): read while the checks have the data at hand.
 
-    Not for a fold of cross-validation or a data-parallel trial, which prepare their own."""
-    import ray
-
+    A task whose adapter cannot prepare sections together (:meth:`prepare`) hands on the checked task's
+    data alone; its sections prepare their own."""
     from trainables import prepared
 
-    if spec.search.cross_validation is not None or spec.resources.workers > 1:
-        return {}
-    return {prepared.key(task): ray.put(adapter.prepared) for task, adapter in checked if hasattr(adapter, "prepared")}
+    out = []
+    for task, adapter in checked:
+        if not hasattr(adapter, "prepared"):
+            continue
+        more = sections(spec, task)
+        data = adapter.prepare([task, *more]) if more and hasattr(adapter, "prepare") else None
+        out.append(data or {prepared.key(task): adapter.prepared})
+    return out
+
+
+def put(data: list[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`prepare`'s data in the object store: each section's key names its base model's object."""
+    import ray
+
+    refs: dict[str, Any] = {}
+    for sections_data in data:
+        refs |= dict.fromkeys(sections_data, ray.put(sections_data))
+    return refs
+
+
+def sections(spec: SweepSpec, task: Mapping) -> list[dict]:
+    """The other task sections that processes of the sweep build from ``task``'s dataset: each fold of
+    cross-validation and the refit on every row with each fold's part as its validation, the test split's."""
+    from trainables.data import fold_task
+
+    from . import held_out, refit
+
+    out: list[dict] = []
+    cv = spec.search.cross_validation
+    if cv is not None:
+        out += [fold_task(task, i) for i in range(cv.folds)]
+        if cv.refit:
+            out += [refit.every_row(task, i) for i in range(cv.folds)]
+    if spec.task.dataset.test_split is not None:
+        out.append(held_out.test_task(task))
+    return out
 
 
 def take(task: Mapping, config: Mapping, refs: Mapping) -> None:
-    """Provide this process the data prepared for ``task`` with the base model ``config`` chose, if there is."""
+    """Provide this process the data prepared for ``task`` with the base model ``config`` chose, and for the
+    sections of its dataset prepared with it, if there is."""
     import ray
 
     from trainables import prepared
@@ -38,4 +74,4 @@ def take(task: Mapping, config: Mapping, refs: Mapping) -> None:
     own = with_trial_model(task, config)
     ref = refs.get(prepared.key(own))
     if ref is not None and prepared.provided(own) is None:
-        prepared.provide(own, ray.get(ref))
+        prepared.provide_all(ray.get(ref))

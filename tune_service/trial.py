@@ -57,6 +57,7 @@ def trainable(
             name=f"{trial_id}-train",
             make_reporter=make,
             keep_checkpoints=int(parallel["keep_checkpoints"]),
+            setup=functools.partial(shared_data.take, task, config, prepared or {}),
         )
         return
     reporter = TuneReporter()

@@ -9,8 +9,14 @@ from mlflow.tracking import MlflowClient
 from tune_service import run_sweep
 
 
-def test_a_two_worker_trial_trains_ddp_and_rank_0_reports_to_tune_and_mlflow(make_spec, where):
-    spec = make_spec(resources={"cpu": 1, "workers": 2}, **{"mlflow.keep_checkpoints": 2})
+def test_a_two_worker_trial_trains_ddp_and_rank_0_reports_to_tune_and_mlflow(
+    make_spec, where, data_gone_after_the_checks
+):
+    """Each worker trains on the sweep's prepared data: the file is gone once the checks have read it."""
+    spec = make_spec(
+        resources={"cpu": 1, "workers": 2},
+        **{"mlflow.keep_checkpoints": 2, "task.dataset.source": str(data_gone_after_the_checks)},
+    )
     result = run_sweep(spec, **where)
 
     (trial,) = result.trials

@@ -169,13 +169,17 @@ def test_random_sweep_is_reproducible_and_respects_concurrency(make_spec, where,
     assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))
 
 
-def test_cross_validated_sweep_reports_the_folds_mean_and_refits_the_winner(make_spec, where):
+def test_cross_validated_sweep_reports_the_folds_mean_and_refits_the_winner(
+    make_spec, where, sentiment_csv, data_gone_after_the_checks
+):
+    """And every fold, the refit and the test split's scoring train and score on the data prepared once."""
     from trainables.data import load_text_data
     from tune_service import load_spec
     from tune_service.console import summary
 
     spec = make_spec(
         **{
+            "task.dataset.source": str(data_gone_after_the_checks),
             "search": {
                 "strategy": "random",
                 "num_samples": 2,
@@ -221,7 +225,8 @@ def test_cross_validated_sweep_reports_the_folds_mean_and_refits_the_winner(make
     # the winner's error analysis is on its best fold's validation part: every row of it, the fold's own score
     matrix = json.load(open(client.download_artifacts(winner.mlflow_run_id, "error_analysis/confusion_matrix.json")))
     task = load_spec(spec).trial_task()
-    part = load_text_data({**task["dataset"], "fold": winner.metrics["best_fold"]}, seed=task["dataset"]["seed"])
+    rows = {**task["dataset"], "source": sentiment_csv, "fold": winner.metrics["best_fold"]}  # the gone file's copy
+    part = load_text_data(rows, seed=task["dataset"]["seed"])
     assert sum(map(sum, matrix["matrix"])) == len(part.validation)
     right = sum(matrix["matrix"][i][i] for i in range(len(matrix["matrix"])))
     assert right / len(part.validation) >= result.best_value - 1e-9  # the best fold scores at least the mean

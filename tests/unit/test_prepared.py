@@ -14,6 +14,7 @@ from test_loop import RUN, config
 
 from trainables import loop, prepared, text_classification
 from trainables.config import TrialConfig
+from trainables.data import load_text_data
 from trainables.prepared import Ragged
 from trainables.reporting import LocalReporter
 from trainables.text_classification import TextClassification, train
@@ -101,3 +102,35 @@ def test_prepared_data_comes_out_of_rays_object_store_without_a_copy_and_is_all_
         prepared._PROVIDED.clear()
         if started:
             ray.shutdown()
+
+
+def test_a_datasets_sections_are_prepared_together_each_text_tokenized_once(make_spec, monkeypatch, fresh):
+    """The folds, the refit's and the test split's sections of one dataset: one pool of token ids, each
+    section a selection of it holding what it would hold prepared alone; a fold's task builds from it."""
+    from tune_service import load_spec, shared_data
+
+    spec = load_spec(make_spec(**{"search.cross_validation": {"folds": 3, "refit": True}, "task.dataset.test_split": 0.2}))
+    task = spec.trial_task()
+    sections = shared_data.sections(spec, task)
+    assert len(sections) == 3 + 3 + 1 and len({prepared.key(s) for s in sections}) == 7
+    own = TextClassification(task)
+    together = pickle.loads(pickle.dumps(own.prepare([task, *sections]), protocol=5))  # as the object store has it
+    pool = together[prepared.key(task)].train_ids
+    loaded = [load_text_data(s["dataset"], 0) for s in [task, *sections]]
+    texts = {t for data in loaded for part in (data.train, data.validation) for t in part.texts}
+    assert len(pool.offsets) - 1 == len(texts)  # every distinct text once, whichever sections hold it
+    for section in sections:
+        alone = text_classification.prepare_text([section], own.tokenizer)[prepared.key(section)]
+        data = together[prepared.key(section)]
+        assert data.train_ids.flat is pool.flat and data.validation_ids.flat is pool.flat
+        for a, b in ((data.train_ids, alone.train_ids), (data.validation_ids, alone.validation_ids)):
+            assert len(a) == len(b) and all(a[i].tolist() == b[i].tolist() for i in range(len(a)))
+            assert a.lengths().tolist() == b.lengths().tolist()
+        assert (data.train_labels == alone.train_labels).all() and data.validation_texts == alone.validation_texts
+    assert len(together[prepared.key(sections[-1])].validation_ids) == 48  # every test row (0.2 of 240)
+
+    prepared.provide_all(together)
+    monkeypatch.setattr(text_classification, "load_text_data", lambda *a, **k: pytest.fail("prepared again"))
+    fold = TextClassification(sections[1])
+    assert fold.prepared is together[prepared.key(sections[1])]
+    assert len(fold.val_texts) == len(fold.prepared.validation_ids) == 64  # a third of the 192 rows not for test
