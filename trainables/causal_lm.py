@@ -24,7 +24,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 
 import torch
@@ -36,8 +36,20 @@ from .cross_validation import fit_task
 from .data import TaskError, used_rows
 from .manifest import DEFAULT_CAUSAL_LM, TASKS
 from .param_groups import Selector
+from .prepared import key, provided
 from .reporting import Reporter, TuneReporter
-from .sft_data import IGNORE, ROLES, Example, Packed, data_format, end_token, load_sft_data, pack, prompt_tokens
+from .sft_data import (
+    IGNORE,
+    ROLES,
+    Example,
+    Packed,
+    SFTData,
+    data_format,
+    end_token,
+    load_sft_data,
+    pack,
+    prompt_tokens,
+)  # fmt: skip
 from .standalone import quiet_transformers, smoke_config, smoke_main
 from .text_classification import LAYER, pad, resolve_model, set_dropout_config
 
@@ -104,10 +116,9 @@ class CausalLM:
         if vocab is not None and len(self.tokenizer) > vocab:
             raise TaskError(f"the tokenizer has {len(self.tokenizer)} tokens but the model's vocab_size is {vocab}",
                             "task.model")  # fmt: skip
-        self.data = load_sft_data(
-            task["dataset"], int(task["dataset"].get("seed", 0)), self.tokenizer, int(task["max_length"]),
-            task.get("chat_template"),
-        )  # fmt: skip
+        # the sweep's data, prepared once and provided to this process; else prepared here
+        self.data: SFTData = provided(task) or self.prepare([task])[key(task)]
+        self.prepared = self.data
         self.train = pack(self.data.train, int(task["max_length"])) if task.get("packing") else self.data.train
         self.adapter = task.get("adapter")
         self.groups = task.get("groups")
@@ -122,6 +133,19 @@ class CausalLM:
                 f"a validation response has {longest} tokens, more than task.generation.max_new_tokens="
                 f"{self.generation['max_new_tokens']}"
             )
+
+    def prepare(self, tasks: Sequence[Mapping]) -> dict[str, SFTData]:
+        """Sections of this task (its folds, a refit, the test split) loaded and tokenized, by their keys."""
+        return {
+            key(task): load_sft_data(
+                task["dataset"],
+                int(task["dataset"].get("seed", 0)),
+                self.tokenizer,
+                int(task["max_length"]),
+                task.get("chat_template"),
+            )  # fmt: skip
+            for task in tasks
+        }
 
     @staticmethod
     def rows_used(task: Mapping) -> dict:

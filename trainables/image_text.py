@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,7 +43,7 @@ from .data import TaskError, used_rows
 from .image_data import BUILTIN_IMAGE_DATASETS, ImageTextData, load_image_text_data
 from .manifest import DEFAULT_VISION_TOWER, TASKS
 from .param_groups import Selector
-from .prepared import provided
+from .prepared import key, provided
 from .reporting import Reporter, TuneReporter
 from .standalone import quiet_transformers, smoke_config, smoke_main
 from .text_classification import LAYER, pad, resolve_model, set_dropout_config
@@ -148,9 +148,7 @@ class ImageText:
             )
         self.processor = image_processor(task["vision_model"], self.vision_config)
         # the sweep's data, prepared once and provided to this process; else prepared here
-        self.data: ImageTextData = provided(task) or load_image_text_data(
-            task["dataset"], int(task["dataset"].get("seed", 0)), self.processor, _pil_mode(self.vision_config)
-        )
+        self.data: ImageTextData = provided(task) or self.prepare([task])[key(task)]
         self.prepared = self.data
         self.groups = task.get("groups")
         self.adapter = task.get("adapter")
@@ -166,6 +164,14 @@ class ImageText:
         self.unavailable_metrics = {}
         if self.class_tokens is None:
             self.unavailable_metrics = {m: "it has no label_column" for m in LABELLED_ONLY}
+
+    def prepare(self, tasks: Sequence[Mapping]) -> dict[str, ImageTextData]:
+        """Sections of this task (its folds, a refit, the test split) loaded and preprocessed, by their keys."""
+        mode = _pil_mode(self.vision_config)
+        return {
+            key(task): load_image_text_data(task["dataset"], int(task["dataset"].get("seed", 0)), self.processor, mode)
+            for task in tasks
+        }
 
     @staticmethod
     def rows_used(task: Mapping) -> dict:

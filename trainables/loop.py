@@ -29,9 +29,9 @@ import re
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -50,7 +50,16 @@ MODEL_DIR = "model"
 
 
 class Task(Protocol):
-    """What the loop needs from a task (text classification, image+text, ...)."""
+    """What the loop needs from a task (text classification, image+text, ...).
+
+    And what the service hands on: ``prepared``, the data the task built from (:mod:`trainables.prepared`).
+    """
+
+    prepared: Any
+
+    def prepare(self, tasks: Sequence[Mapping]) -> dict[str, Any]:
+        """Sections of this task's dataset (its folds, a refit, the test split) prepared, by their keys
+        (:func:`trainables.prepared.key`): what a task built from each section in another process takes."""
 
     def build_model(self, config: TrialConfig, model_dir: str | None) -> nn.Module:
         """The model, from ``model_dir`` (a checkpoint's) when given, else the pretrained source."""

@@ -18,10 +18,11 @@ response is refused, naming the longest prompt.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .data import DataError, load_raw, split_train_validation, subset, values
+from .prepared import Ragged
 
 IGNORE = -100  # the label of a token that carries no loss (torch's cross_entropy ignore_index)
 
@@ -67,10 +68,31 @@ def pack(examples: list[Example], max_length: int) -> list[Packed]:
     return out
 
 
+@dataclass(frozen=True)
+class Examples(Sequence):
+    """:class:`Example` s held as two :class:`Ragged` s of token ids (the prompts', the responses'): a few
+    arrays that Ray's object store hands to a trial without a copy, where a list of lists is unpickled."""
+
+    prompts: Ragged
+    responses: Ragged
+
+    @classmethod
+    def of(cls, examples: Sequence[Example]) -> Examples:
+        return cls(Ragged.of([e.prompt for e in examples]), Ragged.of([e.response for e in examples]))
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return Example(self.prompts[i].tolist(), self.responses[i].tolist())
+
+
 @dataclass
 class SFTData:
-    train: list[Example]
-    validation: list[Example]
+    train: Examples
+    validation: Examples
     validation_answers: list[str]  # each validation response as text, for exact match
     validation_prompts: list[str]  # each validation prompt as text, as the model sees it (templates applied)
 
@@ -103,8 +125,8 @@ def load_sft_data(cfg: Mapping, seed: int, tokenizer, max_length: int, chat_temp
     train_pairs = texts(train, cfg, tokenizer, chat_template)
     validation_pairs = texts(validation, cfg, tokenizer, chat_template)
     return SFTData(
-        train=[encoder(p, r) for p, r in train_pairs],
-        validation=[encoder(p, r) for p, r in validation_pairs],
+        train=Examples.of([encoder(p, r) for p, r in train_pairs]),
+        validation=Examples.of([encoder(p, r) for p, r in validation_pairs]),
         validation_answers=[r.strip() for _, r in validation_pairs],
         validation_prompts=[p for p, _ in validation_pairs],
     )

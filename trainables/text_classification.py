@@ -66,9 +66,9 @@ def set_dropout_config(cfg, p: float | None) -> None:
     """Every dropout probability of a transformers config (hidden, attention, classifier) set to ``p``."""
     if p is None:
         return
-    for key, value in list(vars(cfg).items()):
-        if "dropout" in key and isinstance(value, float):
-            setattr(cfg, key, float(p))
+    for name, value in list(vars(cfg).items()):
+        if "dropout" in name and isinstance(value, float):
+            setattr(cfg, name, float(p))
 
 
 def prepare_text(tasks: Sequence[Mapping], tokenizer) -> dict[str, PreparedText]:

@@ -21,17 +21,14 @@ def prepare(spec: SweepSpec, checked: list) -> list[dict[str, Any]]:
     """Each base model's prepared data (``checked``: the checks' tasks and adapters), by the key of each
     task section it serves (:func:`sections`): read while the checks have the data at hand.
 
-    A task whose adapter cannot prepare sections together (:meth:`prepare`) hands on the checked task's
-    data alone; its sections prepare their own."""
+    The adapter prepares the sections (its ``prepare``); the checked task's own data it has prepared already.
+    """
     from trainables import prepared
 
     out = []
     for task, adapter in checked:
-        if not hasattr(adapter, "prepared"):
-            continue
         more = sections(spec, task)
-        data = adapter.prepare([task, *more]) if more and hasattr(adapter, "prepare") else None
-        out.append(data or {prepared.key(task): adapter.prepared})
+        out.append(adapter.prepare([task, *more]) if more else {prepared.key(task): adapter.prepared})
     return out
 
 

@@ -109,7 +109,9 @@ def test_a_datasets_sections_are_prepared_together_each_text_tokenized_once(make
     section a selection of it holding what it would hold prepared alone; a fold's task builds from it."""
     from tune_service import load_spec, shared_data
 
-    spec = load_spec(make_spec(**{"search.cross_validation": {"folds": 3, "refit": True}, "task.dataset.test_split": 0.2}))
+    spec = load_spec(
+        make_spec(**{"search.cross_validation": {"folds": 3, "refit": True}, "task.dataset.test_split": 0.2})
+    )
     task = spec.trial_task()
     sections = shared_data.sections(spec, task)
     assert len(sections) == 3 + 3 + 1 and len({prepared.key(s) for s in sections}) == 7
