@@ -355,24 +355,38 @@ def _fit(tuner, sweep_id: str):
 
 
 def _finish(sweep: _Sweep, grid, tracker, wall: float, verbose: int) -> SweepResult:
-    """The last writes landed, the result summarized, the reports and the registry, the parent run ended."""
+    """The last writes landed, the result summarized, the reports and the registry, the parent run ended.
+
+    How long each step took goes on the parent run (``end/STEP_s``): on thousands of trials, the end is
+    worth watching."""
     spec = sweep.spec
+    clock = _Laps()
     repeats = _confirm(sweep, grid, tracker, verbose) if spec.search.confirm else None
+    clock.lap("confirm")
     writes = writers.flush_writers(sweep.sweep_id, spec.mlflow.flush_timeout_s)
     tracker.log_metrics({f"tracking/{k}": v for k, v in writes.items()})
     if writes["failed"]:
         log.warning("MLflow refused %d trial writes (see the writers' Ray worker logs)", writes["failed"])
+    clock.lap("writes")
     result, histories = summary.summarize(grid, spec, sweep.sweep_id, sweep.tracking_uri, tracker, sweep.storage, wall)
     if repeats is not None:
         confirm.merge(result, repeats, tracker)
+    clock.lap("summary")
     if spec.search.cross_validation is not None and spec.search.cross_validation.refit:
         _refit(sweep, result, tracker, verbose)
     if spec.task.dataset.test_split is not None:
         _score_on_test(spec, result, tracker, sweep.prepared)
     if spec.mlflow.error_analysis and TASK_MANIFESTS[spec.task.type].classifies:
         _analyze_errors(spec, result, tracker, sweep.prepared)
+    clock.lap("best_trials")
     tracker.close_trial_runs({t.trial_id: "FAILED" if t.status == "ERROR" else "FINISHED" for t in result.trials})
-    _publish(sweep, result, tracker, histories)
+    clock.lap("close_runs")
+    _report(spec, tracker, histories)
+    clock.lap("reports")
+    if spec.mlflow.register_model and result.best_run_id:
+        _register(sweep, result, tracker)
+    clock.lap("registry")
+    tracker.log_metrics(clock.laps)
     tracker.finish_sweep(
         best_trial_id=result.best_trial_id,
         best_metrics=result.best_metrics,
@@ -384,6 +398,19 @@ def _finish(sweep: _Sweep, grid, tracker, wall: float, verbose: int) -> SweepRes
     if verbose:
         print(console.summary(result, sweep.searched), file=sys.stdout, flush=True)
     return result
+
+
+class _Laps:
+    """Seconds since the last lap, by step (``end/STEP_s``)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.laps[f"end/{step}_s"] = round(now - self._last, 3)
+        self._last = now
 
 
 def _confirm(sweep: _Sweep, grid, tracker, verbose: int) -> list:
@@ -456,18 +483,15 @@ def _analyze_errors(spec: SweepSpec, result: SweepResult, tracker, prepared: Map
         log.warning("no error analysis of the best trial: %s", exc)
 
 
-def _publish(sweep: _Sweep, result: SweepResult, tracker, histories) -> None:
-    """Reports on the parent run and the best checkpoint in the Model Registry."""
+def _report(spec: SweepSpec, tracker, histories) -> None:
+    """The report figures on the parent run (``mlflow.reports``)."""
     from . import figures
 
-    spec = sweep.spec
     if spec.mlflow.reports:
         try:
             tracker.log_figures(figures.figures(spec, histories))
         except Exception as exc:  # a report is never worth losing the sweep's record
             log.warning("reports not drawn: %s", exc)
-    if spec.mlflow.register_model and result.best_run_id:
-        _register(sweep, result, tracker)
 
 
 def _register(sweep: _Sweep, result: SweepResult, tracker) -> None:

@@ -5,7 +5,9 @@ study over the sweep's own space (:class:`~search_spaces._space.DefineByRun`),
 and Optuna's plots draw from it: optimization history, parallel coordinates,
 hyperparameter importance (fANOVA). The learning curves (every trial's metric,
 epoch by epoch) are drawn from the trials' histories. With several objectives,
-the plots follow the primary one, and the Pareto front is drawn too.
+the plots follow the primary one, and the Pareto front is drawn too. The plots of one line per
+trial (parallel coordinates, learning curves) draw the best :data:`TOP` trials by the primary
+objective, and say so in their title: a thousand lines are unreadable.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 from search_spaces import SEP, DefineByRun, flatten, searched
 
 log = logging.getLogger(__name__)
+
+TOP = 50  # the most trials a plot of one line per trial draws
 
 
 @dataclass
@@ -69,11 +73,15 @@ def figures(spec, trials: list[TrialHistory]) -> dict:
     sign = -1.0 if objectives[0][1] == "max" else 1.0
     towards = {} if len(objectives) == 1 else {"target": lambda t: sign * t.values[0], "target_name": metric}
     s = study(spec, trials)
+    best, which = top(trials, objectives[0][1])
     plots = {
         "optimization_history": lambda: oplt.plot_optimization_history(s, **target),
-        "parallel_coordinates": lambda: oplt.plot_parallel_coordinate(s, **target),
+        "parallel_coordinates": lambda: _titled(
+            oplt.plot_parallel_coordinate(study(spec, best) if best is not trials else s, **target),
+            f"Parallel coordinates ({which})",
+        ),
         "param_importances": lambda: oplt.plot_param_importances(s, **towards),
-        "learning_curves": lambda: _learning_curves(plt, trials, metric),
+        "learning_curves": lambda: _learning_curves(plt, best, metric, which),
     }
     if len(objectives) > 1:
         names = [m for m, _ in objectives[:3]]
@@ -95,15 +103,31 @@ def figures(spec, trials: list[TrialHistory]) -> dict:
     return out
 
 
+def top(trials: list[TrialHistory], mode: str, n: int = TOP) -> tuple[list[TrialHistory], str]:
+    """The best ``n`` of ``trials`` by the primary objective (all of them, the same list, when there are
+    no more than ``n``), and the words that say which were drawn."""
+    if len(trials) <= n:
+        return trials, "every trial"
+    ranked = sorted(trials, key=lambda t: t.values[0], reverse=mode == "max")
+    return ranked[:n], f"the best {n} of {len(trials)} trials"
+
+
+def _titled(ax, title: str):
+    _axes(ax).set_title(title)
+    return ax
+
+
 def _figure(ax):
+    return _axes(ax).figure
+
+
+def _axes(ax):
     import numpy as np
 
-    if isinstance(ax, np.ndarray):
-        ax = ax.flat[0]
-    return ax.figure
+    return ax.flat[0] if isinstance(ax, np.ndarray) else ax
 
 
-def _learning_curves(plt, trials: list[TrialHistory], metric: str):
+def _learning_curves(plt, trials: list[TrialHistory], metric: str, which: str):
     fig, ax = plt.subplots()
     for t in trials:
         steps = sorted(t.curve)
@@ -111,7 +135,7 @@ def _learning_curves(plt, trials: list[TrialHistory], metric: str):
             ax.plot(steps, [t.curve[s] for s in steps], marker="o", alpha=0.7, label=t.trial_id)
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
-    ax.set_title(f"Learning curves ({metric} per epoch, every trial)")
+    ax.set_title(f"Learning curves ({metric} per epoch, {which})")
     if len(trials) <= 12:
         ax.legend(fontsize="small")
     return ax

@@ -149,11 +149,8 @@ def test_which_failures_are_retried_and_what_secrets_print():
     assert not is_local_store("http://mlflow:5000") and not is_local_store("postgresql://u@db/mlflow")
 
 
-@pytest.mark.parametrize("example", ["grid_conditional", "multi_objective", "quickstart"])
-def test_reports_draw_for_every_space_shape(example):
-    from pathlib import Path
-
-    spec = load_spec(Path(__file__).resolve().parents[2] / "examples" / f"{example}.yaml")
+def _histories(spec, n: int) -> list:
+    """``n`` trials' histories of configs as the sweep's searchers make them, the later ones scoring higher."""
     import optuna
 
     from search_spaces._space import DefineByRun
@@ -161,7 +158,7 @@ def test_reports_draw_for_every_space_shape(example):
     objectives = spec.search.all_objectives
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     histories = []
-    for i in range(6):  # configs as the sweep's searchers make them
+    for i in range(n):
         t = study.ask()
         DefineByRun(spec.hyperparameters)(t)
         config: dict = {}
@@ -174,10 +171,38 @@ def test_reports_draw_for_every_space_shape(example):
         values = [0.5 + 0.05 * i + 0.01 * j for j in range(len(objectives))]
         histories.append(TrialHistory(f"t{i}", config, values, {1: values[0] - 0.1, 2: values[0]}))
         study.tell(t, 0.0)
-    drawn = figures(spec, histories)
+    return histories
+
+
+def _example(name: str):
+    from pathlib import Path
+
+    return load_spec(Path(__file__).resolve().parents[2] / "examples" / f"{name}.yaml")
+
+
+@pytest.mark.parametrize("example", ["grid_conditional", "multi_objective", "quickstart"])
+def test_reports_draw_for_every_space_shape(example):
+    spec = _example(example)
+    objectives = spec.search.all_objectives
+    drawn = figures(spec, _histories(spec, 6))
+    assert "every trial" in drawn["learning_curves"].axes[0].get_title()
     expected = {"optimization_history", "parallel_coordinates", "param_importances", "learning_curves"}
     if len(objectives) > 1:
         expected.add("pareto_front")
     assert set(drawn) == expected
     for fig in drawn.values():
         assert fig.axes and fig.get_size_inches()[0] == 10
+
+
+def test_reports_of_many_trials_draw_the_best_lines_and_say_so():
+    from tune_service.figures import TOP
+
+    spec = _example("quickstart")  # val_accuracy, maximised
+    histories = _histories(spec, TOP + 12)
+    drawn = figures(spec, histories)
+    curves = drawn["learning_curves"].axes[0]
+    assert curves.get_title().endswith(f"the best {TOP} of {TOP + 12} trials)")
+    assert sorted(line.get_label() for line in curves.get_lines()) == sorted(t.trial_id for t in histories[12:])
+    assert f"the best {TOP} of {TOP + 12} trials" in drawn["parallel_coordinates"].axes[0].get_title()
+    history = drawn["optimization_history"].axes[0]  # the history still shows every trial
+    assert max(len(line.get_xdata()) for line in history.get_lines()) == TOP + 12
