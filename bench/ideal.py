@@ -18,7 +18,9 @@ does on the embedded default, so Ray's start and stop (about 5 s) are on the clo
 the sweep joins a Ray started before the clock, as on a cluster (``tune-service submit``, or the
 Python API called from a job), which is how Ray's own figure is taken. The default runs both, one
 after the other. The MLflow store's tables exist, as in a store in use (a new store's first use
-makes them, once). ``wall_in_fit_s`` is the part from building the Tuner to the end of its ``fit``.
+makes them, once). ``wall_in_fit_s`` is the part from building the Tuner to the end of its ``fit``;
+``end_s`` the part after it (the writers flushed, the summary, the reports, the registry), by step
+as the parent run records it (``end/STEP_s``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 
 from _common import local_store
 from memory import tiny_model
+from mlflow import MlflowClient
 from orchestration import SLOTS, compute_s, short_trials
 
 from tune_service import run_sweep
@@ -54,12 +57,14 @@ def measure(spec: dict, model: str, ray_way: str) -> dict:
                 started = time.perf_counter()
                 result = run_sweep(spec, tracking_uri=uri, storage_path=str(where / "ray"), verbose=0, num_cpus=SLOTS)
                 wall = time.perf_counter() - started
+                end = MlflowClient(uri).get_run(result.parent_run_id).data.metrics
         finally:
             ray.shutdown()  # the running way's Ray; an embedded sweep has stopped its own
         dirs = [p.parent for p in (where / "ray").glob("*/*/result.json")]
         trials = spec["search"]["num_samples"]
         assert len(dirs) == len(result.trials) == trials, (len(dirs), len(result.trials))
-        return {"wall": wall, "fit": result.wall_time_s, "compute": compute_s(dirs)}
+        laps = {k.removeprefix("end/"): v for k, v in end.items() if k.startswith("end/")}
+        return {"wall": wall, "fit": result.wall_time_s, "compute": compute_s(dirs), "end": laps}
 
 
 def main() -> None:
@@ -95,11 +100,14 @@ def main() -> None:
             "wall_in_fit_s": round(m["fit"], 1),
             "service_over_ideal": round(m["wall"] / ideal, 3),
             "fit_over_ideal": round(m["fit"] / ideal, 3),
+            "end_s": round(sum(m["end"].values()), 1),
+            "end_steps_s": m["end"],
         }
         print(json.dumps(figures), flush=True)
         print(
             f"Ray {way}: {args.trials} trials of {figures['mean_trial_s']} s on {SLOTS} slots: wall {m['wall']:.0f} s, "
-            f"ideal {ideal:.0f} s, x{figures['service_over_ideal']} (Tune's fit alone x{figures['fit_over_ideal']})",
+            f"ideal {ideal:.0f} s, x{figures['service_over_ideal']} (Tune's fit alone x{figures['fit_over_ideal']}); "
+            f"the sweep's end (summary, reports, registry) {figures['end_s']} s",
             flush=True,
         )
 

@@ -66,8 +66,13 @@ def ratios(runs: dict[str, dict], many: dict[str, list[dict]]) -> list[tuple[str
             rows.append((f"trial start, {sizes[-1]:,} / {sizes[0]:,} rows\n{said}", growth, 1.2, False))
     if "tracking_overhead" in runs:
         rows.append(("epoch, tracking on / off", runs["tracking_overhead"]["on_over_off"], 1.02, False))
-    # the latest run of each trial size (CPUs a trial)
-    for o in {o.get("cpus_per_trial", 1): o for o in many["strategies"]}.values():
+    if runs.get("search", {}).get("common_target") is not None:  # the wide space, against both grids and random
+        o = runs["search"]
+        said = f"to {o['common_target']}, {o['fastest']} / {{}}\n{len(o['rows'])} strategies, {len(o['seeds'])} seeds"
+        rows.append((said.format("better grid"), o["vs_grid"], 0.2, False))
+        rows.append((said.format("random"), o["vs_random"], 0.6, False))
+    # the latest run of each trial size (CPUs a trial) on the earlier 4-setting space, until the wide one ran
+    for o in {o.get("cpus_per_trial", 1): o for o in many["strategies"] if "search" not in runs}.values():
         targets = o.get("targets", [o["target"]])
         for target, key in zip(targets, ["to_target"] + [f"to_{t}" for t in targets[1:]]):
             best = min(

@@ -1,29 +1,40 @@
-"""Strategies side by side on the quickstart task: time to a target accuracy, best within a budget.
+"""Strategies side by side on a wide space: median time to target accuracies, best within a budget.
 
-Every strategy searches the quickstart space (encoder and head learning rates,
-the head's optimizer, the batch size) for the same wall-clock budget, one after
-another in this process, with the same seed and 2 trials at a time (Hyperband:
-no limit, as its brackets need; Ray still runs 2 at once on 2 CPUs); ``--cpus-per-trial 2``
-runs one trial at a time on both threads instead. Grid
-searches the same ranges as a 3 x 2 x 2 x 2 grid. Figures come from the MLflow
-runs each sweep writes: per epoch, the validation accuracy and when it arrived.
+The quickstart task (MiniLM on Rotten Tomatoes) with 8 searched settings: both groups' learning
+rates, the head's optimizer, the batch size, the encoder's warmup ratio, weight decay and
+layer-wise rate decay, and the dropout. Every strategy searches it for the same wall-clock
+budget, 2 trials at a time on 2 CPUs (Hyperband and BOHB: no limit, as their brackets need; Ray
+still runs 2 at once), for each seed (the searcher's seed and the trials' training seed).
 
-    python bench/strategies.py [--budget 200] [--target 0.70[,0.75]] [--epochs 3] \
-        [--train-size 320] [--validation-size 200] [--strategies grid,random,random:no-center,...] \
-        [--cpus-per-trial 1]
+Grid search gets 3 values per continuous setting (both ends and the middle: 3^6 x 2 x 2 = 2,916
+points, far more than a budget runs) and runs twice: ``grid``, in Ray Tune's own order (what a
+user gets: the grid's first corner first), and ``grid-shuffled``, the same points in an order
+shuffled with the run's seed (as ``points_to_evaluate`` of a random search that never gets past
+them), so the figure does not hang on which corner comes first.
 
-Prints one row per strategy: trials started, epochs trained, best validation
-accuracy within the budget, seconds from the sweep's start to the first epoch at
-or above each target (- if never), and to the first epoch of any trial (the floor).
-A target the middle of the space reaches in its first epochs measures the start,
-not the search: a second, higher target shows what searching is worth.
+Figures come from the MLflow runs each sweep writes: per epoch, the validation accuracy and when
+it arrived, in seconds from the sweep's start.
+
+    python bench/strategies.py [--budget 240] [--seeds 0,1,2] [--target 0.70,0.75,0.78,0.80] \
+        [--strategies grid,grid-shuffled,random,tpe,gp,bohb,random+asha,tpe+asha] [--runs runs.jsonl]
+
+``--runs FILE`` keeps each finished run there as a JSON line; a run already there (same strategy,
+seed and settings) is not run again, so the runs can be spread over several invocations and the
+summary is taken over all of them. Prints one JSON line per run, then the summary: per strategy,
+the median over seeds of the time to each target (a seed that never reached it counts as longer
+than the budget) and of the best accuracy; then the fastest strategy to the highest target every
+strategy reaches, as a fraction of the better grid's time and of random search's, as a JSON line
+and a line of text.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import itertools
 import json
+import math
+import random
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -35,56 +46,77 @@ from tune_service import load_spec, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 CPUS = 2
-STRATEGIES = ["grid", "random", "bayesian", "random+asha", "bayesian+asha", "random+hyperband", "bohb", "pbt"]
-# each strategy but grid starts from the middle of the space (search.center_first); NAME:no-center runs
-# it from the searcher's own draws, to measure what the start is worth
-GRID = {
-    ("groups", "encoder", "lr"): {"grid": [3.0e-5, 1.0e-4, 3.0e-4]},
-    ("groups", "head", "lr"): {"grid": [1.0e-3, 1.0e-2]},
-    ("groups", "head", "optimizer"): {"grid": ["adamw", "sgd"]},
-    ("batch_size",): {"grid": [16, 32]},
+# dotted name -> (the distribution every strategy but grid searches, the grid's values)
+SPACE = {
+    "groups.encoder.lr": ({"loguniform": [3.0e-5, 3.0e-4]}, [3.0e-5, 9.5e-5, 3.0e-4]),
+    "groups.head.lr": ({"loguniform": [1.0e-3, 3.0e-2]}, [1.0e-3, 5.5e-3, 3.0e-2]),
+    "groups.head.optimizer": ({"choice": ["adamw", "sgd"]}, ["adamw", "sgd"]),
+    "batch_size": ({"choice": [16, 32]}, [16, 32]),
+    "groups.encoder.warmup_ratio": ({"uniform": [0.0, 0.2]}, [0.0, 0.1, 0.2]),
+    "groups.encoder.weight_decay": ({"loguniform": [1.0e-3, 1.0e-1]}, [1.0e-3, 1.0e-2, 1.0e-1]),
+    "groups.encoder.layer_decay": ({"uniform": [0.5, 1.0]}, [0.5, 0.75, 1.0]),
+    "dropout": ({"uniform": [0.0, 0.3]}, [0.0, 0.15, 0.3]),
 }
+# bench name -> the spec's search settings
+STRATEGIES = {
+    "grid": {"strategy": "grid"},
+    "grid-shuffled": {"strategy": "random", "center_first": False},
+    "random": {"strategy": "random"},
+    "tpe": {"strategy": "bayesian"},
+    "gp": {"strategy": "bayesian", "sampler": "gp"},
+    "bohb": {"strategy": "bohb"},
+    "random+asha": {"strategy": "random+asha"},
+    "tpe+asha": {"strategy": "bayesian+asha"},
+}
+GRIDS = ("grid", "grid-shuffled")
 
 
-def spec_for(name: str, args) -> dict:
-    """The quickstart spec for ``name``: a strategy, ``:no-center`` to start from the searcher's own draws."""
-    strategy, _, variant = name.partition(":")
+def grid_points(seed: int) -> list[dict]:
+    """Every point of the grid, as ``points_to_evaluate``, in an order shuffled with ``seed``."""
+    names = list(SPACE)
+    points = [dict(zip(names, values)) for values in itertools.product(*(grid for _, grid in SPACE.values()))]
+    random.Random(seed).shuffle(points)
+    return points
+
+
+def spec_for(name: str, seed: int, args) -> dict:
+    """The quickstart spec searching :data:`SPACE` with strategy ``name`` (a key of :data:`STRATEGIES`)."""
     data = load_spec(ROOT / "examples" / "quickstart.yaml").to_dict()
-    data["name"] = f"bench-{strategy.replace('+', '-')}"
+    data["name"] = f"bench-{name.replace('+', '-')}"
     data["task"]["dataset"].update(train_size=args.train_size, validation_size=args.validation_size)
-    data["hyperparameters"]["epochs"] = args.epochs
     hp = data["hyperparameters"]
-    if strategy == "grid":
-        for path, value in GRID.items():
-            node = hp
-            for key in path[:-1]:
-                node = node[key]
-            node[path[-1]] = copy.deepcopy(value)
+    hp.update(epochs=args.epochs, seed=seed)
+    for dotted, (dist, grid) in SPACE.items():
+        *parents, last = dotted.split(".")
+        node = hp
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = {"grid": list(grid)} if name == "grid" else dict(dist)
+    search = STRATEGIES[name]
     data["search"] = {
-        "strategy": strategy,
         "metric": "val_accuracy",
         "mode": "max",
-        "num_samples": 1 if strategy == "grid" else (4 if strategy == "pbt" else 64),
-        "max_concurrent_trials": None if strategy.endswith("hyperband") else CPUS // args.cpus_per_trial,
+        "num_samples": 1 if name == "grid" else 1000,
+        "max_concurrent_trials": None if search["strategy"] == "bohb" else CPUS,  # its brackets need no limit
         "time_budget_s": args.budget,
         "reduction_factor": 3,
-        "seed": args.seed,
-        "center_first": variant != "no-center",
+        "seed": seed,
+        **search,
     }
-    data["resources"] = {"cpu": args.cpus_per_trial}  # a trial trains on as many threads
+    if name == "grid-shuffled":
+        points = grid_points(seed)
+        data["search"].update(points_to_evaluate=points, num_samples=len(points))
+    data["resources"] = {"cpu": 1}
     return data
 
 
-def target_keys(targets: list[float]) -> list[str]:
-    """The JSON keys of the seconds to each target: ``to_target`` for the first, ``to_<t>`` for the rest."""
-    return ["to_target"] + [f"to_{t}" for t in targets[1:]]
-
-
-def measure(strategy: str, args, where: Path) -> dict:
+def measure(name: str, seed: int, args, where: Path) -> dict:
+    """One sweep: every epoch's accuracy and when it arrived; the time to each target; the best."""
     started = time.time()
     with local_store(where) as uri:
-        spec = spec_for(strategy, args)
-        result = run_sweep(spec, tracking_uri=uri, storage_path=str(where / "ray"), verbose=0, num_cpus=CPUS)
+        result = run_sweep(
+            spec_for(name, seed, args), tracking_uri=uri, storage_path=str(where / "ray"), verbose=0, num_cpus=CPUS
+        )
     client = MlflowClient(uri)
     t0 = client.get_run(result.parent_run_id).info.start_time / 1000
     epochs = [  # (seconds from the sweep's start, accuracy) of every epoch
@@ -94,81 +126,134 @@ def measure(strategy: str, args, where: Path) -> dict:
         for m in client.get_metric_history(trial.mlflow_run_id, "val_accuracy")
     ]
     return {
-        "strategy": strategy,
+        "bench": "search_run",
+        "strategy": name,
+        "seed": seed,
+        **settings(args),
         "trials": len(result.trials),
         "epochs": sum(t.epochs for t in result.trials),
         "best": max((acc for _, acc in epochs), default=None),
-        **{
-            key: min((at for at, acc in epochs if acc >= target), default=None)
-            for key, target in zip(target_keys(args.target), args.target)
-        },
-        "first_epoch": min((at for at, _ in epochs), default=None),  # the floor: no strategy beats its first epoch
-        "wall": time.time() - started,
+        "to": {str(t): _round(min((at for at, acc in epochs if acc >= t), default=None)) for t in args.target},
+        "first_epoch_s": _round(min((at for at, _ in epochs), default=None)),  # no strategy beats its first epoch
+        "wall_s": round(time.time() - started, 1),
     }
+
+
+def settings(args) -> dict:
+    """What makes two runs comparable: a run kept in ``--runs`` counts only under the same settings."""
+    return {
+        "budget_s": args.budget,
+        "epochs": args.epochs,
+        "train_size": args.train_size,
+        "validation_size": args.validation_size,
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def median_time(runs: list[dict], target: float) -> float:
+    """The median over seeds of the time to ``target``; a seed that never reached it counts as infinite."""
+    return statistics.median(math.inf if r["to"].get(str(target)) is None else r["to"][str(target)] for r in runs)
+
+
+def summarize(runs: list[dict], strategies: list[str], targets: list[float]) -> dict:
+    """Per strategy, the medians over its seeds; the fastest strategy's ratios at the highest common target."""
+    by = {s: [r for r in runs if r["strategy"] == s] for s in strategies}
+    rows = {
+        s: {
+            "seeds": sorted(r["seed"] for r in rs),
+            "best": statistics.median(r["best"] or 0.0 for r in rs),
+            "trials": statistics.median(r["trials"] for r in rs),
+            "to": {str(t): median_time(rs, t) for t in targets},
+        }
+        for s, rs in by.items()
+        if rs
+    }
+    common = [t for t in targets if all(math.isfinite(row["to"][str(t)]) for row in rows.values())]
+    out = {"bench": "search", "rows": {s: _finite(row) for s, row in rows.items()}, "common_target": None}
+    if not common or not {"random", *GRIDS} & set(rows):
+        return out
+    target = str(common[-1])
+    grids = [rows[g]["to"][target] for g in GRIDS if g in rows]
+    searchers = {s: row for s, row in rows.items() if s not in GRIDS}
+    fastest = min(searchers, key=lambda s: searchers[s]["to"][target])
+    took = searchers[fastest]["to"][target]
+    out.update(
+        common_target=common[-1],
+        fastest=fastest,
+        fastest_s=took,
+        better_grid_s=min(grids) if grids else None,
+        vs_grid=round(took / min(grids), 3) if grids else None,
+        vs_random=round(took / rows["random"]["to"][target], 3) if "random" in rows else None,
+    )
+    return out
+
+
+def _finite(row: dict) -> dict:
+    return {**row, "to": {t: None if math.isinf(v) else round(v, 1) for t, v in row["to"].items()}}
+
+
+def kept_runs(path: Path | None, args) -> list[dict]:
+    if path is None or not path.exists():
+        return []
+    runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in runs if r.get("bench") == "search_run" and all(r.get(k) == v for k, v in settings(args).items())]
+
+
+def report(summary: dict, targets: list[float]) -> None:
+    """The table of medians, then the summary line."""
+    print(
+        f"\n{'strategy':14s} {'seeds':>6s} {'trials':>6s} {'best':>6s} "
+        + " ".join(f"{'to ' + str(t):>8s}" for t in targets)
+    )
+    for name, row in summary["rows"].items():
+        times = " ".join(
+            f"{'-' if row['to'][str(t)] is None else format(row['to'][str(t)], '.0f'):>8s}" for t in targets
+        )
+        print(f"{name:14s} {len(row['seeds']):6d} {row['trials']:6.0f} {row['best']:6.3f} {times}")
+    if summary["common_target"] is None:
+        print("no target that every strategy reached in the median")
+        return
+    print(
+        f"fastest to {summary['common_target']} (the highest target every strategy reached, median over seeds): "
+        f"{summary['fastest']} in {summary['fastest_s']:.0f} s, x{summary['vs_grid']} of the better grid's "
+        f"{summary['better_grid_s']:.0f} s, x{summary['vs_random']} of random search's"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=200, help="seconds per strategy")
+    parser.add_argument("--budget", type=float, default=240, help="seconds per strategy and seed")
+    parser.add_argument("--seeds", type=lambda text: [int(s) for s in text.split(",")], default=[0, 1, 2])
     parser.add_argument(
-        "--target",
-        type=lambda text: [float(t) for t in text.split(",")],
-        default=[0.70],
-        help="validation accuracy to reach; several, comma-separated: the first is the JSON's to_target",
+        "--target", type=lambda text: [float(t) for t in text.split(",")], default=[0.70, 0.75, 0.78, 0.80]
     )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train-size", type=int, default=320)
     parser.add_argument("--validation-size", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
-    parser.add_argument("--cpus-per-trial", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--runs", type=Path, help="a JSON-lines file of finished runs: kept, and not run again")
     args = parser.parse_args()
-    rows = []
-    for strategy in args.strategies.split(","):
+    strategies = args.strategies.split(",")
+    if unknown := set(strategies) - set(STRATEGIES):
+        parser.error(f"--strategies: {', '.join(sorted(unknown))} unknown; accepted: {', '.join(STRATEGIES)}")
+    runs = kept_runs(args.runs, args)
+    for seed, name in itertools.product(args.seeds, strategies):  # every strategy once before any seed twice
+        if any(r["strategy"] == name and r["seed"] == seed for r in runs):
+            continue
         with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-            rows.append(measure(strategy, args, Path(tmp)))
-        r = rows[-1]
-        print(f"done {strategy}: {r}", flush=True)
-    print(
-        f"\nquickstart task, train {args.train_size} / validation {args.validation_size}, {args.epochs} epochs, "
-        f"{args.budget:.0f}s per strategy, seed {args.seed}, target val_accuracy {', '.join(map(str, args.target))}, "
-        f"{args.cpus_per_trial} CPU a trial"
-    )
-    keys = target_keys(args.target)
-    header = ("strategy", "trials", "epochs", "best acc", *(f"to {t} (s)" for t in args.target), "1st epoch (s)")
-    print(f"{header[0]:18s} " + " ".join(f"{h:>{max(6, len(h))}s}" for h in header[1:]))
-
-    def cell(value, form: str, width: int) -> str:
-        return f"{(format(value, form) if value is not None else '-'):>{width}s}"
-
-    for r in rows:
-        cells = [cell(r["best"], ".3f", 8), *(cell(r[k], ".0f", 13) for k in keys), cell(r["first_epoch"], ".0f", 13)]
-        print(f"{r['strategy']:18s} {r['trials']:6d} {r['epochs']:6d} " + " ".join(cells))
-    grid = next((r for r in rows if r["strategy"] == "grid"), None)
-    for key in keys:  # time to each target as a fraction of grid search's on the same space
-        for r in rows:
-            both = grid is not None and grid[key] and r[key] is not None
-            r[f"{key}_vs_grid"] = round(r[key] / grid[key], 3) if both else None
-    figures = {
-        "bench": "strategies",
-        "budget_s": args.budget,
-        "target": args.target[0],
-        **({"targets": args.target} if len(args.target) > 1 else {}),
-        "cpus_per_trial": args.cpus_per_trial,
-        "rows": [{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for r in rows],
-    }
-    print(json.dumps(figures))
-    for target, key in zip(args.target, keys):
-        ranked = sorted(
-            (r for r in rows if r[f"{key}_vs_grid"] is not None and r["strategy"] != "grid"),
-            key=lambda r: r[f"{key}_vs_grid"],
-        )
-        if ranked:
-            fastest = ranked[0]
-            print(
-                f"fastest to {target}: {fastest['strategy']} in {fastest[key]:.0f} s, "
-                f"x{fastest[f'{key}_vs_grid']} of grid's {grid[key]:.0f} s"
-            )
+            run = measure(name, seed, args, Path(tmp))
+        runs.append(run)
+        print(json.dumps(run), flush=True)
+        if args.runs is not None:
+            with args.runs.open("a") as out:
+                out.write(json.dumps(run) + "\n")
+    chosen = [r for r in runs if r["seed"] in args.seeds]
+    summary = summarize(chosen, strategies, args.target)
+    print(json.dumps({**summary, **settings(args), "seeds": args.seeds, "targets": args.target}))
+    report(summary, args.target)
 
 
 if __name__ == "__main__":

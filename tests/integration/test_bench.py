@@ -37,6 +37,9 @@ def test_ideal_on_a_running_ray_then_the_plot(tmp_path):
     # the whole call holds Tune's fit; the ideal is the trials' compute over the slots
     assert line["wall_s"] >= line["wall_in_fit_s"] > 0
     assert line["service_over_ideal"] >= line["fit_over_ideal"] > 0
+    # the end after the fit, by step as the parent run recorded it
+    assert {"writes_s", "summary_s", "reports_s", "registry_s"} <= set(line["end_steps_s"])
+    assert line["end_s"] == round(sum(line["end_steps_s"].values()), 1) and line["end_steps_s"]["registry_s"] > 0
 
     results = tmp_path / "results.jsonl"
     results.write_text(json.dumps(line) + "\n")
@@ -91,3 +94,29 @@ def test_trial_start_given_the_prepared_data(tmp_path):
     assert row["way"] == "prepared" and row["rows"] == 64
     assert row["start_to_step_s"] > row["task_s"] > 0 and row["peak_rss_mb"] > 0 and row["prepare_s"] > 0
     assert summary["sizes"] == [64] and summary["start_at_most_over_fewest"] == {"prepared": 1.0}
+
+
+def test_search_summary_takes_medians_over_seeds_and_the_highest_common_target():
+    sys.path.insert(0, str(ROOT / "bench"))
+    import strategies
+
+    def run(name, seed, best, **to):  # to: target -> seconds (absent: never reached)
+        return {"strategy": name, "seed": seed, "best": best, "trials": 10, "to": {"0.7": None, "0.8": None, **to}}
+
+    runs = [
+        *(run("grid", s, 0.74, **{"0.7": t}) for s, t in enumerate([200, 210, 190])),
+        *(run("grid-shuffled", s, 0.76, **{"0.7": t}) for s, t in enumerate([100, 150, 120])),
+        *(run("random", s, 0.79, **{"0.7": t}) for s, t in enumerate([60, 90, 80])),
+        run("tpe", 0, 0.82, **{"0.7": 20, "0.8": 100}),
+        run("tpe", 1, 0.81, **{"0.7": 40, "0.8": 200}),
+        run("tpe", 2, 0.75, **{"0.7": 30}),  # a seed that never reached 0.8 counts as slower than any
+    ]
+    summary = strategies.summarize(runs, ["grid", "grid-shuffled", "random", "tpe"], [0.7, 0.8])
+
+    assert summary["rows"]["tpe"]["to"] == {"0.7": 30, "0.8": 200} and summary["rows"]["tpe"]["best"] == 0.81
+    assert summary["rows"]["grid"]["to"]["0.8"] is None  # no grid reached 0.8: the common target is 0.7
+    assert summary["common_target"] == 0.7 and summary["fastest"] == "tpe"
+    assert summary["better_grid_s"] == 120 and summary["vs_grid"] == 0.25 and summary["vs_random"] == 0.375
+    points = strategies.grid_points(seed=1)
+    assert len(points) == 3**6 * 2 * 2 == len({json.dumps(p, sort_keys=True) for p in points})
+    assert points != strategies.grid_points(seed=2) and points == strategies.grid_points(seed=1)
