@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import local_store
+from _common import keep_run, kept_runs, local_store
 from mlflow.tracking import MlflowClient
 
 from tune_service import load_spec, run_sweep
@@ -79,19 +79,23 @@ def grid_points(seed: int) -> list[dict]:
     return points
 
 
+def search_wide(hp: dict, grid: bool = False) -> None:
+    """``hp`` (a spec's hyperparameters) searching :data:`SPACE`: its distributions, or the grid's values."""
+    for dotted, (dist, values) in SPACE.items():
+        *parents, last = dotted.split(".")
+        node = hp
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = {"grid": list(values)} if grid else dict(dist)
+
+
 def spec_for(name: str, seed: int, args) -> dict:
     """The quickstart spec searching :data:`SPACE` with strategy ``name`` (a key of :data:`STRATEGIES`)."""
     data = load_spec(ROOT / "examples" / "quickstart.yaml").to_dict()
     data["name"] = f"bench-{name.replace('+', '-')}"
     data["task"]["dataset"].update(train_size=args.train_size, validation_size=args.validation_size)
-    hp = data["hyperparameters"]
-    hp.update(epochs=args.epochs, seed=seed)
-    for dotted, (dist, grid) in SPACE.items():
-        *parents, last = dotted.split(".")
-        node = hp
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = {"grid": list(grid)} if name == "grid" else dict(dist)
+    data["hyperparameters"].update(epochs=args.epochs, seed=seed)
+    search_wide(data["hyperparameters"], grid=name == "grid")
     search = STRATEGIES[name]
     data["search"] = {
         "metric": "val_accuracy",
@@ -195,13 +199,6 @@ def _finite(row: dict) -> dict:
     return {**row, "to": {t: None if math.isinf(v) else round(v, 1) for t, v in row["to"].items()}}
 
 
-def kept_runs(path: Path | None, args) -> list[dict]:
-    if path is None or not path.exists():
-        return []
-    runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in runs if r.get("bench") == "search_run" and all(r.get(k) == v for k, v in settings(args).items())]
-
-
 def report(summary: dict, targets: list[float]) -> None:
     """The table of medians, then the summary line."""
     print(
@@ -239,17 +236,14 @@ def main() -> None:
     strategies = args.strategies.split(",")
     if unknown := set(strategies) - set(STRATEGIES):
         parser.error(f"--strategies: {', '.join(sorted(unknown))} unknown; accepted: {', '.join(STRATEGIES)}")
-    runs = kept_runs(args.runs, args)
+    runs = kept_runs(args.runs, "search_run", settings(args))
     for seed, name in itertools.product(args.seeds, strategies):  # every strategy once before any seed twice
         if any(r["strategy"] == name and r["seed"] == seed for r in runs):
             continue
         with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
             run = measure(name, seed, args, Path(tmp))
         runs.append(run)
-        print(json.dumps(run), flush=True)
-        if args.runs is not None:
-            with args.runs.open("a") as out:
-                out.write(json.dumps(run) + "\n")
+        keep_run(args.runs, run)
     chosen = [r for r in runs if r["seed"] in args.seeds]
     summary = summarize(chosen, strategies, args.target)
     print(json.dumps({**summary, **settings(args), "seeds": args.seeds, "targets": args.target}))
