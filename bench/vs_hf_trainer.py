@@ -123,13 +123,15 @@ def through_trainer(spec: dict, args, where: Path) -> dict:
     )
 
     task = TextClassification(load_spec(spec).task.model_dump(mode="json"))
-    data = task.data
-    val_ids = task.tokenizer(data.validation.texts, truncation=True, max_length=spec["task"]["max_length"])
-    train = Dataset.from_dict({"input_ids": task.train_ids, "labels": data.train.labels})
-    validation = Dataset.from_dict({"input_ids": val_ids["input_ids"], "labels": data.validation.labels})
+    data = task.prepared  # the task's own split and token ids, as the service's trials get them
+    train_ids = [data.train_ids[i].tolist() for i in range(len(data.train_ids))]
+    train = Dataset.from_dict({"input_ids": train_ids, "labels": data.train_labels.tolist()})
+    val_ids = [data.validation_ids[i].tolist() for i in range(len(data.validation_ids))]
+    validation = Dataset.from_dict({"input_ids": val_ids, "labels": data.validation_labels.tolist()})
+    num_labels = len(data.label_names)
 
     def model_init(trial=None):
-        config = AutoConfig.from_pretrained(task.source, num_labels=data.num_labels)
+        config = AutoConfig.from_pretrained(task.source, num_labels=num_labels)
         if args.space == "wide" and trial is not None:  # Trainer searches no dropout: set it on the config
             dropout = trial.suggest_float("dropout", 0.0, 0.3)
             for name, value in list(vars(config).items()):
