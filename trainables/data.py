@@ -223,6 +223,19 @@ def fold_task(task: Mapping, index: int) -> dict:
     return {**task, "dataset": {**task["dataset"], "fold": int(index)}}
 
 
+def every_row_task(task: Mapping, index: int) -> dict:
+    """A task section (``task.dataset.folds`` set) training on every row the folds partition, validated on
+    part ``index``: a refit's."""
+    out = fold_task(task, index)
+    out["dataset"]["part"] = "all"
+    return out
+
+
+def test_task(task: Mapping) -> dict:
+    """A task section validated on every row of the test split instead: what a finalist is scored with."""
+    return {**task, "dataset": {**task["dataset"], "part": "test", "validation_size": None}}
+
+
 def fold(rows, cfg: Mapping, seed: int):
     """Fold ``cfg["fold"]`` of ``cfg["folds"]["count"]``: that part of ``rows`` as validation, the rest as train.
 

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from trainables.data import test_task
+
 from . import finalists
 from .result import SweepResult, test_name
 from .spec import SweepSpec
-
-
-def test_task(task: Mapping) -> dict:
-    """``task`` validated on every test row instead: what a finalist is scored with."""
-    return {**task, "dataset": {**task["dataset"], "part": "test", "validation_size": None}}
 
 
 def score_on_test(spec: SweepSpec, result: SweepResult, tracker, prepared: Mapping | None = None) -> None:

@@ -14,9 +14,8 @@ score.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 
-from trainables.data import fold_task
+from trainables.data import every_row_task
 
 from .result import SweepResult, TrialResult
 from .spec import SweepSpec
@@ -40,14 +39,7 @@ def config(result: SweepResult) -> dict | None:
 
 def task(spec: SweepSpec, result: SweepResult) -> dict:
     """The trials' task with every training row to train on, evaluated on the winner's best fold's part."""
-    return every_row(spec.trial_task(), int(_winner(result).metrics.get("best_fold", 0)))
-
-
-def every_row(task: Mapping, fold: int) -> dict:
-    """``task`` (its dataset's ``folds`` set) training on every row the folds partition, evaluated on part ``fold``."""
-    out = fold_task(task, fold)
-    out["dataset"]["part"] = "all"
-    return out
+    return every_row_task(spec.trial_task(), int(_winner(result).metrics.get("best_fold", 0)))
 
 
 def ranked_by_epoch(spec: SweepSpec) -> SweepSpec:

@@ -45,18 +45,16 @@ def put(data: list[dict[str, Any]]) -> dict[str, Any]:
 def sections(spec: SweepSpec, task: Mapping) -> list[dict]:
     """The other task sections that processes of the sweep build from ``task``'s dataset: each fold of
     cross-validation and the refit on every row with each fold's part as its validation, the test split's."""
-    from trainables.data import fold_task
-
-    from . import held_out, refit
+    from trainables.data import every_row_task, fold_task, test_task
 
     out: list[dict] = []
     cv = spec.search.cross_validation
     if cv is not None:
         out += [fold_task(task, i) for i in range(cv.folds)]
         if cv.refit:
-            out += [refit.every_row(task, i) for i in range(cv.folds)]
+            out += [every_row_task(task, i) for i in range(cv.folds)]
     if spec.task.dataset.test_split is not None:
-        out.append(held_out.test_task(task))
+        out.append(test_task(task))
     return out
 
 
