@@ -67,7 +67,11 @@ STRATEGIES = {
     "bohb": {"strategy": "bohb"},
     "random+asha": {"strategy": "random+asha"},
     "tpe+asha": {"strategy": "bayesian+asha"},
+    # more of what Optuna ships, run when named in --strategies
+    "cmaes": {"strategy": "bayesian", "sampler": "cmaes"},
+    "qmc": {"strategy": "bayesian", "sampler": "qmc"},
 }
+DEFAULT = ["grid", "grid-shuffled", "random", "tpe", "gp", "bohb", "random+asha", "tpe+asha"]
 GRIDS = ("grid", "grid-shuffled")
 
 
@@ -232,7 +236,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train-size", type=int, default=320)
     parser.add_argument("--validation-size", type=int, default=200)
-    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--strategies", default=",".join(DEFAULT), help=f"of {', '.join(STRATEGIES)}")
     parser.add_argument("--runs", type=Path, help="a JSON-lines file of finished runs: kept, and not run again")
     args = parser.parse_args()
     strategies = args.strategies.split(",")
