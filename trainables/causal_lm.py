@@ -49,7 +49,7 @@ from .sft_data import (
     load_sft_data,
     pack,
     prompt_tokens,
-)  # fmt: skip
+)
 from .standalone import quiet_transformers, smoke_config, smoke_main
 from .text_classification import LAYER, pad, resolve_model, set_dropout_config
 
@@ -117,14 +117,13 @@ class CausalLM:
             raise TaskError(f"the tokenizer has {len(self.tokenizer)} tokens but the model's vocab_size is {vocab}",
                             "task.model")  # fmt: skip
         # the sweep's data, prepared once and provided to this process; else prepared here
-        self.data: SFTData = provided(task) or self.prepare([task])[key(task)]
-        self.prepared = self.data
-        self.train = pack(self.data.train, int(task["max_length"])) if task.get("packing") else self.data.train
+        self.prepared: SFTData = provided(task) or self.prepare([task])[key(task)]
+        self.train = pack(self.prepared.train, int(task["max_length"])) if task.get("packing") else self.prepared.train
         self.adapter = task.get("adapter")
         self.groups = task.get("groups")
         self.generation = dict(task.get("generation") or {"max_new_tokens": 8, "examples": 64})
         self.pad_id = self.tokenizer.pad_token_id
-        longest = max(len(e.response) for e in self.data.validation)
+        longest = max(len(e.response) for e in self.prepared.validation)
         self.unavailable_metrics = {}
         if self.generation["examples"] == 0:
             self.unavailable_metrics["val_exact_match"] = "task.generation.examples is 0"
@@ -241,8 +240,8 @@ class CausalLM:
         device = next(model.parameters()).device
         started = time.perf_counter()
         loss_sum, tokens = 0.0, 0
-        for start in range(0, len(self.data.validation), EVAL_BATCH_SIZE):
-            batch = batch_of(self.data.validation[start : start + EVAL_BATCH_SIZE], self.pad_id)
+        for start in range(0, len(self.prepared.validation), EVAL_BATCH_SIZE):
+            batch = batch_of(self.prepared.validation[start : start + EVAL_BATCH_SIZE], self.pad_id)
             batch = {k: v.to(device) for k, v in batch.items()}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
             targets = batch["labels"][:, 1:]  # token t predicts token t + 1
@@ -250,7 +249,7 @@ class CausalLM:
                 logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE, reduction="sum"
             ))  # fmt: skip
             tokens += int((targets != IGNORE).sum())
-        latency = 1000 * (time.perf_counter() - started) / len(self.data.validation)
+        latency = 1000 * (time.perf_counter() - started) / len(self.prepared.validation)
         val_loss = loss_sum / max(tokens, 1)
         metrics = {"val_loss": val_loss, "val_perplexity": math.exp(min(val_loss, 50.0)), "val_latency_ms": latency}
         if "val_exact_match" not in self.unavailable_metrics:
@@ -259,19 +258,19 @@ class CausalLM:
 
     def answers(self, model: nn.Module, count: int) -> list[str]:
         """Greedy answers to the first ``count`` validation prompts (``generation.max_new_tokens`` at most)."""
-        prompts = [e.prompt for e in self.data.validation[:count]]
+        prompts = [e.prompt for e in self.prepared.validation[:count]]
         return generate(model, self.tokenizer, prompts, int(self.generation["max_new_tokens"]))
 
     def serving_example(self, rows: int = 2) -> tuple[dict, dict, dict]:
         """A few validation prompts as a logged model's input example, its ``model_config`` and parameters."""
         config = {"input_column": "prompt", "max_new_tokens": int(self.generation["max_new_tokens"])}
-        return {"prompt": self.data.validation_prompts[:rows]}, config, {"max_new_tokens": config["max_new_tokens"]}
+        return {"prompt": self.prepared.validation_prompts[:rows]}, config, {"max_new_tokens": config["max_new_tokens"]}
 
     def exact_match(self, model: nn.Module) -> float:
         """The share of the sampled validation prompts answered with exactly the reference response."""
-        count = min(int(self.generation["examples"]), len(self.data.validation))
+        count = min(int(self.generation["examples"]), len(self.prepared.validation))
         given = self.answers(model, count)
-        return sum(a == b for a, b in zip(given, self.data.validation_answers[:count])) / count
+        return sum(a == b for a, b in zip(given, self.prepared.validation_answers[:count])) / count
 
     def save_model(self, model: nn.Module, path: str) -> None:
         """The model (under an adapter: the adapter alone, naming its base), and the tokenizer."""

@@ -148,17 +148,18 @@ class ImageText:
             )
         self.processor = image_processor(task["vision_model"], self.vision_config)
         # the sweep's data, prepared once and provided to this process; else prepared here
-        self.data: ImageTextData = provided(task) or self.prepare([task])[key(task)]
-        self.prepared = self.data
+        self.prepared: ImageTextData = provided(task) or self.prepare([task])[key(task)]
         self.groups = task.get("groups")
         self.adapter = task.get("adapter")
         self.adapted = tuple(self.adapter["towers"]) if self.adapter else ()
         self.pad_id = self.tokenizer.pad_token_id or 0
         max_length = int(task["max_length"])
-        self.caption_tokens = self.tokenizer(self.data.captions, truncation=True, max_length=max_length)["input_ids"]
+        self.caption_tokens = self.tokenizer(self.prepared.captions, truncation=True, max_length=max_length)[
+            "input_ids"
+        ]
         self.class_tokens = None
-        if self.data.class_captions:
-            self.class_tokens = self.tokenizer(self.data.class_captions, truncation=True, max_length=max_length)[
+        if self.prepared.class_captions:
+            self.class_tokens = self.tokenizer(self.prepared.class_captions, truncation=True, max_length=max_length)[
                 "input_ids"
             ]
         self.unavailable_metrics = {}
@@ -257,7 +258,7 @@ class ImageText:
     # ---------------------------------------------------------------- data
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        return -(-len(self.data.train) // batch_size)
+        return -(-len(self.prepared.train) // batch_size)
 
     def _batch(self, pairs, idx: torch.Tensor) -> dict:
         captions, targets = torch.unique(pairs.caption_ids[idx], return_inverse=True)
@@ -265,9 +266,9 @@ class ImageText:
         return {"pixel_values": pairs.pixels[idx].float(), "input_ids": ids, "attention_mask": mask, "labels": targets}
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[dict]:
-        perm = torch.randperm(len(self.data.train), generator=generator)
+        perm = torch.randperm(len(self.prepared.train), generator=generator)
         for start in range(0, len(perm), batch_size):
-            yield self._batch(self.data.train, perm[start : start + batch_size])
+            yield self._batch(self.prepared.train, perm[start : start + batch_size])
 
     def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
         out = model(
@@ -287,7 +288,7 @@ class ImageText:
 
     def _image_embeds(self, model: nn.Module, device) -> torch.Tensor:
         """The validation images' embeddings, normalized."""
-        val, out = self.data.validation, []
+        val, out = self.prepared.validation, []
         for start in range(0, len(val), EVAL_BATCH_SIZE):
             pixels = val.pixels[start : start + EVAL_BATCH_SIZE].to(device).float()
             emb = model.get_image_features(pixel_values=pixels).pooler_output
@@ -297,7 +298,7 @@ class ImageText:
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         model.eval()
-        val = self.data.validation
+        val = self.prepared.validation
         device = next(model.parameters()).device
         started = time.perf_counter()
         images = self._image_embeds(model, device)
@@ -334,25 +335,25 @@ class ImageText:
     @torch.no_grad()
     def predictions(self, model: nn.Module) -> dict | None:
         """Each validation image's true and zero-shot class (the class captions), for error analysis."""
-        val = self.data.validation
+        val = self.prepared.validation
         if self.class_tokens is None or val.labels is None:
             return None
         model.eval()
         device = next(model.parameters()).device
         predicted = self._zero_shot(model, self._image_embeds(model, device), device)
-        captions = [self.data.captions[i] for i in val.caption_ids.tolist()]
-        return {"classes": list(self.data.class_captions), "true": val.labels.tolist(),
+        captions = [self.prepared.captions[i] for i in val.caption_ids.tolist()]
+        return {"classes": list(self.prepared.class_captions), "true": val.labels.tolist(),
                 "predicted": predicted.tolist(), "inputs": captions}  # fmt: skip
 
     def serving_example(self, rows: int = 2) -> tuple[dict, dict, dict]:
         """A logged model's input example: validation images (PNG, as preprocessed), the first with its caption,
         and a caption alone (either column may be left out); its ``model_config`` and parameters (none)."""
-        val = self.data.validation
+        val = self.prepared.validation
         count = min(rows, len(val))
         mean, std = self.processor.image_mean, self.processor.image_std
         images = [png(val.pixels[i], mean, std) for i in range(count)]
-        captions = [self.data.captions[i] for i in val.caption_ids[:count].tolist()]
-        config = {"classes": self.data.class_captions, "labels": self.data.label_names,
+        captions = [self.prepared.captions[i] for i in val.caption_ids[:count].tolist()]
+        config = {"classes": self.prepared.class_captions, "labels": self.prepared.label_names,
                   "mode": _pil_mode(self.vision_config), "max_length": int(self.task["max_length"])}  # fmt: skip
         return {"image": images + [None], "caption": captions[:1] + [None] * (count - 1) + captions[:1]}, config, {}
 

@@ -67,7 +67,7 @@ def tiny_llama(tmp_path_factory, tiny_bert):
 
 def test_the_prompt_carries_no_loss(lm_task):
     task = causal_lm.CausalLM(lm_task)
-    examples = task.data.train[:4]
+    examples = task.prepared.train[:4]
     batch = causal_lm.batch_of(examples, task.pad_id)
     for row, example in enumerate(examples):
         labels = batch["labels"][row].tolist()
@@ -89,7 +89,7 @@ def test_exact_match_counts_a_right_answer_and_refuses_a_wrong_one(lm_task):
     model = task.build_model(TrialConfig.from_dict(CONFIG), None).eval()
     given = task.answers(model, 40)
     assert len(given) == 40 and all(isinstance(a, str) for a in given)
-    task.data.validation_answers = [a if i % 4 else a + " wrong" for i, a in enumerate(given)]
+    task.prepared.validation_answers = [a if i % 4 else a + " wrong" for i, a in enumerate(given)]
     assert task.exact_match(model) == pytest.approx(0.75)
 
 

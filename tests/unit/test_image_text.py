@@ -179,19 +179,19 @@ def test_captions_from_a_caption_column_and_image_paths_from_a_csv(make_image_ta
             w.writerow({"path": r["file_name"], "text": r["caption"], "kind": r["label"]})
     task = make_image_task(str(data), image_column="path", caption_column="text", label_column="kind")
     adapter = ImageText(task)
-    assert len(adapter.data.train) + len(adapter.data.validation) == len(rows)
-    assert set(adapter.data.captions) == {
+    assert len(adapter.prepared.train) + len(adapter.prepared.validation) == len(rows)
+    assert set(adapter.prepared.captions) == {
         r["caption"] for r in rows
     }  # the captions are the column's, not the template's
-    assert adapter.data.class_captions == [f"the {c}" for c in SHAPES]
-    assert adapter.data.train.pixels.shape[1:] == (1, 8, 8)
+    assert adapter.prepared.class_captions == [f"the {c}" for c in SHAPES]
+    assert adapter.prepared.train.pixels.shape[1:] == (1, 8, 8)
     metrics = train(config(epochs=1), task, RUN, LocalReporter(stream=None))
     assert set(METRICS) <= set(metrics)
 
     # captions alone: retrieval metrics, no zero-shot accuracy
     captions_only = make_image_task(str(data), image_column="path", caption_column="text", label_column=None)
     adapter = ImageText(captions_only)
-    assert adapter.data.class_captions is None and "val_zero_shot_accuracy" in adapter.unavailable_metrics
+    assert adapter.prepared.class_captions is None and "val_zero_shot_accuracy" in adapter.unavailable_metrics
     metrics = train(config(epochs=1), captions_only, {**RUN, "metric": "val_recall_at_1"}, LocalReporter(stream=None))
     assert "val_zero_shot_accuracy" not in metrics and "val_recall_at_5" in metrics
 
@@ -253,7 +253,7 @@ def test_spec_problems_are_refused_before_any_training(make_image_spec):
     from tune_service.validate import check_task as check
 
     ((_, adapter),) = check(load_spec(make_image_spec()))  # a good spec passes, and the data is loaded
-    assert len(adapter.data.train) == 90
+    assert len(adapter.prepared.train) == 90
     problems = {
         "search.metric": make_image_spec(
             **{"task.dataset.caption_column": "caption", "task.dataset.label_column": None}
@@ -293,7 +293,7 @@ def test_towers_from_local_folders_train_with_their_own_preprocessing(make_image
     )
     task["vision_model"] = str(vision_dir)
     adapter = ImageText(task)
-    assert adapter.data.train.pixels.shape[1:] == (1, 16, 16)
+    assert adapter.prepared.train.pixels.shape[1:] == (1, 16, 16)
     assert list(adapter.processor.image_mean) == [0.2]  # its own normalization, not the default 0.5
     model = adapter.build_model(TrialConfig.from_dict(CONFIG), None)
     saved = dict(AutoModel.from_pretrained(vision_dir).named_parameters())

@@ -95,7 +95,7 @@ def test_prepared_data_comes_out_of_rays_object_store_without_a_copy_and_is_all_
         prepared.provide(task, data)
         monkeypatch.setattr(image_text, "load_image_text_data", never)
         given = image_text.ImageText(copy.deepcopy(task))
-        assert given.data is data and given.data.class_captions == own.data.class_captions
+        assert given.prepared is data and given.prepared.class_captions == own.prepared.class_captions
         model = given.build_model(TrialConfig.from_dict(IMAGE_CONFIG), None)
         assert given.evaluate(model)["val_loss"] == pytest.approx(own.evaluate(model)["val_loss"])
     finally:
