@@ -17,7 +17,15 @@ HERE = Path(__file__).resolve().parent
 
 
 # every line read: per precision, size, way
-MANY = ("loop_efficiency", "lm_loop_efficiency", "orchestration", "ideal", "strategies", "trial_start_run")
+MANY = (
+    "loop_efficiency",
+    "lm_loop_efficiency",
+    "orchestration",
+    "ideal",
+    "strategies",
+    "trial_start_run",
+    "vs_hf_trainer",
+)
 
 
 def latest(path: Path) -> tuple[dict[str, dict], dict[str, list[dict]]]:
@@ -83,14 +91,19 @@ def ratios(runs: dict[str, dict], many: dict[str, list[dict]]) -> list[tuple[str
             if best:
                 label = f"time to {target}\n{best['strategy']} / grid, {o.get('cpus_per_trial', 1)} CPU a trial"
                 rows.append((label, best[f"{key}_vs_grid"], 0.2, False))
-    if "vs_hf_trainer" in runs:
-        o = runs["vs_hf_trainer"]
+    # the latest run on each space (runs before the wide space have none: the quickstart's)
+    for o in {o.get("space", "narrow"): o for o in many["vs_hf_trainer"]}.values():
         seeds = f", median of {len(o['seeds'])} seeds" if len(o.get("seeds", [])) > 1 else ""
         cpus = o.get("cpus_per_trial", [1])
         for c in cpus if isinstance(cpus, list) else [cpus]:
             r = o.get(f"to_target_ratio_cpus_{c}", o.get("to_target_ratio"))
             if r:
-                rows.append((f"time to target, ours / HF Trainer\n{c} CPU a trial{seeds}", r, 0.5, False))
+                won = o.get("favour", {}).get(str(c))  # seeds each side reached the target first
+                won = f" (first on {won['tune_service']}, Trainer on {won['hf_trainer']})" if won else ""
+                label = (
+                    f"time to target, ours / HF Trainer{won}\n{o.get('space', 'narrow')} space, {c} CPU a trial{seeds}"
+                )
+                rows.append((label, r, 0.5, False))
     return rows
 
 
