@@ -121,3 +121,23 @@ def test_search_summary_takes_medians_over_seeds_and_the_highest_common_target()
     points = strategies.grid_points(seed=1)
     assert len(points) == 3**6 * 2 * 2 == len({json.dumps(p, sort_keys=True) for p in points})
     assert points != strategies.grid_points(seed=2) and points == strategies.grid_points(seed=1)
+
+
+def test_the_plot_draws_the_latest_trainer_comparison_of_each_space(tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    import plot
+
+    def line(space, ratio, ours, theirs):
+        return {"bench": "vs_hf_trainer", "space": space, "seeds": [0, 1, 2], "cpus_per_trial": [2],
+                "to_target_ratio": ratio, "favour": {"2": {"tune_service": ours, "hf_trainer": theirs}}}  # fmt: skip
+
+    results = tmp_path / "results.jsonl"
+    lines = [line("narrow", 0.9, 1, 2), line("wide", 0.25, 2, 1), line("narrow", 0.3, 2, 1)]
+    results.write_text("".join(json.dumps(o) + "\n" for o in lines))
+    rows = [r for r in plot.ratios(*plot.latest(results)) if "HF Trainer" in r[0]]
+
+    # a later run of a space replaces its bar; each bar says how many seeds each side won
+    assert [(label.split("\n")[1].split(",")[0], ratio) for label, ratio, _, _ in rows] == [
+        ("narrow space", 0.3), ("wide space", 0.25)
+    ]  # fmt: skip
+    assert "first on 2, Trainer on 1" in rows[0][0] and all(goal == 0.5 for _, _, goal, _ in rows)
