@@ -98,8 +98,8 @@ def ratios(runs: dict[str, dict], many: dict[str, list[dict]]) -> list[tuple[str
         for c in cpus if isinstance(cpus, list) else [cpus]:
             r = o.get(f"to_target_ratio_cpus_{c}", o.get("to_target_ratio"))
             if r:
-                won = o.get("favour", {}).get(str(c))  # seeds each side reached the target first
-                won = f" (first on {won['tune_service']}, Trainer on {won['hf_trainer']})" if won else ""
+                favour = o.get("favour", {}).get(str(c))  # seeds each side reached the target first
+                won = f" (first on {favour['tune_service']}, Trainer on {favour['hf_trainer']})" if favour else ""
                 label = (
                     f"time to target, ours / HF Trainer{won}\n{o.get('space', 'narrow')} space, {c} CPU a trial{seeds}"
                 )

@@ -70,6 +70,9 @@ STRATEGIES = {
     # more of what Optuna ships, run when named in --strategies
     "cmaes": {"strategy": "bayesian", "sampler": "cmaes"},
     "qmc": {"strategy": "bayesian", "sampler": "qmc"},
+    # the model-based searchers with a shorter random start than their default 10 (search.startup_trials)
+    "tpe-start4": {"strategy": "bayesian", "startup_trials": 4},
+    "gp-start4": {"strategy": "bayesian", "sampler": "gp", "startup_trials": 4},
 }
 DEFAULT = ["grid", "grid-shuffled", "random", "tpe", "gp", "bohb", "random+asha", "tpe+asha"]
 GRIDS = ("grid", "grid-shuffled")

@@ -92,6 +92,9 @@ class Searcher(ABC):
         if search.sampler is not None and not self.takes_sampler:
             out.append(("search.sampler", f"got '{search.sampler}', but only strategy 'bayesian' uses an Optuna "
                                           "sampler"))  # fmt: skip
+        if search.startup_trials is not None and not self.takes_sampler:
+            out.append(("search.startup_trials", f"got {search.startup_trials}, but only strategy 'bayesian' has "
+                                                 "start-up trials to set"))  # fmt: skip
         if search.warm_start is not None and not self.warm_starts:
             out.append(("search.warm_start", f"strategy '{self.name}' does not learn from earlier results: warm "
                         "start needs strategy 'bayesian' (or use points_to_evaluate to try given configurations "

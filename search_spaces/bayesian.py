@@ -3,7 +3,8 @@
 Ray Tune's OptunaSearch drives an Optuna study over a define-by-run space
 (:class:`~search_spaces._space.DefineByRun`), so a conditional setting is only
 suggested where it applies. The sampler is ``search.sampler``: TPE (default),
-GP, CMA-ES or QMC. With ``search.objectives`` the study is multi-objective.
+GP, CMA-ES or QMC; ``search.startup_trials`` its random trials before its model
+guides. With ``search.objectives`` the study is multi-objective.
 Optuna's own pruning stays off: stopping trials early is the scheduler's job
 (``search.scheduler``), never done twice.
 
@@ -27,13 +28,14 @@ def make_sampler(spec):
     import optuna
 
     seed, kind = spec.search.seed, spec.search.sampler or "tpe"
+    startup = {} if spec.search.startup_trials is None else {"n_startup_trials": spec.search.startup_trials}
     if kind == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, **startup)
     if kind == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
+        return optuna.samplers.GPSampler(seed=seed, **startup)
     if kind == "cmaes":
         # categorical settings fall back to independent (random) sampling, as Optuna documents
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False, **startup)
     if kind == "qmc":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -77,9 +79,14 @@ class Bayesian(Searcher):
     warm_starts = True
 
     def own_problems(self, spec):
+        out = []
         if spec.search.sampler == "cmaes" and spec.search.objectives:
-            return [("search.sampler", "cmaes optimises one objective: use tpe or gp with search.objectives")]
-        return []
+            out.append(("search.sampler", "cmaes optimises one objective: use tpe or gp with search.objectives"))
+        startup = spec.search.startup_trials
+        if spec.search.sampler == "qmc" and startup is not None:
+            out.append(("search.startup_trials", f"got {startup}, but sampler qmc follows its sequence from the "
+                                                 "first trial: drop it, or use sampler tpe, gp or cmaes"))  # fmt: skip
+        return out
 
     def build(self, spec, warm_trials=None):
         from ray.tune.search.optuna import OptunaSearch

@@ -154,17 +154,16 @@ class ImageText:
         self.adapted = tuple(self.adapter["towers"]) if self.adapter else ()
         self.pad_id = self.tokenizer.pad_token_id or 0
         max_length = int(task["max_length"])
-        self.caption_tokens = self.tokenizer(self.prepared.captions, truncation=True, max_length=max_length)[
-            "input_ids"
-        ]
+        self.caption_tokens = self._token_ids(self.prepared.captions, max_length)
         self.class_tokens = None
         if self.prepared.class_captions:
-            self.class_tokens = self.tokenizer(self.prepared.class_captions, truncation=True, max_length=max_length)[
-                "input_ids"
-            ]
+            self.class_tokens = self._token_ids(self.prepared.class_captions, max_length)
         self.unavailable_metrics = {}
         if self.class_tokens is None:
             self.unavailable_metrics = {m: "it has no label_column" for m in LABELLED_ONLY}
+
+    def _token_ids(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
+        return self.tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
 
     def prepare(self, tasks: Sequence[Mapping]) -> dict[str, ImageTextData]:
         """Sections of this task (its folds, a refit, the test split) loaded and preprocessed, by their keys."""

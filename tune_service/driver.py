@@ -374,10 +374,9 @@ def _finish(sweep: _Sweep, grid, tracker, wall: float, verbose: int) -> SweepRes
     clock.lap("summary")
     if spec.search.cross_validation is not None and spec.search.cross_validation.refit:
         _refit(sweep, result, tracker, verbose)
+    errors = _start_error_analysis(spec, result, sweep.prepared)  # its Ray task runs beside the steps below
     if spec.task.dataset.test_split is not None:
         _score_on_test(spec, result, tracker, sweep.prepared)
-    if spec.mlflow.error_analysis and TASK_MANIFESTS[spec.task.type].classifies:
-        _analyze_errors(spec, result, tracker, sweep.prepared)
     clock.lap("best_trials")
     tracker.close_trial_runs({t.trial_id: "FAILED" if t.status == "ERROR" else "FINISHED" for t in result.trials})
     clock.lap("close_runs")
@@ -386,6 +385,8 @@ def _finish(sweep: _Sweep, grid, tracker, wall: float, verbose: int) -> SweepRes
     if spec.mlflow.register_model and result.best_run_id:
         _register(sweep, result, tracker)
     clock.lap("registry")
+    _log_error_analysis(errors, tracker)
+    clock.lap("error_analysis")
     tracker.log_metrics(clock.laps)
     tracker.finish_sweep(
         best_trial_id=result.best_trial_id,
@@ -474,11 +475,26 @@ def _score_on_test(spec: SweepSpec, result: SweepResult, tracker, prepared: Mapp
         log.warning("the best trials were not scored on the test split: %s", exc)
 
 
-def _analyze_errors(spec: SweepSpec, result: SweepResult, tracker, prepared: Mapping) -> None:
+def _start_error_analysis(spec: SweepSpec, result: SweepResult, prepared: Mapping):
+    """The best trial's error analysis started (``mlflow.error_analysis``, a classifier's), or None."""
     from . import error_analysis
 
+    if not (spec.mlflow.error_analysis and TASK_MANIFESTS[spec.task.type].classifies):
+        return None
     try:
-        error_analysis.analyze(spec, result, tracker.client, prepared)
+        return error_analysis.start(spec, result, prepared)
+    except Exception as exc:  # the sweep's record is worth more than its error analysis
+        log.warning("no error analysis of the best trial: %s", exc)
+        return None
+
+
+def _log_error_analysis(pending, tracker) -> None:
+    from . import error_analysis
+
+    if pending is None:
+        return
+    try:
+        error_analysis.log(pending, tracker.client)
     except Exception as exc:  # the sweep's record is worth more than its error analysis
         log.warning("no error analysis of the best trial: %s", exc)
 

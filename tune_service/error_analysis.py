@@ -9,6 +9,7 @@ it gets wrong with their true and predicted classes (``error_analysis/errors.jso
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 from trainables.data import fold_task
@@ -78,28 +79,46 @@ def figure(predictions: Mapping, matrix: list[list[int]]):
     return fig
 
 
-def analyze(spec: SweepSpec, result: SweepResult, client, prepared: Mapping | None = None) -> None:
-    """The best trial's confusion matrix, per-class table and wrong examples, on its MLflow run.
+@dataclasses.dataclass(frozen=True)
+class Pending:
+    """An error analysis under way: the predictions' Ray object ref, and the run they go on."""
+
+    run_id: str
+    predictions: object
+
+
+def start(spec: SweepSpec, result: SweepResult, prepared: Mapping | None = None) -> Pending | None:
+    """The best trial's predictions on its validation rows, started in a Ray task (None: no checkpoint to
+    analyze); :func:`log` waits for them, so the sweep's other end work goes on meanwhile.
 
     After a refit (which trains on every row it could be checked on), the winner's whose config it trained.
     """
     analyzed = result.refit.get("winner", result.best_trial_id)
     best = next((t for t in result.trials if t.trial_id == analyzed), None)
     if best is None or not best.checkpoint or not best.mlflow_run_id:
-        return
+        return None
     task = spec.trial_task()
     if "best_fold" in best.metrics:  # cross-validation: the model is this fold's, checked on its validation part
         task = fold_task(task, int(best.metrics["best_fold"]))
-    (predictions,) = finalists.on_checkpoints(spec, [best], task, "predictions", prepared)
+    (predictions,) = finalists.submit(spec, [best], task, "predictions", prepared)
+    return Pending(best.mlflow_run_id, predictions)
+
+
+def log(pending: Pending, client) -> None:
+    """The confusion matrix, per-class table and wrong examples on the best trial's MLflow run, once its
+    predictions are in."""
+    import ray
+
+    predictions = ray.get(pending.predictions)
     if predictions is None:  # no classes to predict here (an image+text dataset without labels)
         return
     import matplotlib.pyplot as plt
 
+    run_id = pending.run_id
     matrix = confusion(predictions)
     fig = figure(predictions, matrix)
-    client.log_figure(best.mlflow_run_id, fig, f"{FOLDER}/confusion_matrix.png")
+    client.log_figure(run_id, fig, f"{FOLDER}/confusion_matrix.png")
     plt.close(fig)
-    client.log_dict(best.mlflow_run_id, {"classes": predictions["classes"], "matrix": matrix},
-                    f"{FOLDER}/confusion_matrix.json")  # fmt: skip
-    client.log_table(best.mlflow_run_id, per_class(predictions), f"{FOLDER}/per_class.json")
-    client.log_table(best.mlflow_run_id, errors(predictions), f"{FOLDER}/errors.json")
+    client.log_dict(run_id, {"classes": predictions["classes"], "matrix": matrix}, f"{FOLDER}/confusion_matrix.json")
+    client.log_table(run_id, per_class(predictions), f"{FOLDER}/per_class.json")
+    client.log_table(run_id, errors(predictions), f"{FOLDER}/errors.json")

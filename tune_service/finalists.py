@@ -29,11 +29,20 @@ def on_checkpoints(
     ``prepared``: the sweep's prepared data (:mod:`trainables.prepared`), taken where ``task`` is a trial's."""
     import ray
 
+    return ray.get(submit(spec, trials, task, job, prepared))
+
+
+def submit(
+    spec: SweepSpec, trials: list[TrialResult], task: Mapping, job: str, prepared: Mapping | None = None
+) -> list:
+    """:func:`on_checkpoints` started, not waited for: the Ray object refs of its answers, in ``trials``' order."""
+    import ray
+
     run = {"metric": spec.search.metric, "mode": spec.search.mode, "num_threads": max(1, int(spec.resources.cpu)),
            "precision": spec.resources.precision}  # fmt: skip
     remote = ray.remote(_on_checkpoint).options(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)
     given = dict(prepared or {})
-    return ray.get([remote.remote(job, spec.task.type, task, t.config, t.checkpoint, run, given) for t in trials])
+    return [remote.remote(job, spec.task.type, task, t.config, t.checkpoint, run, given) for t in trials]
 
 
 def _on_checkpoint(

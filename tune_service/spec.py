@@ -644,6 +644,12 @@ class SearchSpec(_Strict):
         "pbt: trials copy better ones and perturb their hyperparameters",
     )
     sampler: Optional[Literal[SAMPLERS]] = Field(None, description="bayesian: Optuna's sampler (default tpe)")
+    startup_trials: Optional[int] = Field(
+        None,
+        ge=1,
+        description="bayesian with sampler tpe, gp or cmaes: trials drawn at random before the sampler's model "
+        "picks the next (Optuna's n_startup_trials; default the sampler's own: 10 for tpe and gp, 1 for cmaes)",
+    )
     grace_period: int = Field(1, ge=1, description="asha, median: epochs every trial runs before it can be stopped")
     reduction_factor: float = Field(
         2, gt=1, description="asha, hyperband: 1/reduction_factor of trials go on at each rung"

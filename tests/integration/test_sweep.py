@@ -53,7 +53,8 @@ def test_grid_sweep_lands_in_mlflow_with_parent_children_metrics_and_checkpoints
     assert parent.data.tags["tune_service.best_run_id"] == result.best_run_id
     assert parent.data.metrics["best_val_accuracy"] == result.best_value
     ends = {k: v for k, v in parent.data.metrics.items() if k.startswith("end/")}  # how long the end's steps took
-    assert {"end/summary_s", "end/best_trials_s", "end/reports_s", "end/registry_s"} <= set(ends)
+    steps = ("summary", "best_trials", "reports", "registry", "error_analysis")
+    assert {f"end/{step}_s" for step in steps} <= set(ends)
     assert min(ends.values()) >= 0 and ends["end/registry_s"] > 0.1  # the best model was packaged and registered
     parent_files = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"spec.yaml", "search_space.json", "best_config.json", "trials.txt"} <= parent_files

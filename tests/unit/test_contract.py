@@ -268,3 +268,22 @@ def test_schedulers_survive_the_pickle_tune_saves_them_in(preset):
         assert back._grace_period == 1  # metric and mode come from TuneConfig
     else:
         assert back._max_t_attr == 4
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "gp"])
+def test_startup_trials_hand_the_search_to_the_sampler_s_model_sooner(sampler):
+    """``search.startup_trials``: the same random start as the sampler's default, its model from trial N + 1."""
+
+    def suggestions(**search) -> list[dict]:
+        spec = load_spec(spec_for(f"bayesian:{sampler}", "log", **search))
+        driver = Driver(search_spaces.build(spec), spec, 8)
+        out = []
+        for _ in range(5):
+            config = driver.next()
+            driver.complete(config)
+            out.append(config)
+        return out
+
+    default, short = suggestions(), suggestions(startup_trials=3)
+    assert short[:3] == default[:3]  # the center, then random draws of the same seed
+    assert short[3] != default[3] and short[4] != default[4]  # the model picks; the default still draws

@@ -227,6 +227,19 @@ BAD_SPECS = [
     ("sampler without bayesian", with_("search.sampler", "gp"), "search.sampler", ["only strategy 'bayesian'"]),
     ("unknown sampler", with_("search.sampler", "nsga"), "search.sampler", ["'tpe'", "'qmc'"]),
     (
+        "start-up trials without bayesian",
+        with_("search.startup_trials", 4),
+        "search.startup_trials",
+        ["got 4", "only strategy 'bayesian'"],
+    ),
+    (
+        "start-up trials with qmc",
+        with_all({"search.strategy": "bayesian", "search.sampler": "qmc", "search.startup_trials": 4}),
+        "search.startup_trials",
+        ["got 4", "qmc follows its sequence", "tpe, gp or cmaes"],
+    ),
+    ("no start-up trials", with_("search.startup_trials", 0), "search.startup_trials", ["greater than or equal to 1"]),
+    (
         "grid with pbt",
         with_all({"search.strategy": "grid", "search.scheduler": "pbt", "hyperparameters.epochs": 3}),
         "search.scheduler",
