@@ -132,12 +132,12 @@ def measure(name: str, seed: int, args, where: Path) -> dict:
         )
     client = MlflowClient(uri)
     t0 = client.get_run(result.parent_run_id).info.start_time / 1000
-    epochs = [  # (seconds from the sweep's start, accuracy) of every epoch
-        (m.timestamp / 1000 - t0, m.value)
+    per_trial = [  # per trial, (seconds from the sweep's start, accuracy) of every epoch
+        [(m.timestamp / 1000 - t0, m.value) for m in client.get_metric_history(trial.mlflow_run_id, "val_accuracy")]
         for trial in result.trials
         if trial.mlflow_run_id
-        for m in client.get_metric_history(trial.mlflow_run_id, "val_accuracy")
     ]
+    epochs = [epoch for trial in per_trial for epoch in trial]
     return {
         "bench": "search_run",
         "strategy": name,
@@ -148,6 +148,9 @@ def measure(name: str, seed: int, args, where: Path) -> dict:
         "best": max((acc for _, acc in epochs), default=None),
         "to": {str(t): _round(min((at for at, acc in epochs if acc >= t), default=None)) for t in args.target},
         "first_epoch_s": _round(min((at for at, _ in epochs), default=None)),  # no strategy beats its first epoch
+        "curve": [[_round(at), acc] for at, acc in sorted(epochs)],  # every epoch, for targets chosen later
+        # per trial, in the order they first reported: its first epoch's time and its best accuracy
+        "trial_best": sorted([_round(min(trial)[0]), max(acc for _, acc in trial)] for trial in per_trial if trial),
         "wall_s": round(time.time() - started, 1),
     }
 
