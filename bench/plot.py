@@ -22,6 +22,7 @@ MANY = (
     "lm_loop_efficiency",
     "orchestration",
     "ideal",
+    "search",
     "strategies",
     "trial_start_run",
     "vs_hf_trainer",
@@ -74,9 +75,12 @@ def ratios(runs: dict[str, dict], many: dict[str, list[dict]]) -> list[tuple[str
             rows.append((f"trial start, {sizes[-1]:,} / {sizes[0]:,} rows\n{said}", growth, 1.2, False))
     if "tracking_overhead" in runs:
         rows.append(("epoch, tracking on / off", runs["tracking_overhead"]["on_over_off"], 1.02, False))
-    if runs.get("search", {}).get("common_target") is not None:  # the wide space, against both grids and random
-        o = runs["search"]
-        said = f"to {o['common_target']}, {o['fastest']} / {{}}\n{len(o['rows'])} strategies, {len(o['seeds'])} seeds"
+    # the wide space, against both grids and random: the latest run of each budget
+    for o in {o.get("budget_s", 240): o for o in many["search"] if o.get("common_target") is not None}.values():
+        said = (
+            f"to {o['common_target']}, {o['fastest']} / {{}}\n"
+            f"{len(o['rows'])} strategies, {len(o['seeds'])} seeds, {o.get('budget_s', 240):.0f} s each"
+        )
         rows.append((said.format("better grid"), o["vs_grid"], 0.2, False))
         rows.append((said.format("random"), o["vs_random"], 0.6, False))
     # the latest run of each trial size (CPUs a trial) on the earlier 4-setting space, until the wide one ran

@@ -22,7 +22,9 @@ it arrived, in seconds from the sweep's start.
 seed and settings) is not run again, so the runs can be spread over several invocations and the
 summary is taken over all of them. Prints one JSON line per run, then the summary: per strategy,
 the median over seeds of the time to each target (a seed that never reached it counts as longer
-than the budget) and of the best accuracy; then the fastest strategy to the highest target every
+than the budget) and of the best accuracy, and the share of its trials that reached each target
+(how rare a good configuration is: random search's share is the chance that one draw gets there);
+then the fastest strategy to the highest target every
 searcher reaches (and the better grid), as a fraction of the better grid's time and of random
 search's, as a JSON line and a line of text.
 """
@@ -174,6 +176,12 @@ def median_time(runs: list[dict], target: float) -> float:
     return statistics.median(math.inf if r["to"].get(str(target)) is None else r["to"][str(target)] for r in runs)
 
 
+def share_reaching(runs: list[dict], target: float) -> float | None:
+    """The share of the trials of ``runs`` (every seed) whose best epoch reached ``target``; None if not kept."""
+    bests = [best for r in runs for _, best in r.get("trial_best", [])]
+    return round(sum(best >= target for best in bests) / len(bests), 3) if bests else None
+
+
 def summarize(runs: list[dict], strategies: list[str], targets: list[float]) -> dict:
     """Per strategy, the medians over its seeds; the fastest strategy's ratios at the highest common target."""
     by = {s: [r for r in runs if r["strategy"] == s] for s in strategies}
@@ -183,6 +191,7 @@ def summarize(runs: list[dict], strategies: list[str], targets: list[float]) -> 
             "best": statistics.median(r["best"] or 0.0 for r in rs),
             "trials": statistics.median(r["trials"] for r in rs),
             "to": {str(t): median_time(rs, t) for t in targets},
+            "reaching": {str(t): share_reaching(rs, t) for t in targets},
         }
         for s, rs in by.items()
         if rs
@@ -233,6 +242,10 @@ def report(summary: dict, targets: list[float]) -> None:
             f"{'-' if row['to'][str(t)] is None else format(row['to'][str(t)], '.0f'):>8s}" for t in targets
         )
         print(f"{name:14s} {len(row['seeds']):6d} {row['trials']:6.0f} {row['best']:6.3f} {times}")
+    print("\nshare of the trials whose best epoch reached each target (runs that kept each trial's best):")
+    for name, row in summary["rows"].items():
+        shares = " ".join(f"{'-' if row['reaching'][str(t)] is None else row['reaching'][str(t)]:>8}" for t in targets)
+        print(f"{name:14s} {shares}")
     if summary["common_target"] is None:
         print("no target that every searcher and either grid reached in the median")
         return

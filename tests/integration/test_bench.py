@@ -111,10 +111,13 @@ def test_search_summary_takes_medians_over_seeds_and_the_highest_common_target()
         run("tpe", 1, 0.81, **{"0.7": 40, "0.8": 200}),
         run("tpe", 2, 0.75, **{"0.7": 30}),  # a seed that never reached 0.8 counts as slower than any
     ]
+    runs[-1]["trial_best"] = [[30, 0.75], [40, 0.6], [50, 0.71], [60, 0.5]]  # kept by this run only
     summary = strategies.summarize(runs, ["grid", "grid-shuffled", "random", "tpe"], [0.7, 0.8])
 
     assert summary["rows"]["tpe"]["to"] == {"0.7": 30, "0.8": 200} and summary["rows"]["tpe"]["best"] == 0.81
     assert summary["rows"]["grid"]["to"] == {"0.7": None, "0.8": None}
+    assert summary["rows"]["tpe"]["reaching"] == {"0.7": 0.5, "0.8": 0.0}
+    assert summary["rows"]["random"]["reaching"] == {"0.7": None, "0.8": None}  # no run kept its trials
     # the shuffled grid reached 0.7 and no grid reached 0.8: the common target is 0.7, against the better grid
     assert summary["common_target"] == 0.7 and summary["fastest"] == "tpe"
     assert summary["better_grid_s"] == 120 and summary["vs_grid"] == 0.25 and summary["vs_random"] == 0.375
