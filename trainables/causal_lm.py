@@ -30,7 +30,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from . import adapters
+from . import adapters, model_configs
 from .config import TrialConfig
 from .cross_validation import fit_task
 from .data import TaskError, used_rows
@@ -67,10 +67,11 @@ def lm_config(spec: str | Mapping):
 
     try:
         if isinstance(spec, Mapping):
-            settings = dict(spec)
-            config = AutoConfig.for_model(settings.pop("model_type"), **settings)
+            config = model_configs.from_settings(spec, "task.model")
         else:
             config = AutoConfig.from_pretrained(resolve_model(spec))
+    except TaskError:
+        raise
     except (OSError, ValueError, KeyError) as exc:
         raise TaskError(f"cannot build the model from {spec!r}: {exc}", "task.model") from None
     kind = config.model_type

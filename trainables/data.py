@@ -74,8 +74,8 @@ def load_raw(source: str, config_name: str | None, builtins: Mapping | None = No
             known = ", ".join(BUILTIN_PREFIX + n for n in builtins)
             raise DataError(f"dataset {source!r} is not built in; built-in: {known}")
         return builtins[name]()
-    if os.path.isdir(source):  # class subfolders, optionally a metadata.csv/jsonl with captions
-        return datasets.load_dataset("imagefolder", data_dir=source)
+    if os.path.isdir(source):
+        return _load_folder(Path(source))
     suffix = Path(source).suffix.lower()
     if suffix in LOCAL_FORMATS or os.path.exists(source):
         if not os.path.isfile(source):
@@ -92,6 +92,33 @@ def load_raw(source: str, config_name: str | None, builtins: Mapping | None = No
         return datasets.load_dataset(source, config_name)
     except Exception as exc:  # hub errors come in many types; name the source either way
         raise DataError(f"cannot load dataset {source!r} (config {config_name!r}) from the hub: {exc}") from exc
+
+
+# what ``datasets``' save_to_disk writes at a folder's top: a DatasetDict's, or one Dataset's
+SAVED_DICT, SAVED_DATASET = "dataset_dict.json", "state.json"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def _load_folder(folder: Path):
+    """A folder written by ``save_to_disk`` (its splits kept; one Dataset is ``train``), or an image folder
+    (class subfolders, optionally a metadata.csv/jsonl with captions); else a :class:`DataError` saying what
+    the folder holds."""
+    import datasets
+
+    if (folder / SAVED_DICT).is_file() or (folder / SAVED_DATASET).is_file():
+        try:
+            saved = datasets.load_from_disk(str(folder))
+        except Exception as exc:  # a damaged or partial save: say which folder
+            raise DataError(f"cannot read dataset folder {str(folder)!r} (written by save_to_disk): {exc}") from None
+        return saved if isinstance(saved, datasets.DatasetDict) else datasets.DatasetDict({"train": saved})
+    if any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*") if p.is_file()):
+        return datasets.load_dataset("imagefolder", data_dir=str(folder))
+    found = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    shown = ", ".join(found[:8]) + (f", ... ({len(found)} entries)" if len(found) > 8 else "") if found else "nothing"
+    raise DataError(
+        f"dataset folder {str(folder)!r} is neither a folder written by datasets' save_to_disk ({SAVED_DICT} or "
+        f"{SAVED_DATASET}) nor an image folder (images, in class subfolders); it holds {shown}"
+    )
 
 
 @dataclass

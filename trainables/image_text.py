@@ -36,7 +36,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import adapters
+from . import adapters, model_configs
 from .config import TrialConfig
 from .cross_validation import fit_task
 from .data import TaskError, used_rows
@@ -63,9 +63,10 @@ def tower_config(tower: str, spec: str | Mapping):
     field = f"task.{tower}_model"
     try:
         if isinstance(spec, Mapping):
-            settings = dict(spec)
-            return AutoConfig.for_model(settings.pop("model_type"), **settings)
+            return model_configs.from_settings(spec, field)
         return AutoConfig.from_pretrained(resolve_model(spec, f"task.{tower}_model"))
+    except TaskError:
+        raise
     except (OSError, ValueError, KeyError) as exc:
         raise TaskError(f"cannot build the {tower} tower from {spec!r}: {exc}", field) from None
 

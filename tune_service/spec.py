@@ -1004,6 +1004,15 @@ def parse_spec(source: Union[SweepSpec, dict, str, Path]) -> SweepSpec:
     Raises :class:`SpecError` listing every field at fault. The rules across
     fields and sections are :func:`tune_service.validate.load_spec`'s.
     """
+    data, label = read_spec(source)
+    try:
+        return SweepSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_problems_from(exc), label) from None
+
+
+def read_spec(source: Union[SweepSpec, dict, str, Path]) -> tuple[dict, str | None]:
+    """The spec as plain data (a copy) and the file it came from; :class:`SpecError` if it is not a mapping."""
     label = None
     if isinstance(source, SweepSpec):
         data: Any = source.to_dict()
@@ -1018,10 +1027,7 @@ def parse_spec(source: Union[SweepSpec, dict, str, Path]) -> SweepSpec:
             [("", f"a spec is a mapping of sections (name, task, ...), got {type(data).__name__}")],
             label,
         )
-    try:
-        return SweepSpec.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(_problems_from(exc), label) from None
+    return data, label
 
 
 def smoke_spec(spec: SweepSpec) -> SweepSpec:

@@ -35,7 +35,7 @@ from trainables.manifest import TASKS as TASK_MANIFESTS
 
 from . import resources, tracking
 from .errors import ClusterUnreachable
-from .spec import ImageTextTask, SpecError, SweepSpec, parse_spec
+from .spec import ImageTextTask, SpecError, SweepSpec, parse_spec, read_spec
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,13 @@ def load_spec(source: Union[SweepSpec, dict, str, Path]) -> SweepSpec:
     Raises :class:`SpecError` listing every problem found: the schema's first,
     then the rules across sections, then the strategies' refusals.
     """
-    spec = parse_spec(source)
-    label = str(source) if isinstance(source, (str, Path)) else None
+    data, label = read_spec(source)
+    try:
+        spec = parse_spec(data)
+    except SpecError as exc:  # the metrics named are checked too: every problem is reported at once
+        named = {path for path, _ in exc.problems}
+        metrics = [p for p in _written_metric_problems(data) if p[0] not in named]
+        raise SpecError(exc.problems + metrics, label) from None
     problems = spec_problems(spec) + search_spaces.problems(spec)
     if problems:
         raise SpecError(problems, label)
@@ -164,13 +169,32 @@ def _objective_path(i: int) -> str:
 
 
 def _metric_problems(spec: SweepSpec) -> list[Problem]:
-    metrics, out = TASK_MANIFESTS[spec.task.type].reported, []
-    names = [m for m, _ in spec.search.all_objectives]
+    return _unknown_metrics(spec.task.type, [m for m, _ in spec.search.all_objectives])
+
+
+def _written_metric_problems(data: dict) -> list[Problem]:
+    """The metrics a spec that failed its schema names, checked against its task's: one name or a list, and
+    each objective's."""
+    task, search = data.get("task"), data.get("search")
+    task_type = task.get("type") if isinstance(task, dict) else None
+    if not isinstance(task_type, str) or task_type not in TASK_MANIFESTS or not isinstance(search, dict):
+        return []
+    metric = search.get("metric")
+    names = list(metric) if isinstance(metric, list) else [metric] if metric is not None else []
+    objectives = search.get("objectives")
+    names += [o.get("metric") for o in objectives if isinstance(o, dict)] if isinstance(objectives, list) else []
+    if not all(isinstance(n, str) for n in names):
+        return []
+    return _unknown_metrics(task_type, names)
+
+
+def _unknown_metrics(task_type: str, names: list[str]) -> list[Problem]:
+    metrics, out = TASK_MANIFESTS[task_type].reported, []
     for i, metric in enumerate(names):
         if metric not in metrics:
             close = difflib.get_close_matches(metric, metrics, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            out.append((_objective_path(i), f"got '{metric}'{hint}; the {spec.task.type} task reports "
+            out.append((_objective_path(i), f"got '{metric}'{hint}; the {task_type} task reports "
                                              f"{', '.join(metrics)}"))  # fmt: skip
     if len(set(names)) != len(names):
         out.append(("search.objectives", f"an objective is listed twice: {names}"))
@@ -302,6 +326,8 @@ def _load_task(spec: SweepSpec, model: str | None) -> tuple[dict, Any]:
         raise SpecError([(exc.field, str(exc))]) from None
     except OSError as exc:  # transformers: no such model folder or hub id
         raise SpecError([("task.model", f"cannot load {_model_field(spec, model)}: {exc}")]) from None
+    except _BUILD_ERRORS as exc:
+        raise _config_refused(spec, exc) from None
 
 
 def _target_options(spec: SweepSpec) -> list:
@@ -318,8 +344,29 @@ def _skeleton(spec: SweepSpec, adapter, targets):
         return adapter.model_skeleton(targets)
     except TaskError as exc:
         raise SpecError([(exc.field, str(exc))]) from None
-    except (OSError, ValueError) as exc:
-        raise SpecError([("task.model", f"cannot load {_model_field(spec)}: {exc}")]) from None
+    except (OSError, *_BUILD_ERRORS) as exc:
+        refused = _config_refused(spec, exc)
+        if refused is exc and isinstance(exc, (OSError, ValueError)):
+            refused = SpecError([("task.model", f"cannot load {_model_field(spec)}: {exc}")])
+        raise refused from None
+
+
+# what torch and transformers raise for a model whose config settings cannot make one (a negative size)
+_BUILD_ERRORS = (RuntimeError, TypeError, IndexError, ValueError)
+
+
+def _config_refused(spec: SweepSpec, exc: Exception) -> Exception:
+    """A model that a config (``model_type`` and settings) cannot build, named by its field; else ``exc``."""
+    if isinstance(exc, OSError):  # a file or a hub id, not a config
+        return exc
+    fields = [f"task.{name}" for name in _CONFIG_FIELDS if isinstance(getattr(spec.task, name, None), dict)]
+    if not fields:
+        return exc
+    path = fields[0] if len(fields) == 1 else "task"
+    return SpecError([(path, f"no model can be built from the config of {' or '.join(fields)}: {exc}")])
+
+
+_CONFIG_FIELDS = ("model", "vision_model", "text_model")  # a task's fields that may hold a transformers config
 
 
 def _check_task_fits(spec: SweepSpec, adapter, model) -> None:

@@ -84,6 +84,12 @@ CASES = [
         ["key 'lr' is written twice", "lines 5 and 6"],
     ),
     ("mode-word", {"search.mode": "maximize"}, [], ["search.mode", "'maximize'"]),
+    (
+        "metric-unknown-and-mode-list",  # both at once: the schema's problem and the task's
+        {"search.metric": "val_acc", "search.mode": ["max", "min"]},
+        [],
+        ["search.mode", "search.metric: got 'val_acc' (did you mean 'val_accuracy'?)"],
+    ),
     ("num-samples-zero", {"search.num_samples": 0}, [], ["search.num_samples"]),
     ("concurrency-zero", {"search.max_concurrent_trials": 0}, [], ["search.max_concurrent_trials"]),
     ("negative-retries", {"search.max_failures": -1}, [], ["search.max_failures"]),
@@ -127,6 +133,12 @@ CASES = [
     ("negative-labels", {"task.dataset.source": "{negative_csv}"}, [], ["negative label -1"]),
     ("one-class", {"task.dataset.source": "{one_class_csv}"}, [], ["has 1 class"]),
     ("no-model", {"task.model": "{tmp}/no-model"}, [], ["task.model", "no-model"]),
+    (
+        "folder-neither-saved-nor-images",
+        {"task.dataset.source": "{notes_dir}"},
+        [],
+        ["task.dataset", "neither a folder written by datasets' save_to_disk", "it holds notes.txt"],
+    ),
     (
         "groups-match-nothing",
         {"task.groups": {"encoder": {"prefix": ["bert."]}, "head": {"prefix": ["decoder."]}}},
@@ -258,6 +270,31 @@ CASES = [
         [],
         ["task.max_length", "max_length=8 leaves no room for a response after a prompt of 10 tokens"],
     ),
+    # a model given as a transformers config: its settings checked by the model's own config class
+    (
+        "lm-config-wrong-type",
+        {**CAUSAL, "task.model.hidden_size": "banana"},
+        [],
+        ["task.model.hidden_size: expected an integer, got 'banana'"],
+    ),
+    (
+        "lm-config-null-where-integer",
+        {**CAUSAL, "task.model.pad_token_id": "banana"},
+        [],
+        ["task.model.pad_token_id: expected an integer or null, got 'banana'"],
+    ),
+    (
+        "lm-config-settings-disagree",  # 15 is no multiple of 2 heads
+        {**CAUSAL, "task.model.hidden_size": 15},
+        [],
+        ["task.model: ", "do not fit together", "hidden size (15)"],
+    ),
+    (
+        "lm-config-negative-size",
+        {**CAUSAL, "task.model.intermediate_size": -1},
+        [],
+        ["task.model: no model can be built from the config of task.model"],
+    ),
     # where it would run
     ("impossible-cpu", {"resources.cpu": 64}, [], ["resources.cpu", "got 64"]),
     ("impossible-workers", {"resources.workers": 9}, [], ["resources.workers"]),
@@ -274,12 +311,14 @@ def data_files(tmp_path_factory, tiny_bert, tiny_distilbert):
         "review,sentiment\n" + "".join(f"good film {i},{-1 if i % 2 else 1}\n" for i in range(20))
     )
     (d / "one_class.csv").write_text("review,sentiment\n" + "".join(f"good film {i},pos\n" for i in range(20)))
+    (d / "notes").mkdir()
+    (d / "notes" / "notes.txt").write_text("not a dataset")
     (d / "rare_class.csv").write_text(  # 3 of 23 rows are 'neg'
         "review,sentiment\n" + "".join(f"film {i},{'neg' if i < 3 else 'pos'}\n" for i in range(23))
     )
     return {"empty_csv": str(d / "empty.csv"), "negative_csv": str(d / "negative.csv"),
             "one_class_csv": str(d / "one_class.csv"), "rare_class_csv": str(d / "rare_class.csv"),
-            "tiny_bert": tiny_bert, "tiny_distilbert": tiny_distilbert}  # fmt: skip
+            "notes_dir": str(d / "notes"), "tiny_bert": tiny_bert, "tiny_distilbert": tiny_distilbert}  # fmt: skip
 
 
 def filled(value, **names):

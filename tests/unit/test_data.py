@@ -54,6 +54,23 @@ def test_local_formats_and_integer_labels(tmp_path, name):
     assert sorted(set(data.train.labels) | set(data.validation.labels)) == [0, 1, 2]
 
 
+def test_a_folder_written_by_save_to_disk_keeps_its_splits(tmp_path):
+    """A DatasetDict saved with save_to_disk: its validation split is the one named; one Dataset is train."""
+    import datasets
+
+    rows = {"review": [f"text {i}" for i in range(40)], "sentiment": ["pos", "neg"] * 20}
+    whole = datasets.Dataset.from_dict(rows)
+    datasets.DatasetDict({"train": whole.select(range(30)), "validation": whole.select(range(30, 40))}).save_to_disk(
+        str(tmp_path / "saved")
+    )
+    data = load_text_data(cfg(source=str(tmp_path / "saved"), validation_split="validation"), seed=0)
+    assert (len(data.train), len(data.validation)) == (30, 10)
+    assert sorted(data.validation.texts) == sorted(f"text {i}" for i in range(30, 40))
+    whole.save_to_disk(str(tmp_path / "one"))
+    data = load_text_data(cfg(source=str(tmp_path / "one")), seed=0)
+    assert (len(data.train), len(data.validation)) == (30, 10) and data.label_names == ["neg", "pos"]
+
+
 def test_builtin_rotten_tomatoes():
     data = load_text_data(
         cfg(source="builtin:rotten_tomatoes", text_column="text", label_column="label", train_size=10),

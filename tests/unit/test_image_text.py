@@ -223,6 +223,12 @@ def test_missing_image_files_and_bad_towers_are_named(make_image_task, image_fol
         ImageText(task)
     assert err.value.field == "task.vision_model" and "no-such-model" in str(err.value)
     task = make_image_task(image_folder)
+    task["vision_model"] = {**task["vision_model"], "hidden_size": "banana"}  # the config class's own check
+    with pytest.raises(TaskError) as err:
+        ImageText(task)
+    assert err.value.field == "task.vision_model.hidden_size"
+    assert str(err.value) == "expected an integer, got 'banana'"
+    task = make_image_task(image_folder)
     task["text_model"] = {**task["text_model"], "vocab_size": 10}
     with pytest.raises(TaskError, match="30 tokens but the text tower's vocab_size is 10"):
         ImageText(task)
