@@ -14,14 +14,17 @@ Bottom first, each layer importing only those below it (and never the service):
   ``search/__init__.py`` does the same).
 
 The service asks two things: :func:`problems` (validation, before anything
-runs) and :func:`build` (the driver, for a validated spec).
+runs) and :func:`build` (the driver, for a validated spec). Both take a
+:class:`SearchInput`, a shape defined here (:mod:`._inputs`: the hyperparameters,
+the search section, the trial's workers) that the service's spec has; nothing of
+the service is imported here, type hints included.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._base import MAX_GRID_TRIALS, Problem, Scheduler, Searcher
 from ._distributions import DISTRIBUTIONS, Distribution, Domain, Relative, upper
@@ -35,10 +38,8 @@ from ._hyperparameters import (
     searched,
     unflatten_points,
 )
+from ._inputs import SearchInput
 from ._space import DefineByRun, param_space, to_tune_domain
-
-if TYPE_CHECKING:
-    from tune_service.spec import SweepSpec
 
 # name -> (module, class): the searchers ("what to try"), named by ``search.strategy``
 SEARCHERS = {
@@ -68,7 +69,7 @@ SAMPLERS = ("tpe", "gp", "cmaes", "qmc")
 __all__ = [
     "CONDITIONS", "DISTRIBUTIONS", "LR_SCHEDULERS", "MAX_GRID_TRIALS", "OPTIMIZERS", "PRESETS", "SAMPLERS",
     "SCHEDULERS", "SEP", "SEARCHERS", "DefineByRun", "Distribution", "Domain", "Problem", "Relative",
-    "Scheduler", "SearchPlan",
+    "Scheduler", "SearchInput", "SearchPlan",
     "Searcher", "build", "flatten", "iter_hyperparameters", "param_space", "problems", "searched", "to_tune_domain",
     "unflatten_points", "upper",
 ]  # fmt: skip
@@ -98,12 +99,12 @@ def scheduler(name: str) -> Scheduler:
     return _load(SCHEDULERS, "scheduler", name)
 
 
-def problems(spec: SweepSpec) -> list[Problem]:
+def problems(spec: SearchInput) -> list[Problem]:
     """Why this searcher and scheduler cannot run this spec: the searcher's refusals, then the scheduler's."""
     return searcher(spec.search.strategy).problems(spec) + scheduler(spec.search.scheduler).problems(spec)
 
 
-def build(spec: SweepSpec, warm_trials: list | None = None) -> SearchPlan:
+def build(spec: SearchInput, warm_trials: list | None = None) -> SearchPlan:
     """The Tune search space, searcher and scheduler for a validated ``spec``.
 
     ``warm_trials`` (``(params, objective values)`` of earlier trials) seed a searcher that warm-starts.

@@ -2,7 +2,8 @@
 
 Every strategy module defines one subclass of :class:`Searcher` or :class:`Scheduler`
 and nothing the service calls besides it. Each has two methods, called at two
-moments of a sweep:
+moments of a sweep, each given a :class:`~search_spaces._inputs.SearchInput` (the
+service's validated spec, read and never changed):
 
 1. ``problems(spec)``, from validation, once the spec has passed its schema and
    before anything runs (no Ray, no data, no MLflow): every reason this strategy
@@ -19,13 +20,11 @@ from __future__ import annotations
 
 import difflib
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from ._distributions import Distribution
 from ._hyperparameters import flatten, iter_hyperparameters, searched
-
-if TYPE_CHECKING:
-    from tune_service.spec import SweepSpec
+from ._inputs import SearchInput
 
 Problem = tuple[str, str]  # (the field's dotted path in the spec, what is wrong and what is accepted)
 
@@ -51,7 +50,7 @@ class Searcher(ABC):
     #: learns from an earlier sweep's results (``search.warm_start``)
     warm_starts: ClassVar[bool] = False
 
-    def problems(self, spec: SweepSpec) -> list[Problem]:
+    def problems(self, spec: SearchInput) -> list[Problem]:
         """Why this searcher cannot run ``spec``; called by validation before anything runs. Never raises."""
         return (
             self._entry_problems(spec)
@@ -61,12 +60,12 @@ class Searcher(ABC):
             + self.own_problems(spec)
         )
 
-    def own_problems(self, spec: SweepSpec) -> list[Problem]:
+    def own_problems(self, spec: SearchInput) -> list[Problem]:
         """This searcher's refusals beyond its flags (a missing package, one objective only, ...)."""
         return []
 
     @abstractmethod
-    def build(self, spec: SweepSpec, warm_trials: list | None = None) -> tuple[dict, Any]:
+    def build(self, spec: SearchInput, warm_trials: list | None = None) -> tuple[dict, Any]:
         """``(param_space, search_alg)`` for ``Tuner``; called by the driver for a validated spec.
 
         ``param_space`` has the trainable's config shape. The searcher applies
@@ -75,7 +74,7 @@ class Searcher(ABC):
         earlier trials, comes only to a searcher that ``warm_starts``.
         """
 
-    def _entry_problems(self, spec: SweepSpec) -> list[Problem]:
+    def _entry_problems(self, spec: SearchInput) -> list[Problem]:
         out = []
         for path, value in iter_hyperparameters(spec.hyperparameters):
             where = ".".join(("hyperparameters",) + path)
@@ -87,7 +86,7 @@ class Searcher(ABC):
                                    "a grid: write {choice: [...]} or use strategy 'grid' or 'random'"))  # fmt: skip
         return out
 
-    def _setting_problems(self, spec: SweepSpec) -> list[Problem]:
+    def _setting_problems(self, spec: SearchInput) -> list[Problem]:
         search, out = spec.search, []
         if search.sampler is not None and not self.takes_sampler:
             out.append(("search.sampler", f"got '{search.sampler}', but only strategy 'bayesian' uses an Optuna "
@@ -101,7 +100,7 @@ class Searcher(ABC):
                         "first)"))  # fmt: skip
         return out
 
-    def _points_problems(self, spec: SweepSpec) -> list[Problem]:
+    def _points_problems(self, spec: SearchInput) -> list[Problem]:
         points = spec.search.points_to_evaluate
         if not points:
             return []
@@ -130,7 +129,7 @@ def points_problems(points: list[dict], space: dict[str, Distribution]) -> list[
     return out
 
 
-def grid_size_problems(spec: SweepSpec, enumerates_choices: bool) -> list[Problem]:
+def grid_size_problems(spec: SearchInput, enumerates_choices: bool) -> list[Problem]:
     """Tune runs every point of a grid (times num_samples): refuse a grid that explodes."""
     enumerated = ("grid", "choice") if enumerates_choices else ("grid",)
     axes = [
@@ -158,11 +157,11 @@ class Scheduler(ABC):
 
     name: ClassVar[str]
 
-    def problems(self, spec: SweepSpec) -> list[Problem]:
+    def problems(self, spec: SearchInput) -> list[Problem]:
         """Why this scheduler cannot run ``spec`` (a searcher or a setting it cannot work with); called by
         validation before anything runs. Never raises."""
         return []
 
     @abstractmethod
-    def build(self, spec: SweepSpec) -> Any:
+    def build(self, spec: SearchInput) -> Any:
         """The Tune ``TrialScheduler`` for a validated spec, or None for Tune's FIFO (every trial runs to the end)."""

@@ -13,12 +13,10 @@ its flat name joins the path with dots, or with :data:`SEP` where a searcher
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._distributions import Distribution, Relative
-
-if TYPE_CHECKING:
-    from tune_service.spec import Hyperparameters
+from ._inputs import Hyperparameters
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 LR_SCHEDULERS = ("constant", "linear", "cosine", "step", "exponential", "inverse_time")

@@ -18,7 +18,7 @@ of searcher:
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._distributions import Distribution, upper
 from ._hyperparameters import (
@@ -30,9 +30,7 @@ from ._hyperparameters import (
     searcher_names,
     set_path,
 )
-
-if TYPE_CHECKING:
-    from tune_service.spec import Hyperparameters, SweepSpec
+from ._inputs import Hyperparameters, SearchInput
 
 
 def to_tune_domain(dist: Distribution, enumerate_choices: bool = False) -> Any:
@@ -217,7 +215,7 @@ def center_point(hp: Hyperparameters) -> dict[str, Any]:
     return point
 
 
-def start_points(spec: SweepSpec, warm: bool = False) -> list[dict]:
+def start_points(spec: SearchInput, warm: bool = False) -> list[dict]:
     """The points a searcher tries first: ``points_to_evaluate``, else the space's center (``center_first``).
 
     No center after a warm start (the searcher has results to go on), over a space with a grid

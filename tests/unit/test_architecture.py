@@ -12,20 +12,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def runtime_imports(path: Path) -> set[str]:
-    """The top-level packages a module imports, type hints under ``if TYPE_CHECKING:`` aside."""
+def imports(path: Path) -> set[str]:
+    """The top-level packages a module imports, those for type hints (``if TYPE_CHECKING:``) included."""
     tree = ast.parse(path.read_text())
-    hints = {
-        id(n)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-        for sub in node.body
-        for n in ast.walk(sub)
-    }
     out = set()
     for node in ast.walk(tree):
-        if id(node) in hints:
-            continue
         if isinstance(node, ast.Import):
             out |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -37,10 +28,11 @@ def runtime_imports(path: Path) -> set[str]:
     "package, forbidden", [("search_spaces", {"tune_service"}), ("trainables", {"tune_service", "search_spaces"})]
 )
 def test_lower_packages_never_import_the_ones_above(package, forbidden):
+    """Not even for type hints: a strategy's contract takes the input type search_spaces defines."""
     offenders = {
-        str(p.relative_to(ROOT)): runtime_imports(p) & forbidden
+        str(p.relative_to(ROOT)): imports(p) & forbidden
         for p in (ROOT / package).rglob("*.py")
-        if runtime_imports(p) & forbidden
+        if imports(p) & forbidden
     }
     assert not offenders, offenders
 
