@@ -97,18 +97,18 @@ def data_gone_after_the_checks(sentiment_csv, tmp_path, monkeypatch):
     trial, error analysis or packaging of the winner can read it again, only the prepared data."""
     import shutil
 
-    from tune_service import driver
+    from tune_service import validate
 
     data = tmp_path / "reviews.csv"
     shutil.copy(sentiment_csv, data)
-    checked = driver._checked
+    check_run = validate.check_run
 
     def then_gone(*args, **kwargs):
-        out = checked(*args, **kwargs)
+        out = check_run(*args, **kwargs)
         data.unlink()
         return out
 
-    monkeypatch.setattr(driver, "_checked", then_gone)
+    monkeypatch.setattr(validate, "check_run", then_gone)
     return data
 
 

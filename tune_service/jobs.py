@@ -35,7 +35,7 @@ from typing import Any, Union
 
 from .errors import ClusterUnreachable, SweepJobError
 from .result import SweepResult, TrialResult
-from .spec import SweepSpec, smoke_spec
+from .spec import SweepSpec
 from .tracking import SUBMISSION_ENV, is_local_store
 from .validate import load_spec
 
@@ -118,9 +118,7 @@ def submit_sweep(
     cloud URI. ``runtime_env`` is merged into the job's (e.g. ``pip``,
     ``env_vars``); ``entrypoint_num_cpus`` reserves CPUs for the sweep's driver.
     """
-    spec = load_spec(spec)
-    if smoke_test:
-        spec = load_spec(smoke_spec(spec))
+    spec = load_spec(spec, smoke_test)
     client = _client(address)
     job_id = submission_id or sweep_id_for(spec.name)
     staging = Path(tempfile.mkdtemp(prefix="tune-service-submit-"))

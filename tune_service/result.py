@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
@@ -82,3 +83,13 @@ class SweepResult:
 
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.to_dict(), **kwargs)
+
+
+@dataclass
+class TrialHistory:
+    """A trial's record for the report figures: its config, its objectives at its best epoch, its curve."""
+
+    trial_id: str
+    config: dict
+    values: list[float]  # the objectives at the trial's best epoch, the primary first
+    curve: Mapping[int, float]  # epoch -> the primary metric

@@ -13,8 +13,7 @@ from typing import Any
 from search_spaces import unflatten_points
 from trainables.distributed import CHECKPOINT_PATH
 
-from .figures import TrialHistory
-from .result import SweepResult, TrialResult
+from .result import SweepResult, TrialHistory, TrialResult
 from .spec import SweepSpec
 from .tracking import numeric_metrics
 

@@ -32,8 +32,8 @@ def trainable(
 
     from trainables.reporting import TuneReporter
 
-    from .confirm import unwrapped
     from .console import trial_label
+    from .end.confirm import unwrapped
 
     config = unwrapped(config)  # a search.confirm trial's config comes as its grid axis's value
     shared_data.take(task, config, prepared or {})

@@ -15,6 +15,9 @@
    connected): a trial must fit some node, and a store on this machine's disk cannot
    take writes from a cluster of several nodes.
 
+:func:`check_run` makes them all, in this order, and returns what the run needs
+(:class:`CheckedRun`); the cluster's check (:func:`check_cluster`) comes once Ray is connected.
+
 A problem raises :class:`SpecError` (``TrackingError`` or ``ClusterUnreachable`` for
 what does not answer) naming the field, the value and what is accepted; nothing is
 started or written before the checks of the steps above it pass.
@@ -26,6 +29,7 @@ import difflib
 import logging
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
@@ -33,38 +37,104 @@ import search_spaces
 from search_spaces import CONDITIONS, Distribution, Problem, Relative, iter_hyperparameters, searched, upper
 from trainables.manifest import TASKS as TASK_MANIFESTS
 
-from . import resources, tracking
+from . import resources, shared_data, tracking
 from .errors import ClusterUnreachable
-from .spec import ImageTextTask, SpecError, SweepSpec, parse_spec, read_spec
+from .spec import ImageTextTask, SpecError, SweepSpec, parse_spec, read_spec, smoke_spec
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "check_cluster", "check_local_resources", "check_reachable", "check_task", "load_spec", "spec_problems",
-    "warm_trials",
+    "CheckedRun", "check_cluster", "check_local_resources", "check_reachable", "check_run", "check_task", "load_spec",
+    "spec_problems", "warm_trials",
 ]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- 1. the spec
 
 
-def load_spec(source: Union[SweepSpec, dict, str, Path]) -> SweepSpec:
-    """A validated spec from a :class:`SweepSpec`, a dict or a YAML file path.
+def load_spec(source: Union[SweepSpec, dict, str, Path], smoke_test: bool = False) -> SweepSpec:
+    """A validated spec from a :class:`SweepSpec`, a dict or a YAML file path; with ``smoke_test``, the
+    same sweep shrunk (:func:`tune_service.spec.smoke_spec`), validated too.
 
     Raises :class:`SpecError` listing every problem found: the schema's first,
-    then the rules across sections, then the strategies' refusals.
+    then the rules across sections, then the strategies' refusals. A
+    :class:`SweepSpec` passed its schema when it was made, and is not parsed again.
     """
+    spec, label = _parsed(source)
+    _refuse_problems(spec, label)
+    if smoke_test:
+        spec = smoke_spec(spec)
+        _refuse_problems(spec, label)
+    return spec
+
+
+def _parsed(source: Union[SweepSpec, dict, str, Path]) -> tuple[SweepSpec, str | None]:
+    if isinstance(source, SweepSpec):
+        return source, None
     data, label = read_spec(source)
     try:
-        spec = parse_spec(data)
+        return parse_spec(data), label
     except SpecError as exc:  # the metrics named are checked too: every problem is reported at once
         named = {path for path, _ in exc.problems}
         metrics = [p for p in _written_metric_problems(data) if p[0] not in named]
         raise SpecError(exc.problems + metrics, label) from None
+
+
+def _refuse_problems(spec: SweepSpec, label: str | None) -> None:
     problems = spec_problems(spec) + search_spaces.problems(spec)
     if problems:
         raise SpecError(problems, label)
-    return spec
+
+
+@dataclass(frozen=True)
+class CheckedRun:
+    """What the checks before a run hand it: the checked spec, and what they loaded on the way."""
+
+    spec: SweepSpec
+    tracking_uri: str
+    warm_trials: list | None  # search.warm_start's earlier trials (None: no warm start, or resuming)
+    prepared: dict  # each trial task's data, loaded and prepared once (tune_service.shared_data)
+    datasets: tuple  # the rows the trials learn from and are validated on, described for MLflow
+
+
+def check_run(
+    source: Union[SweepSpec, dict, str, Path],
+    *,
+    smoke_test: bool = False,
+    tracking_uri: str | None = None,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    resuming: bool = False,
+) -> CheckedRun:
+    """Every check that runs before Ray starts, in order (steps 1 to 5): the spec, what must answer, the
+    task's data and model, warm start's trials, the resources here. The cluster's own check, once
+    connected, is :func:`check_cluster`."""
+    import ray
+
+    spec = load_spec(source, smoke_test)
+    uri = tracking.resolve_tracking_uri(tracking_uri, spec.mlflow.tracking_uri)
+    joining = address or os.environ.get("RAY_ADDRESS")  # set for a Ray Job's driver
+    check_reachable(uri, None if ray.is_initialized() else joining)
+    prepared = shared_data.prepare(spec, check_task(spec))
+    datasets = _datasets(spec)
+    warm = None if resuming else warm_trials(spec, uri)  # a resumed searcher has its own state
+    if not (joining or ray.is_initialized()):
+        check_local_resources(spec, num_cpus)
+    return CheckedRun(spec, uri, warm, prepared, datasets)
+
+
+def _datasets(spec: SweepSpec) -> tuple:
+    """The rows the trials learn from and are validated on, described once for MLflow (source, digest, schema)."""
+    from .tracking import writers
+
+    module = TASK_MANIFESTS[spec.task.type].trainable()
+    try:
+        return tuple(
+            writers.dataset_inputs(module.Adapter.rows_used(spec.trial_task()), spec.task.dataset.model_dump())
+        )
+    except Exception as exc:  # a record of the data is never worth the sweep
+        log.warning("the sweep's datasets are not logged: %s", exc)
+        return ()
 
 
 def spec_problems(spec: SweepSpec) -> list[Problem]:

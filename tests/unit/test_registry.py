@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tune_service.registry import Score, decide, score, version_tags
+from tune_service.end.registry import Score, decide, score, version_tags
 from tune_service.result import SweepResult
 from tune_service.validate import load_spec
 

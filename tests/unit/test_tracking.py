@@ -12,7 +12,8 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
 from mlflow.tracking import MlflowClient
 
 from tune_service import load_spec
-from tune_service.figures import TrialHistory, figures
+from tune_service.end.figures import figures
+from tune_service.result import TrialHistory
 from tune_service.tracking import is_local_store
 from tune_service.tracking.writers import Secret, TrialTracking, TrialWriter, _transient
 
@@ -195,7 +196,7 @@ def test_reports_draw_for_every_space_shape(example):
 
 
 def test_reports_of_many_trials_draw_the_best_lines_and_say_so():
-    from tune_service.figures import TOP
+    from tune_service.end.figures import TOP
 
     spec = _example("quickstart")  # val_accuracy, maximised
     histories = _histories(spec, TOP + 12)

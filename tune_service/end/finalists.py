@@ -7,9 +7,9 @@ from collections.abc import Mapping
 
 from trainables.manifest import manifest
 
-from .result import SweepResult, TrialResult
-from .spec import SweepSpec
-from .tracking import CONFIRMS, REFITS
+from ..result import SweepResult, TrialResult
+from ..spec import SweepSpec
+from ..tracking import CONFIRMS, REFITS
 
 
 def ranked(result: SweepResult, k: int, with_checkpoint: bool = True, repeats: bool = True) -> list[TrialResult]:
@@ -54,7 +54,7 @@ def _on_checkpoint(
     from trainables.loop import MODEL_DIR, checkpoint_model
     from trainables.standalone import quiet_transformers
 
-    from . import shared_data
+    from .. import shared_data
 
     quiet_transformers()
     shared_data.take(task, config, prepared)

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 
 from trainables.data import test_task
 
+from ..result import SweepResult, test_name
+from ..spec import SweepSpec
 from . import finalists
-from .result import SweepResult, test_name
-from .spec import SweepSpec
 
 
 def score_on_test(spec: SweepSpec, result: SweepResult, tracker, prepared: Mapping | None = None) -> None:

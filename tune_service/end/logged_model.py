@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from trainables.config import with_trial_model
 from trainables.manifest import manifest
 
-from . import tracking
-from .result import SweepResult, TrialResult
-from .spec import SweepSpec
+from .. import tracking
+from ..result import SweepResult, TrialResult
+from ..spec import SweepSpec
 
 
 def winner(result: SweepResult) -> TrialResult | None:
@@ -58,7 +58,7 @@ def _package(
     from trainables.loop import MODEL_DIR
     from trainables.standalone import quiet_transformers
 
-    from . import shared_data
+    from .. import shared_data
 
     quiet_transformers()
     shared_data.take(task, config, prepared)

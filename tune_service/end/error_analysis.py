@@ -14,9 +14,9 @@ from collections.abc import Mapping
 
 from trainables.data import fold_task
 
+from ..result import SweepResult
+from ..spec import SweepSpec
 from . import finalists
-from .result import SweepResult
-from .spec import SweepSpec
 
 MAX_ERRORS = 200
 FOLDER = "error_analysis"

@@ -17,9 +17,9 @@ import copy
 
 from trainables.data import every_row_task
 
-from .result import SweepResult, TrialResult
-from .spec import SweepSpec
-from .tracking import REFITS
+from ..result import SweepResult, TrialResult
+from ..spec import SweepSpec
+from ..tracking import REFITS
 
 
 def _winner(result: SweepResult) -> TrialResult | None:

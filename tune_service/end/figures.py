@@ -14,22 +14,14 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 from search_spaces import SEP, DefineByRun, flatten, searched
+
+from ..result import TrialHistory
 
 log = logging.getLogger(__name__)
 
 TOP = 50  # the most trials a plot of one line per trial draws
-
-
-@dataclass
-class TrialHistory:
-    trial_id: str
-    config: dict
-    values: list[float]  # the objectives at the trial's best epoch, the primary first
-    curve: Mapping[int, float]  # epoch -> the primary metric
 
 
 def study(spec, trials: list[TrialHistory]):

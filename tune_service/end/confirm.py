@@ -12,10 +12,10 @@ from __future__ import annotations
 import copy
 import statistics
 
+from ..result import SweepResult, TrialResult
+from ..spec import SweepSpec
+from ..tracking import CONFIRMS
 from . import finalists
-from .result import SweepResult, TrialResult
-from .spec import SweepSpec
-from .tracking import CONFIRMS
 
 POINT = "finalist"  # the confirmation Tuner's one grid axis: each value a whole config
 

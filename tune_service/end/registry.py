@@ -14,9 +14,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from .result import SweepResult, test_name
-from .spec import SweepSpec
-from .tracking import TAG_PROMOTION, TAG_SCORE, TAG_SCORE_NAME, TAG_SCORED_ON
+from ..result import SweepResult, test_name
+from ..spec import SweepSpec
+from ..tracking import TAG_PROMOTION, TAG_SCORE, TAG_SCORE_NAME, TAG_SCORED_ON
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 
