@@ -40,7 +40,7 @@ test: setup browser data
 	$(VENV)/bin/pytest tests
 
 test-unit: setup
-	$(VENV)/bin/pytest tests/unit
+	$(VENV)/bin/pytest -m "not slow" tests
 
 smoke: setup data
 	for spec in examples/*.yaml; do $(VENV)/bin/tune-service run $$spec --smoke-test || exit 1; done

@@ -13,6 +13,17 @@ from pathlib import Path
 
 import pytest
 
+# the tests that start sweeps (real Ray, MLflow, the CLI as typed): `pytest -m "not slow"` leaves them out
+SLOW = ("integration/", "cluster/", "e2e/test_cli.py", "e2e/test_mlflow_ui.py", "e2e/test_resume.py")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    tests = Path(__file__).parent
+    for item in items:
+        if Path(item.fspath).relative_to(tests).as_posix().startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
+
+
 POSITIVE = ["good", "great", "superb", "lovely", "moving", "brilliant", "fun", "charming"]
 NEGATIVE = ["bad", "awful", "dull", "boring", "clumsy", "weak", "tedious", "messy"]
 NEUTRAL = ["the", "film", "movie", "plot", "actors", "story", "was", "and", "very", "quite"]
