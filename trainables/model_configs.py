@@ -26,7 +26,7 @@ def from_settings(settings: Mapping, field: str):
     try:
         return AutoConfig.for_model(model_type, **rest)
     except _refusals("StrictDataclassFieldValidationError") as exc:  # one setting's type
-        setting = getattr(exc, "field", None) or _quoted(str(exc))
+        setting = _quoted(str(exc))  # the error names its field only in its message
         raise TaskError(_refusal(exc.__cause__ or exc, rest.get(setting)), f"{field}.{setting}") from None
     except _refusals("StrictDataclassClassValidationError") as exc:  # settings that do not fit together
         raise TaskError(f"the config's settings do not fit together: {exc.__cause__ or exc}", field) from None

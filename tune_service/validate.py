@@ -416,8 +416,8 @@ def _skeleton(spec: SweepSpec, adapter, targets):
         raise SpecError([(exc.field, str(exc))]) from None
     except (OSError, *_BUILD_ERRORS) as exc:
         refused = _config_refused(spec, exc)
-        if refused is exc and isinstance(exc, (OSError, ValueError)):
-            refused = SpecError([("task.model", f"cannot load {_model_field(spec)}: {exc}")])
+        if refused is exc and isinstance(exc, (OSError, ValueError)):  # a pretrained model that does not load
+            raise SpecError([("task.model", f"cannot load {_model_field(spec)}: {exc}")]) from None
         raise refused from None
 
 
