@@ -107,7 +107,7 @@ def batch_of(examples: list[Example] | list[Packed], pad_id: int) -> dict:
 
 
 class CausalLM:
-    """The :class:`trainables.loop.Task` for a causal language model."""
+    """The :class:`trainables.contract.Task` for a causal language model."""
 
     def __init__(self, task: Mapping):
         self.task = task
@@ -262,6 +262,10 @@ class CausalLM:
         prompts = [e.prompt for e in self.prepared.validation[:count]]
         return generate(model, self.tokenizer, prompts, int(self.generation["max_new_tokens"]))
 
+    def predictions(self, model: nn.Module) -> None:
+        """No classes to predict: a language model's answers get no error analysis."""
+        return None
+
     def serving_example(self, rows: int = 2) -> tuple[dict, dict, dict]:
         """A few validation prompts as a logged model's input example, its ``model_config`` and parameters."""
         config = {"input_column": "prompt", "max_new_tokens": int(self.generation["max_new_tokens"])}
@@ -282,7 +286,6 @@ class CausalLM:
         self.tokenizer.save_pretrained(path)
 
 
-Adapter = CausalLM
 _GPT_BLOCK = re.compile(r"\.h\.(\d+)\.")  # GPT-2's blocks: transformer.h.N
 
 
@@ -302,13 +305,13 @@ def generate(model: nn.Module, tokenizer, prompts: list[list[int]], max_new_toke
     return [a.strip() for a in out]
 
 
-def predict_table(model: nn.Module, tokenizer, table, config: Mapping, params: Mapping):
+def predict_table(model: nn.Module, processor, table, config: Mapping, params: Mapping):
     """``table``'s prompts (as the model sees them) to greedy ``response``s of ``max_new_tokens`` at most."""
     import pandas as pd
 
-    prompts = [prompt_tokens(tokenizer, "" if p is None else str(p)) for p in table[config["input_column"]]]
+    prompts = [prompt_tokens(processor, "" if p is None else str(p)) for p in table[config["input_column"]]]
     budget = int(params.get("max_new_tokens") or config["max_new_tokens"])
-    return pd.DataFrame({"response": generate(model, tokenizer, prompts, budget)})
+    return pd.DataFrame({"response": generate(model, processor, prompts, budget)})
 
 
 def _four_bit(source: str, config, checkpointing: bool) -> nn.Module:

@@ -24,8 +24,9 @@ from collections.abc import Callable, Iterator, Mapping
 import numpy as np
 
 from .config import RunSettings, TrialConfig, with_trial_model
+from .contract import MODEL_DIR, Task
 from .data import fold_task
-from .loop import MODEL_DIR, Progress, Task, fit, improved, loaded_task
+from .loop import Progress, fit, improved, loaded_task
 from .reporting import Reporter
 
 FOLDS_DIR = "folds"

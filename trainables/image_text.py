@@ -124,7 +124,7 @@ def contrastive_loss(logits_per_image: torch.Tensor, targets: torch.Tensor) -> t
 
 
 class ImageText:
-    """The :class:`trainables.loop.Task` for a vision-text dual encoder."""
+    """The :class:`trainables.contract.Task` for a vision-text dual encoder."""
 
     def __init__(self, task: Mapping):
         from transformers import AutoTokenizer
@@ -365,9 +365,6 @@ class ImageText:
             model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         self.processor.save_pretrained(path)
-
-
-Adapter = ImageText
 
 
 def save_adapted(model: nn.Module, path: str, adapted: tuple[str, ...]) -> None:

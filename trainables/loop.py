@@ -1,9 +1,9 @@
-"""The dual-LR fine-tuning loop, independent of the task.
+"""The fine-tuning loop with an optimizer per parameter group, independent of the task.
 
 A model made of distinct modules gets one optimizer (of any type) and one LR
 schedule per parameter group: the "two-optimizers" approach. The loop owns
 seeding, freezing, penalties, clipping, per-epoch evaluation, early stopping
-and checkpoints; a :class:`Task` supplies the model, the data and the metrics.
+and checkpoints; a :class:`~trainables.contract.Task` supplies the model, the data and the metrics.
 
 A trial is configured by a :class:`~trainables.config.TrialConfig` (its
 hyperparameters, one :class:`~trainables.config.GroupConfig` per group) and
@@ -29,9 +29,8 @@ import re
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -39,53 +38,14 @@ from safetensors import SafetensorError
 from torch import nn
 
 from .config import RunSettings, TrialConfig
+from .contract import MODEL_DIR, Task
 from .optim import Optimizers, configure_optimizers
-from .param_groups import Selector, build_param_groups, count
+from .param_groups import build_param_groups, count
 from .reporting import Reporter
 
 log = logging.getLogger(__name__)
 
 TRAIN_STATE = "train_state.pt"
-MODEL_DIR = "model"
-
-
-class Task(Protocol):
-    """What the loop needs from a task (text classification, image+text, ...).
-
-    And what the service hands on: ``prepared``, the data the task built from (:mod:`trainables.prepared`).
-    """
-
-    prepared: Any
-
-    def prepare(self, tasks: Sequence[Mapping]) -> dict[str, Any]:
-        """Sections of this task's dataset (its folds, a refit, the test split) prepared, by their keys
-        (:func:`trainables.prepared.key`): what a task built from each section in another process takes."""
-
-    def build_model(self, config: TrialConfig, model_dir: str | None) -> nn.Module:
-        """The model, from ``model_dir`` (a checkpoint's) when given, else the pretrained source."""
-
-    def model_skeleton(self, targets: str | None = None) -> nn.Module:
-        """The model's parameter layout without weights (meta device), for checks before a sweep
-        (``targets``: under an adapter, a searched preset of modules to adapt; None: the task's)."""
-
-    def selectors(self, model: nn.Module) -> dict[str, Selector]:
-        """Parameter groups by name."""
-
-    def layers(self, model: nn.Module) -> list[list[str]]:
-        """Parameter names of the stack's layers, lowest first (embeddings first)."""
-
-    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterable:
-        """One epoch of training batches, in the order ``generator`` draws."""
-
-    def steps_per_epoch(self, batch_size: int) -> int: ...
-
-    def loss(self, model: nn.Module, batch) -> torch.Tensor: ...
-
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Validation metrics (``val_*``)."""
-
-    def save_model(self, model: nn.Module, path: str) -> None:
-        """Write the model (loadable by ``build_model(config, path)``)."""
 
 
 def seed_everything(seed: int) -> None:

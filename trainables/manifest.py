@@ -38,7 +38,8 @@ COST_METRICS = ("trainable_params", "val_latency_ms")
 @dataclass(frozen=True)
 class TaskManifest:
     type: str
-    module: str  # the trainable: exposes Adapter (a trainables.loop.Task), tune_trainable, load_pretrained
+    module: str  # the task's module: a trainables.contract.TaskModule
+    task_class: str  # the module's trainables.contract.Task
     metrics: tuple[str, ...]  # the model's scores, every epoch; the first is the default search.metric
     default_groups: tuple[str, ...]  # parameter groups when task.groups names none
     optional_groups: tuple[str, ...] = ()  # default groups some models lack (lm_head: untied output embeddings)
@@ -69,6 +70,7 @@ TASKS = {
     "text_classification": TaskManifest(
         type="text_classification",
         module="trainables.text_classification",
+        task_class="TextClassification",
         metrics=("val_accuracy", "val_f1", "val_loss", "train_loss"),
         default_groups=("encoder", "head"),
         adapts=True,  # under an adapter: lora_A, lora_B and head (trained in full)
@@ -77,6 +79,7 @@ TASKS = {
     "image_text": TaskManifest(
         type="image_text",
         module="trainables.image_text",
+        task_class="ImageText",
         metrics=(
             "val_zero_shot_accuracy",
             "val_recall_at_1",
@@ -92,6 +95,7 @@ TASKS = {
     "causal_lm": TaskManifest(
         type="causal_lm",
         module="trainables.causal_lm",
+        task_class="CausalLM",
         metrics=("val_exact_match", "val_loss", "val_perplexity", "train_loss"),
         default_groups=("embeddings", "layers", "lm_head"),
         optional_groups=("lm_head",),

@@ -113,7 +113,7 @@ def pad(seqs: list[list[int]], pad_id: int, left: bool = False) -> tuple[torch.T
 
 
 class TextClassification:
-    """The :class:`trainables.loop.Task` for sequence classification.
+    """The :class:`trainables.contract.Task` for sequence classification.
 
     Tokenizes once; batches are padded to their longest sequence (dynamic
     padding), which on short texts is several times faster than ``max_length``.
@@ -130,6 +130,7 @@ class TextClassification:
         self.max_length = int(task["max_length"])
         self.text_column = task["dataset"]["text_column"]
         self.pad_id = self.tokenizer.pad_token_id or 0
+        self.unavailable_metrics: dict[str, str] = {}  # every dataset it accepts has labels
         # the sweep's data, prepared once and provided to this process; else prepared here
         self.prepared: PreparedText = provided(task) or self.prepare([task])[key(task)]
         data = self.prepared
@@ -279,9 +280,6 @@ class TextClassification:
         self.tokenizer.save_pretrained(path)
 
 
-Adapter = TextClassification
-
-
 def load_pretrained(model_dir: str, merge: bool = False) -> tuple[nn.Module, object]:
     """A saved checkpoint (``save_model``'s folder) as a ready ``(model, tokenizer)``, in eval mode.
 
@@ -302,7 +300,7 @@ def load_pretrained(model_dir: str, merge: bool = False) -> tuple[nn.Module, obj
 
 
 @torch.no_grad()
-def predict_table(model: nn.Module, tokenizer, table, config: Mapping, params: Mapping):
+def predict_table(model: nn.Module, processor, table, config: Mapping, params: Mapping):
     """``table``'s texts (the column ``config["input_column"]``) to ``label``, ``score`` and ``prob_CLASS``."""
     import pandas as pd
 
@@ -310,7 +308,7 @@ def predict_table(model: nn.Module, tokenizer, table, config: Mapping, params: M
     device = next(model.parameters()).device
     chunks = []
     for start in range(0, len(texts), EVAL_BATCH_SIZE):
-        batch = tokenizer(texts[start : start + EVAL_BATCH_SIZE], truncation=True, max_length=config["max_length"],
+        batch = processor(texts[start : start + EVAL_BATCH_SIZE], truncation=True, max_length=config["max_length"],
                           padding=True, return_tensors="pt")  # fmt: skip
         chunks.append(model(**{k: v.to(device) for k, v in batch.items()}).logits.float().softmax(-1).cpu())
     probs = torch.cat(chunks) if chunks else torch.zeros((0, len(model.config.id2label)))

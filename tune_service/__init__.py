@@ -26,8 +26,8 @@ from .spec import SpecError, SweepSpec, smoke_spec
 from .validate import load_spec
 
 if TYPE_CHECKING:
+    from .best_model import load_best
     from .driver import resume_sweep, run_sweep
-    from .models import load_best
 
 __all__ = [
     "ClusterUnreachable", "SpecError", "SweepInterrupted", "SweepJob", "SweepJobError", "SweepResult", "SweepSpec",
@@ -42,7 +42,7 @@ def __getattr__(name: str):
 
         return getattr(driver, name)
     if name == "load_best":
-        from .models import load_best
+        from .best_model import load_best
 
         return load_best
     raise AttributeError(f"module 'tune_service' has no attribute {name!r}")

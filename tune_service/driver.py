@@ -23,7 +23,7 @@ from typing import Union
 import search_spaces
 from search_spaces import searched
 
-from . import shared_data, tracking, validate
+from . import prepared_data, tracking, validate
 from .end.stage import EndState, finish
 from .jobs import sweep_id_for
 from .result import SweepResult
@@ -75,7 +75,7 @@ def run_sweep(
     )  # fmt: skip
     with ray_session(address, num_cpus):
         validate.check_cluster(spec, uri)
-        sweep = dataclasses.replace(sweep, prepared=shared_data.put(checked.prepared), datasets=checked.datasets)
+        sweep = dataclasses.replace(sweep, prepared=prepared_data.share(checked.prepared), datasets=checked.datasets)
         del checked  # the driver keeps no copy of the data: the object store holds it
         with _parent_run(sweep, warm_trials, smoke_test) as tracker:
             if verbose:

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Union
 
-from .errors import ClusterUnreachable, SweepJobError
+from .job_errors import ClusterUnreachable, SweepJobError
 from .result import SweepResult, TrialResult
 from .spec import SweepSpec
 from .tracking import SUBMISSION_ENV, is_local_store

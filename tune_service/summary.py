@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import unflatten_points
-from trainables.distributed import CHECKPOINT_PATH
+from trainables.api import CHECKPOINT_PATH
 
 from .result import SweepResult, TrialHistory, TrialResult
 from .spec import SweepSpec

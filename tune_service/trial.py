@@ -5,9 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 
-from trainables.manifest import manifest
-
-from . import shared_data
+from . import prepared_data
 from .tracking.writers import MlflowReporter, TrialTracking
 
 
@@ -30,17 +28,17 @@ def trainable(
     """
     from ray import tune
 
-    from trainables.reporting import TuneReporter
+    from trainables.api import TuneReporter, task_module
 
     from .console import trial_label
     from .end.confirm import unwrapped
 
     config = unwrapped(config)  # a search.confirm trial's config comes as its grid axis's value
-    shared_data.take(task, config, prepared or {})
-    module = manifest(task_type).trainable()
+    prepared_data.provide(task, config, prepared or {})
+    module = task_module(task_type)
     label = "" if tracking is None else trial_label(config, tracking.searched)
     if parallel is not None and parallel["workers"] > 1:
-        from trainables.distributed import fit_data_parallel
+        from trainables.api import fit_data_parallel
 
         trial_id = tune.get_context().get_trial_id()
         make = None
@@ -57,7 +55,7 @@ def trainable(
             name=f"{trial_id}-train",
             make_reporter=make,
             keep_checkpoints=int(parallel["keep_checkpoints"]),
-            setup=functools.partial(shared_data.take, task, config, prepared or {}),
+            setup=functools.partial(prepared_data.provide, task, config, prepared or {}),
         )
         return
     reporter = TuneReporter()

@@ -35,10 +35,10 @@ from typing import Any, Union
 
 import search_spaces
 from search_spaces import CONDITIONS, Distribution, Problem, Relative, iter_hyperparameters, searched, upper
-from trainables.manifest import TASKS as TASK_MANIFESTS
+from trainables.api import TASKS as TASK_MANIFESTS
 
-from . import resources, shared_data, tracking
-from .errors import ClusterUnreachable
+from . import prepared_data, resources, tracking
+from .job_errors import ClusterUnreachable
 from .spec import ImageTextTask, SpecError, SweepSpec, parse_spec, read_spec, smoke_spec
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class CheckedRun:
     spec: SweepSpec
     tracking_uri: str
     warm_trials: list | None  # search.warm_start's earlier trials (None: no warm start, or resuming)
-    prepared: dict  # each trial task's data, loaded and prepared once (tune_service.shared_data)
+    prepared: dict  # each trial task's data, loaded and prepared once (tune_service.prepared_data)
     datasets: tuple  # the rows the trials learn from and are validated on, described for MLflow
 
 
@@ -115,7 +115,7 @@ def check_run(
     uri = tracking.resolve_tracking_uri(tracking_uri, spec.mlflow.tracking_uri)
     joining = address or os.environ.get("RAY_ADDRESS")  # set for a Ray Job's driver
     check_reachable(uri, None if ray.is_initialized() else joining)
-    prepared = shared_data.prepare(spec, check_task(spec))
+    prepared = prepared_data.prepare(spec, check_task(spec))
     datasets = _datasets(spec)
     warm = None if resuming else warm_trials(spec, uri)  # a resumed searcher has its own state
     if not (joining or ray.is_initialized()):
@@ -125,13 +125,13 @@ def check_run(
 
 def _datasets(spec: SweepSpec) -> tuple:
     """The rows the trials learn from and are validated on, described once for MLflow (source, digest, schema)."""
+    from trainables.api import task_class
+
     from .tracking import writers
 
-    module = TASK_MANIFESTS[spec.task.type].trainable()
     try:
-        return tuple(
-            writers.dataset_inputs(module.Adapter.rows_used(spec.trial_task()), spec.task.dataset.model_dump())
-        )
+        rows = task_class(spec.task.type).rows_used(spec.trial_task())
+        return tuple(writers.dataset_inputs(rows, spec.task.dataset.model_dump()))
     except Exception as exc:  # a record of the data is never worth the sweep
         log.warning("the sweep's datasets are not logged: %s", exc)
         return ()
@@ -350,7 +350,7 @@ def _check_address(address: str, timeout_s: float = 5.0) -> None:
 def check_task(spec: SweepSpec) -> list[tuple[dict, Any]]:
     """Load the data and the model skeleton with the trials' code; raise :class:`SpecError` on a problem.
 
-    Returns each task a trial may get (one per searched base model) with its task adapter (data
+    Returns each task a trial may get (one per searched base model) with its built task (data
     loaded and prepared), for callers that hand the prepared data on.
     ``datasets``' progress bars stay off meanwhile: a problem reads as one message.
     """
@@ -362,12 +362,12 @@ def check_task(spec: SweepSpec) -> list[tuple[dict, Any]]:
     try:
         for model in getattr(spec.task, "models", (None,)):  # each base model a trial may get, when searched
             try:
-                task, adapter = _load_task(spec, model)
+                task, built = _load_task(spec, model)
                 for targets in _target_options(spec):
-                    _check_task_fits(spec, adapter, _skeleton(spec, adapter, targets))
+                    _check_task_fits(spec, built, _skeleton(spec, built, targets))
             except SpecError as exc:
                 raise _naming(exc, model, spec) from None
-            checked.append((task, adapter))
+            checked.append((task, built))
         return checked
     finally:
         if shown:
@@ -386,12 +386,11 @@ def _model_field(spec: SweepSpec, model: str | None = None) -> str:
 
 
 def _load_task(spec: SweepSpec, model: str | None) -> tuple[dict, Any]:
-    from trainables.config import with_trial_model
-    from trainables.data import TaskError
+    from trainables.api import TaskError, build_task, with_trial_model
 
     task = with_trial_model(spec.trial_task(), {"model": model})
     try:
-        return task, TASK_MANIFESTS[spec.task.type].trainable().Adapter(task)
+        return task, build_task(spec.task.type, task)
     except TaskError as exc:
         raise SpecError([(exc.field, str(exc))]) from None
     except OSError as exc:  # transformers: no such model folder or hub id
@@ -407,11 +406,11 @@ def _target_options(spec: SweepSpec) -> list:
     return list(targets.values()) if isinstance(targets, Distribution) else [targets]
 
 
-def _skeleton(spec: SweepSpec, adapter, targets):
-    from trainables.data import TaskError
+def _skeleton(spec: SweepSpec, built, targets):
+    from trainables.api import TaskError
 
     try:
-        return adapter.model_skeleton(targets)
+        return built.model_skeleton(targets)
     except TaskError as exc:
         raise SpecError([(exc.field, str(exc))]) from None
     except (OSError, *_BUILD_ERRORS) as exc:
@@ -439,17 +438,16 @@ def _config_refused(spec: SweepSpec, exc: Exception) -> Exception:
 _CONFIG_FIELDS = ("model", "vision_model", "text_model")  # a task's fields that may hold a transformers config
 
 
-def _check_task_fits(spec: SweepSpec, adapter, model) -> None:
+def _check_task_fits(spec: SweepSpec, built, model) -> None:
     """The metrics this data can give, the groups this model has, the layers it can freeze."""
-    from trainables.loop import freeze_lowest_layers
-    from trainables.param_groups import ParamGroupError, build_param_groups
+    from trainables.api import ParamGroupError, build_param_groups, freeze_lowest_layers
 
-    unavailable = getattr(adapter, "unavailable_metrics", {})  # a task's metrics that this data cannot give
+    unavailable = built.unavailable_metrics
     for i, (metric, _) in enumerate(spec.search.all_objectives):
         if metric in unavailable:
             raise SpecError([(_objective_path(i), f"got '{metric}', which this dataset cannot give: "
                                                   f"{unavailable[metric]}")])  # fmt: skip
-    selectors = adapter.selectors(model)
+    selectors = built.selectors(model)
     if set(selectors) != set(spec.hyperparameters.groups):  # a default group only some models have (lm_head)
         tied = " (its output embeddings are its input ones, in embeddings)" if "lm_head" not in selectors else ""
         raise SpecError([("hyperparameters.groups", f"got {list(spec.hyperparameters.groups)}; this model's groups "
@@ -459,7 +457,7 @@ def _check_task_fits(spec: SweepSpec, adapter, model) -> None:
     except ParamGroupError as exc:
         raise SpecError([("task.groups", str(exc))]) from None
     try:
-        freeze_lowest_layers(model, adapter.layers(model), upper(spec.hyperparameters.frozen_layers))
+        freeze_lowest_layers(model, built.layers(model), upper(spec.hyperparameters.frozen_layers))
     except ValueError as exc:
         raise SpecError([("hyperparameters.frozen_layers", str(exc))]) from None
 

@@ -107,13 +107,13 @@ def test_prepared_data_comes_out_of_rays_object_store_without_a_copy_and_is_all_
 def test_a_datasets_sections_are_prepared_together_each_text_tokenized_once(make_spec, monkeypatch, fresh):
     """The folds, the refit's and the test split's sections of one dataset: one pool of token ids, each
     section a selection of it holding what it would hold prepared alone; a fold's task builds from it."""
-    from tune_service import load_spec, shared_data
+    from tune_service import load_spec, prepared_data
 
     spec = load_spec(
         make_spec(**{"search.cross_validation": {"folds": 3, "refit": True}, "task.dataset.test_split": 0.2})
     )
     task = spec.trial_task()
-    sections = shared_data.sections(spec, task)
+    sections = prepared_data.sections(spec, task)
     assert len(sections) == 3 + 3 + 1 and len({prepared.key(s) for s in sections}) == 7
     own = TextClassification(task)
     together = pickle.loads(pickle.dumps(own.prepare([task, *sections]), protocol=5))  # as the object store has it

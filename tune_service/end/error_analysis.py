@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from trainables.data import fold_task
+from trainables.api import fold_task
 
 from ..result import SweepResult
 from ..spec import SweepSpec

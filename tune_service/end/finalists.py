@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from trainables.manifest import manifest
-
 from ..result import SweepResult, TrialResult
 from ..spec import SweepSpec
 from ..tracking import CONFIRMS, REFITS
@@ -50,15 +48,13 @@ def _on_checkpoint(
 ):
     from ray.train import Checkpoint
 
-    from trainables.config import with_trial_model
-    from trainables.loop import MODEL_DIR, checkpoint_model
-    from trainables.standalone import quiet_transformers
+    from trainables.api import MODEL_DIR, build_task, checkpoint_model, quiet_transformers, with_trial_model
 
-    from .. import shared_data
+    from .. import prepared_data
 
     quiet_transformers()
-    shared_data.take(task, config, prepared)
-    adapter = manifest(task_type).trainable().Adapter(with_trial_model(task, config))
+    prepared_data.provide(task, config, prepared)
+    built = build_task(task_type, with_trial_model(task, config))
     with Checkpoint(checkpoint).as_directory() as folder:
-        model = checkpoint_model(adapter, config, os.path.join(folder, MODEL_DIR), run)
-    return getattr(adapter, job)(model)
+        model = checkpoint_model(built, config, os.path.join(folder, MODEL_DIR), run)
+    return getattr(built, job)(model)

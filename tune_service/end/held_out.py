@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from trainables.data import test_task
+from trainables.api import test_task
 
 from ..result import SweepResult, test_name
 from ..spec import SweepSpec

@@ -12,8 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from trainables.config import with_trial_model
-from trainables.manifest import manifest
+from trainables.api import build_task, with_trial_model
 
 from .. import tracking
 from ..result import SweepResult, TrialResult
@@ -54,19 +53,18 @@ def _package(
 ) -> str:  # fmt: skip
     from ray.train import Checkpoint
 
-    from trainables import serving
-    from trainables.loop import MODEL_DIR
-    from trainables.standalone import quiet_transformers
+    from trainables.api import MODEL_DIR, quiet_transformers, save_served_model, served_requirements
 
-    from .. import shared_data
+    from .. import prepared_data
 
     quiet_transformers()
-    shared_data.take(task, config, prepared)
-    example = manifest(task_type).trainable().Adapter(with_trial_model(task, config)).serving_example()
+    prepared_data.provide(task, config, prepared)
+    example = build_task(task_type, with_trial_model(task, config)).serving_example()
     builtin_base = base is not None and base.startswith("builtin:")
-    requirements = serving.requirements(task_type, adapter=base is not None, builtin_base=builtin_base)
+    requirements = served_requirements(task_type, adapter=base is not None, builtin_base=builtin_base)
     with Checkpoint(checkpoint).as_directory() as folder:
         model_dir = os.path.join(folder, MODEL_DIR)
         return tracking.log_model(
-            target, lambda path, described: serving.save(path, model_dir, task_type, example, requirements, described)
+            target,
+            lambda path, described: save_served_model(path, model_dir, task_type, example, requirements, described),
         )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 
-from trainables.data import every_row_task
+from trainables.api import every_row_task
 
 from ..result import SweepResult, TrialResult
 from ..spec import SweepSpec

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import search_spaces
-from trainables.manifest import TASKS as TASK_MANIFESTS
+from trainables.api import TASKS as TASK_MANIFESTS
 
 from .. import console, summary, tracking
 from ..result import SweepResult

@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import AfterValidator, Field, model_validator
 
-from trainables.manifest import DEFAULT_CAUSAL_LM
+from trainables.api import DEFAULT_CAUSAL_LM
 
 from ._fields import Section, Tower, fills
 from ._task import AdapterSpec, Splits, TaskSection

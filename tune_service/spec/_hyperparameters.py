@@ -7,7 +7,7 @@ from typing import Optional
 from pydantic import Field, field_validator
 
 from search_spaces import LR_SCHEDULERS, OPTIMIZERS, Domain
-from trainables.manifest import LORA_TARGET_PRESETS
+from trainables.api import LORA_TARGET_PRESETS
 
 from ._fields import FRACTION, NON_NEGATIVE, POSITIVE, Searchable, Section
 

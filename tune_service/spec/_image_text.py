@@ -6,8 +6,8 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import AfterValidator, Field, model_validator
 
-from trainables.manifest import DEFAULT_VISION_TOWER
-from trainables.manifest import TASKS as TASK_MANIFESTS
+from trainables.api import DEFAULT_VISION_TOWER
+from trainables.api import TASKS as TASK_MANIFESTS
 
 from ._fields import Tower, ValidationSplit, fills
 from ._task import AdapterSpec, Splits, TaskSection

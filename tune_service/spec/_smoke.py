@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from search_spaces import CONDITIONS
-from trainables.manifest import TASKS as TASK_MANIFESTS
+from trainables.api import TASKS as TASK_MANIFESTS
 
 from ._loader import parse_spec
 from ._sweep import SweepSpec

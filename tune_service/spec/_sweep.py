@@ -8,7 +8,7 @@ import yaml
 from pydantic import Field, model_validator
 
 from search_spaces import DISTRIBUTIONS
-from trainables.manifest import TASKS as TASK_MANIFESTS
+from trainables.api import TASKS as TASK_MANIFESTS
 
 from ._causal_lm import CausalLMTask
 from ._fields import Section

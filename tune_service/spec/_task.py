@@ -7,8 +7,8 @@ from typing import Literal, Optional, Union
 
 from pydantic import Field, model_validator
 
-from trainables.manifest import LORA_TARGET_PRESETS
-from trainables.manifest import TASKS as TASK_MANIFESTS
+from trainables.api import LORA_TARGET_PRESETS
+from trainables.api import TASKS as TASK_MANIFESTS
 
 from ._fields import Section, ValidationSplit
 

@@ -165,7 +165,7 @@ def _download_version(mv, tracking_uri: str, dst: str) -> tuple[str, str]:
     """A version's checkpoint folder: the logged model's artifact ``model`` (an earlier version: its source)."""
     import mlflow.artifacts
 
-    from trainables.serving import MODEL_ARTIFACT
+    from trainables.api import MODEL_ARTIFACT
 
     task = mv.tags.get(TAG_TASK, "text_classification")
     folder = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=dst, tracking_uri=tracking_uri)

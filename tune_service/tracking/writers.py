@@ -516,7 +516,7 @@ def dataset_inputs(datasets: Mapping[str, Any], source: Mapping) -> list:
 
 
 def _model_dir() -> str:
-    from trainables.loop import MODEL_DIR
+    from trainables.api import MODEL_DIR
 
     return MODEL_DIR
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from typing import Any, Optional
 
-from trainables.manifest import manifest
+from trainables.api import task_module
 
 from . import tracking
 from .result import SweepResult
@@ -44,4 +44,4 @@ def load_best(
     else:
         uri = tracking.resolve_tracking_uri(tracking_uri, None)
     task, path = tracking.download_best(source, version, uri, dst or tempfile.mkdtemp(prefix="tune-service-best-"))
-    return manifest(task).trainable().load_pretrained(path, merge=merge)
+    return task_module(task).load_pretrained(path, merge=merge)
