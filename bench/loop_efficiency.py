@@ -1,4 +1,4 @@
-"""Loop efficiency: the dual-LR trainable's training throughput against a bare PyTorch loop.
+"""Loop efficiency: the per-group-LR trainable's training throughput against a bare PyTorch loop.
 
 Same model, same batches (the task's own, in the same order), same batch size, threads,
 device and precision. The bare loop is what one writes by hand: one AdamW over every

@@ -1,4 +1,4 @@
-"""Ray Tune trainables: the dual-LR fine-tuning loop and its task adapters.
+"""Ray Tune trainables: the fine-tuning loop with an optimizer per parameter group, and the tasks it trains.
 
 A trainable is a plain function of its config that reports through a small
 reporter (:mod:`trainables.reporting`); it never imports the service, and runs

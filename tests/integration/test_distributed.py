@@ -1,4 +1,5 @@
-"""A multi-worker trial: the dual-LR loop under Ray Train's TorchTrainer (2 gloo workers), inside a Tune sweep."""
+"""A multi-worker trial: the loop (an optimizer per parameter group) under Ray Train's TorchTrainer
+(2 gloo workers), inside a Tune sweep."""
 
 from __future__ import annotations
 

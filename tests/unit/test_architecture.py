@@ -71,7 +71,8 @@ def test_the_door_opens_without_torch():
     """The spec imports the registry through the door, and the spec never imports torch; the door's torch-bound
     names load when asked for, and are the objects their modules define."""
     code = (
-        "import sys, trainables.api as api; before = sorted(m for m in ('torch', 'numpy', 'mlflow') if m in sys.modules); "
+        "import sys, trainables.api as api; "
+        "before = sorted(m for m in ('torch', 'numpy', 'mlflow') if m in sys.modules); "
         "from trainables import loop, serving; "
         "print(before, api.checkpoint_model is loop.checkpoint_model, api.save_served_model is serving.save, "
         "'freeze_lowest_layers' in dir(api))"

@@ -1,4 +1,5 @@
-"""The dual-LR loop, run without Ray on a tiny BERT: freezing, optimizers, early stopping, resume."""
+"""The loop (an optimizer per parameter group), run without Ray on a tiny BERT: freezing, optimizers,
+early stopping, resume."""
 
 from __future__ import annotations
 
