@@ -3,8 +3,11 @@
 A spec is written once, as YAML or as the same structure in Python.
 :func:`parse_spec` checks it against the schema (types, ranges, unknown keys, a
 key written twice) and raises :class:`SpecError`, whose message names each bad
-field by its path, the value found and what would be accepted. The rules across
-fields and every later check are :mod:`tune_service.validate`'s.
+field by its path, the value found and what would be accepted. A section's rules
+among its own fields (a test split apart from the training one, one source of warm
+start, an adapter on a pretrained model) are its validators, so their errors carry
+the section's path; the rules across sections and every later check are
+:mod:`tune_service.validate`'s.
 
 Layout (see ``examples/quickstart.yaml``), one module a section::
 
