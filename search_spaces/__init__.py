@@ -67,12 +67,35 @@ PRESETS = {
 SAMPLERS = ("tpe", "gp", "cmaes", "qmc")
 
 __all__ = [
-    "CONDITIONS", "DISTRIBUTIONS", "LR_SCHEDULERS", "MAX_GRID_TRIALS", "OPTIMIZERS", "PRESETS", "SAMPLERS",
-    "SCHEDULERS", "SEP", "SEARCHERS", "DefineByRun", "Distribution", "Domain", "Problem", "Relative",
-    "Scheduler", "SearchInput", "SearchPlan",
-    "Searcher", "build", "flatten", "iter_hyperparameters", "param_space", "problems", "searched", "to_tune_domain",
-    "unflatten_points", "upper",
-]  # fmt: skip
+    "CONDITIONS",
+    "DISTRIBUTIONS",
+    "LR_SCHEDULERS",
+    "MAX_GRID_TRIALS",
+    "OPTIMIZERS",
+    "PRESETS",
+    "SAMPLERS",
+    "SCHEDULERS",
+    "SEP",
+    "SEARCHERS",
+    "DefineByRun",
+    "Distribution",
+    "Domain",
+    "Problem",
+    "Relative",
+    "Scheduler",
+    "SearchInput",
+    "SearchPlan",
+    "Searcher",
+    "build",
+    "flatten",
+    "iter_hyperparameters",
+    "param_space",
+    "problems",
+    "searched",
+    "to_tune_domain",
+    "unflatten_points",
+    "upper",
+]
 
 
 @dataclass

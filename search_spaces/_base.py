@@ -79,25 +79,45 @@ class Searcher(ABC):
         for path, value in iter_hyperparameters(spec.hyperparameters):
             where = ".".join(("hyperparameters",) + path)
             if self.enumerates and isinstance(value, Distribution) and not value.is_finite:
-                out.append((where, f"strategy '{self.name}' enumerates finite values, but this is {value.kind}: "
-                                   "write {grid: [...]} or use strategy 'random'"))  # fmt: skip
+                out.append(
+                    (
+                        where,
+                        f"strategy '{self.name}' enumerates finite values, but this is {value.kind}: "
+                        "write {grid: [...]} or use strategy 'random'",
+                    )
+                )
             if self.model_based and isinstance(value, Distribution) and value.kind == "grid":
-                out.append((where, f"strategy '{self.name}' samples every value it tries, so it cannot enumerate "
-                                   "a grid: write {choice: [...]} or use strategy 'grid' or 'random'"))  # fmt: skip
+                out.append(
+                    (
+                        where,
+                        f"strategy '{self.name}' samples every value it tries, so it cannot enumerate "
+                        "a grid: write {choice: [...]} or use strategy 'grid' or 'random'",
+                    )
+                )
         return out
 
     def _setting_problems(self, spec: SearchInput) -> list[Problem]:
         search, out = spec.search, []
         if search.sampler is not None and not self.takes_sampler:
-            out.append(("search.sampler", f"got '{search.sampler}', but only strategy 'bayesian' uses an Optuna "
-                                          "sampler"))  # fmt: skip
+            out.append(
+                ("search.sampler", f"got '{search.sampler}', but only strategy 'bayesian' uses an Optuna sampler")
+            )
         if search.startup_trials is not None and not self.takes_sampler:
-            out.append(("search.startup_trials", f"got {search.startup_trials}, but only strategy 'bayesian' has "
-                                                 "start-up trials to set"))  # fmt: skip
+            out.append(
+                (
+                    "search.startup_trials",
+                    f"got {search.startup_trials}, but only strategy 'bayesian' has start-up trials to set",
+                )
+            )
         if search.warm_start is not None and not self.warm_starts:
-            out.append(("search.warm_start", f"strategy '{self.name}' does not learn from earlier results: warm "
-                        "start needs strategy 'bayesian' (or use points_to_evaluate to try given configurations "
-                        "first)"))  # fmt: skip
+            out.append(
+                (
+                    "search.warm_start",
+                    f"strategy '{self.name}' does not learn from earlier results: warm "
+                    "start needs strategy 'bayesian' (or use points_to_evaluate to try given configurations "
+                    "first)",
+                )
+            )
         return out
 
     def _points_problems(self, spec: SearchInput) -> list[Problem]:
@@ -105,8 +125,12 @@ class Searcher(ABC):
         if not points:
             return []
         if self.enumerates:
-            return [("search.points_to_evaluate", f"strategy '{self.name}' tries every point anyway: drop "
-                                                  "points_to_evaluate")]  # fmt: skip
+            return [
+                (
+                    "search.points_to_evaluate",
+                    f"strategy '{self.name}' tries every point anyway: drop points_to_evaluate",
+                )
+            ]
         return points_problems(points, searched(spec.hyperparameters))
 
 

@@ -84,8 +84,13 @@ class Bayesian(Searcher):
             out.append(("search.sampler", "cmaes optimises one objective: use tpe or gp with search.objectives"))
         startup = spec.search.startup_trials
         if spec.search.sampler == "qmc" and startup is not None:
-            out.append(("search.startup_trials", f"got {startup}, but sampler qmc follows its sequence from the "
-                                                 "first trial: drop it, or use sampler tpe, gp or cmaes"))  # fmt: skip
+            out.append(
+                (
+                    "search.startup_trials",
+                    f"got {startup}, but sampler qmc follows its sequence from the "
+                    "first trial: drop it, or use sampler tpe, gp or cmaes",
+                )
+            )
         return out
 
     def build(self, spec, warm_trials=None):

@@ -57,8 +57,13 @@ class BOHB(Searcher):
         if missing:
             out.append(("search.strategy", f"bohb needs {' and '.join(missing)}: pip install hpbandster ConfigSpace"))
         if spec.search.scheduler != "hyperband":
-            out.append(("search.scheduler", f"got '{spec.search.scheduler}'; BOHB's model is fit across Hyperband "
-                                            "brackets: use scheduler 'hyperband' (the default for bohb)"))  # fmt: skip
+            out.append(
+                (
+                    "search.scheduler",
+                    f"got '{spec.search.scheduler}'; BOHB's model is fit across Hyperband "
+                    "brackets: use scheduler 'hyperband' (the default for bohb)",
+                )
+            )
         if spec.search.objectives:
             out.append(("search.objectives", "bohb optimises one objective: use strategy bayesian for several"))
         return out

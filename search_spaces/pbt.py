@@ -53,18 +53,38 @@ class PBT(Scheduler):
         if isinstance(hp.epochs, Distribution):
             out.append(("hyperparameters.epochs", "pbt trains the whole population for the same epochs: fix epochs"))
         if not mutable(hp):
-            out.append(("search.scheduler", "pbt perturbs searched continuous hyperparameters (uniform, loguniform, "
-                                            "quniform), and none is searched"))  # fmt: skip
+            out.append(
+                (
+                    "search.scheduler",
+                    "pbt perturbs searched continuous hyperparameters (uniform, loguniform, "
+                    "quniform), and none is searched",
+                )
+            )
         if search.perturbation_interval >= max_epochs(hp):
-            out.append(("search.perturbation_interval", f"got {search.perturbation_interval}, but trials train "
-                        f"{max_epochs(hp)} epochs: PBT would never perturb; lower it or train longer"))  # fmt: skip
+            out.append(
+                (
+                    "search.perturbation_interval",
+                    f"got {search.perturbation_interval}, but trials train "
+                    f"{max_epochs(hp)} epochs: PBT would never perturb; lower it or train longer",
+                )
+            )
         if isinstance(hp.model, Distribution):
-            out.append(("task.model", "scheduler 'pbt' continues a trial from another's checkpoint, which a different "
-                                      "base model cannot load: search task.model with another scheduler"))  # fmt: skip
+            out.append(
+                (
+                    "task.model",
+                    "scheduler 'pbt' continues a trial from another's checkpoint, which a different "
+                    "base model cannot load: search task.model with another scheduler",
+                )
+            )
         if spec.resources.workers > 1:
-            out.append(("resources.workers", f"got {spec.resources.workers}, but scheduler 'pbt' continues trials "
-                        "from each other's Tune checkpoints, which a multi-worker trial keeps in Ray Train instead: "
-                        "use workers: 1 with pbt, or another scheduler"))  # fmt: skip
+            out.append(
+                (
+                    "resources.workers",
+                    f"got {spec.resources.workers}, but scheduler 'pbt' continues trials "
+                    "from each other's Tune checkpoints, which a multi-worker trial keeps in Ray Train instead: "
+                    "use workers: 1 with pbt, or another scheduler",
+                )
+            )
         return out
 
     def build(self, spec):

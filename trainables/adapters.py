@@ -61,8 +61,9 @@ def target_modules(model: nn.Module, targets: str | list[str], field: str = TASK
         missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in linear)]
         if missing:
             leaves = sorted({n.rsplit(".", 1)[-1] for n in linear})
-            raise TaskError(f"{missing} match no linear layer of this model; its linear layers end in: "
-                            f"{', '.join(leaves)}", field)  # fmt: skip
+            raise TaskError(
+                f"{missing} match no linear layer of this model; its linear layers end in: {', '.join(leaves)}", field
+            )
         return list(targets)
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if targets == "attention" and model_type in PEFT_DEFAULTS:

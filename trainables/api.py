@@ -38,24 +38,46 @@ if TYPE_CHECKING:
     from .serving import requirements as served_requirements
     from .serving import save as save_served_model
 
-# grouped by use, a comment on each group; the formatter would put one name on each of 36 lines
-# fmt: off
 __all__ = [
     # the registry: each task described once, without torch
-    "TASKS", "TaskManifest", "manifest", "COST_METRICS", "DEFAULT_CAUSAL_LM", "DEFAULT_VISION_TOWER",
+    "TASKS",
+    "TaskManifest",
+    "manifest",
+    "COST_METRICS",
+    "DEFAULT_CAUSAL_LM",
+    "DEFAULT_VISION_TOWER",
     "LORA_TARGET_PRESETS",
     # the contract, and a task's class and module by its type
-    "Task", "TaskModule", "task_class", "task_module", "build_task",
+    "Task",
+    "TaskModule",
+    "task_class",
+    "task_module",
+    "build_task",
     # a trial's task section and its data
-    "with_trial_model", "fold_task", "every_row_task", "test_task", "TaskError", "DataError",
-    "prepared_key", "provide_all", "provided",
+    "with_trial_model",
+    "fold_task",
+    "every_row_task",
+    "test_task",
+    "TaskError",
+    "DataError",
+    "prepared_key",
+    "provide_all",
+    "provided",
     # checks before a sweep: the model's groups and layers
-    "ParamGroupError", "build_param_groups", "freeze_lowest_layers",
+    "ParamGroupError",
+    "build_param_groups",
+    "freeze_lowest_layers",
     # a trial's process, a checkpoint, the served model
-    "TuneReporter", "fit_data_parallel", "quiet_transformers", "CHECKPOINT_PATH", "MODEL_DIR",
-    "checkpoint_model", "MODEL_ARTIFACT", "save_served_model", "served_requirements",
+    "TuneReporter",
+    "fit_data_parallel",
+    "quiet_transformers",
+    "CHECKPOINT_PATH",
+    "MODEL_DIR",
+    "checkpoint_model",
+    "MODEL_ARTIFACT",
+    "save_served_model",
+    "served_requirements",
 ]
-# fmt: on
 
 # name here: (module of this package, its name there), for names whose module imports torch, numpy or mlflow
 _LAZY = {

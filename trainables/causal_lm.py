@@ -79,8 +79,11 @@ def lm_config(spec: str | Mapping):
     if kind not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or (
         kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not getattr(config, "is_decoder", False)
     ):
-        raise TaskError(f"{spec!r} is a {kind!r} model, not a causal language model; accepted: a decoder such "
-                        "as llama, qwen2, mistral, gpt2, phi (any AutoModelForCausalLM)", "task.model")  # fmt: skip
+        raise TaskError(
+            f"{spec!r} is a {kind!r} model, not a causal language model; accepted: a decoder such "
+            "as llama, qwen2, mistral, gpt2, phi (any AutoModelForCausalLM)",
+            "task.model",
+        )
     return config
 
 
@@ -115,8 +118,9 @@ class CausalLM:
         self.tokenizer = load_tokenizer(task)
         vocab = getattr(self.config, "vocab_size", None)
         if vocab is not None and len(self.tokenizer) > vocab:
-            raise TaskError(f"the tokenizer has {len(self.tokenizer)} tokens but the model's vocab_size is {vocab}",
-                            "task.model")  # fmt: skip
+            raise TaskError(
+                f"the tokenizer has {len(self.tokenizer)} tokens but the model's vocab_size is {vocab}", "task.model"
+            )
         # the sweep's data, prepared once and provided to this process; else prepared here
         self.prepared: SFTData = provided(task) or self.prepare([task])[key(task)]
         self.train = pack(self.prepared.train, int(task["max_length"])) if task.get("packing") else self.prepared.train
@@ -143,7 +147,7 @@ class CausalLM:
                 self.tokenizer,
                 int(task["max_length"]),
                 task.get("chat_template"),
-            )  # fmt: skip
+            )
             for task in tasks
         }
 
@@ -246,9 +250,14 @@ class CausalLM:
             batch = {k: v.to(device) for k, v in batch.items()}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
             targets = batch["labels"][:, 1:]  # token t predicts token t + 1
-            loss_sum += float(nn.functional.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE, reduction="sum"
-            ))  # fmt: skip
+            loss_sum += float(
+                nn.functional.cross_entropy(
+                    logits[:, :-1].reshape(-1, logits.shape[-1]),
+                    targets.reshape(-1),
+                    ignore_index=IGNORE,
+                    reduction="sum",
+                )
+            )
             tokens += int((targets != IGNORE).sum())
         latency = 1000 * (time.perf_counter() - started) / len(self.prepared.validation)
         val_loss = loss_sum / max(tokens, 1)
@@ -298,9 +307,13 @@ def generate(model: nn.Module, tokenizer, prompts: list[list[int]], max_new_toke
     for start in range(0, len(prompts), EVAL_BATCH_SIZE):
         ids, mask = pad(prompts[start : start + EVAL_BATCH_SIZE], pad_id, left=True)
         generated = model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False, max_new_tokens=max_new_tokens,
-            pad_token_id=pad_id, eos_token_id=end_token(tokenizer),
-        )  # fmt: skip
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=pad_id,
+            eos_token_id=end_token(tokenizer),
+        )
         out += tokenizer.batch_decode(generated[:, ids.shape[1] :], skip_special_tokens=True)
     return [a.strip() for a in out]
 
@@ -322,9 +335,11 @@ def _four_bit(source: str, config, checkpointing: bool) -> nn.Module:
     if not torch.cuda.is_available():
         raise TaskError("quantization 4bit needs a CUDA GPU, and this trial has none", "task.adapter.quantization")
     quantized = BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=torch.bfloat16,
         bnb_4bit_use_double_quant=True,
-    )  # fmt: skip
+    )
     model = AutoModelForCausalLM.from_pretrained(
         source, config=config, quantization_config=quantized, device_map={"": torch.cuda.current_device()}
     )
@@ -376,16 +391,23 @@ SMOKE_TASK = {
     "model": dict(DEFAULT_CAUSAL_LM),
     "tokenizer": "builtin:minilm",
     "dataset": {
-        "source": "builtin:rotten_tomatoes", "prompt_column": "text", "response_column": "label",
-        "prompt_template": "Review: {prompt}\nVerdict:", "text_column": None, "messages_column": None,
-        "train_split": "train", "validation_split": 0.2, "train_size": MANIFEST.smoke_train_size,
-        "validation_size": MANIFEST.smoke_validation_size, "seed": 0,
+        "source": "builtin:rotten_tomatoes",
+        "prompt_column": "text",
+        "response_column": "label",
+        "prompt_template": "Review: {prompt}\nVerdict:",
+        "text_column": None,
+        "messages_column": None,
+        "train_split": "train",
+        "validation_split": 0.2,
+        "train_size": MANIFEST.smoke_train_size,
+        "validation_size": MANIFEST.smoke_validation_size,
+        "seed": 0,
     },
     "max_length": 96,
     "generation": {"max_new_tokens": 4, "examples": 32},
     "gradient_checkpointing": False,
     "groups": None,
-}  # fmt: skip
+}
 SMOKE_CONFIG = smoke_config(
     {"embeddings": {"lr": 1e-3}, "layers": {"lr": 1e-3}, "lm_head": {"lr": 1e-3}}, batch_size=16
 )

@@ -204,8 +204,10 @@ def used_rows(cfg: Mapping, seed: int, roles: tuple[str, ...], builtins: Mapping
         parts = {"training": subset(training_rows(raw, train, cfg["validation_split"]), cfg.get("train_size"), seed)}
     else:
         train, validation = split_train_validation(raw, {**cfg, "part": None}, seed, roles)
-        parts = {"training": subset(train, cfg.get("train_size"), seed),
-                 "validation": subset(validation, cfg.get("validation_size"), seed + 1)}  # fmt: skip
+        parts = {
+            "training": subset(train, cfg.get("train_size"), seed),
+            "validation": subset(validation, cfg.get("validation_size"), seed + 1),
+        }
     columns = [cfg[role] for role in roles if cfg.get(role)]
     return {use: ds.select_columns(columns) for use, ds in parts.items()}
 
@@ -222,8 +224,9 @@ def held_out_test(raw, train, cfg: Mapping, seed: int):
         return train, None
     if isinstance(test_split, str):
         if test_split not in raw:
-            raise DataError(f"test_split={test_split!r} not in the dataset; splits: {', '.join(raw)}",
-                            "task.dataset.test_split")  # fmt: skip
+            raise DataError(
+                f"test_split={test_split!r} not in the dataset; splits: {', '.join(raw)}", "task.dataset.test_split"
+            )
         return train, raw[test_split]
     if len(train) < 3:
         raise DataError(f"the train split has {len(train)} rows; cannot hold out a test set", "task.dataset.test_split")
@@ -280,8 +283,11 @@ def fold(rows, cfg: Mapping, seed: int):
         labels = [str(v) for v in values(rows, cfg["label_column"])]
         rarest, n = min(Counter(labels).items(), key=lambda item: item[1])
         if n < count:
-            raise DataError(f"folds={count}, but class {rarest!r} has {n} rows in the training data; stratified "
-                            f"folds need one per fold: at most {n} folds, or stratified: false", field)  # fmt: skip
+            raise DataError(
+                f"folds={count}, but class {rarest!r} has {n} rows in the training data; stratified "
+                f"folds need one per fold: at most {n} folds, or stratified: false",
+                field,
+            )
         splitter = StratifiedKFold(count, shuffle=True, random_state=seed)
     train_rows, validation_rows = list(splitter.split(range(len(rows)), labels))[int(cfg.get("fold", 0))]
     return rows.select(train_rows), rows.select(validation_rows)

@@ -342,8 +342,12 @@ class ImageText:
         device = next(model.parameters()).device
         predicted = self._zero_shot(model, self._image_embeds(model, device), device)
         captions = [self.prepared.captions[i] for i in val.caption_ids.tolist()]
-        return {"classes": list(self.prepared.class_captions), "true": val.labels.tolist(),
-                "predicted": predicted.tolist(), "inputs": captions}  # fmt: skip
+        return {
+            "classes": list(self.prepared.class_captions),
+            "true": val.labels.tolist(),
+            "predicted": predicted.tolist(),
+            "inputs": captions,
+        }
 
     def serving_example(self, rows: int = 2) -> tuple[dict, dict, dict]:
         """A logged model's input example: validation images (PNG, as preprocessed), the first with its caption,
@@ -353,8 +357,12 @@ class ImageText:
         mean, std = self.processor.image_mean, self.processor.image_std
         images = [png(val.pixels[i], mean, std) for i in range(count)]
         captions = [self.prepared.captions[i] for i in val.caption_ids[:count].tolist()]
-        config = {"classes": self.prepared.class_captions, "labels": self.prepared.label_names,
-                  "mode": _pil_mode(self.vision_config), "max_length": int(self.task["max_length"])}  # fmt: skip
+        config = {
+            "classes": self.prepared.class_captions,
+            "labels": self.prepared.label_names,
+            "mode": _pil_mode(self.vision_config),
+            "max_length": int(self.task["max_length"]),
+        }
         return {"image": images + [None], "caption": captions[:1] + [None] * (count - 1) + captions[:1]}, config, {}
 
     def save_model(self, model: nn.Module, path: str) -> None:
@@ -392,8 +400,9 @@ def load_checkpoint(model_dir: str, dropout: float | None = None, trainable: boo
     missing, unexpected = model.load_state_dict(load_file(str(Path(model_dir, TRAINED_FILE))), strict=False)
     frozen = tuple(TOWERS[t] + "." for t in adapter_dirs)
     if unexpected or any(not n.startswith(frozen) for n in missing):
-        raise ValueError(f"{model_dir}: {TRAINED_FILE} does not match the model (missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]})")  # fmt: skip
+        raise ValueError(
+            f"{model_dir}: {TRAINED_FILE} does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return model
 
 
@@ -534,13 +543,19 @@ SMOKE_TASK = {
     "projection_dim": 64,
     "max_length": 32,
     "dataset": {
-        "source": "builtin:fashion_mnist", "image_column": "image", "label_column": "label", "caption_column": None,
-        "caption_template": "a photo of a {label}", "train_split": "train", "validation_split": "test",
+        "source": "builtin:fashion_mnist",
+        "image_column": "image",
+        "label_column": "label",
+        "caption_column": None,
+        "caption_template": "a photo of a {label}",
+        "train_split": "train",
+        "validation_split": "test",
         "train_size": MANIFEST.smoke_train_size,
-        "validation_size": MANIFEST.smoke_validation_size, "seed": 0,
+        "validation_size": MANIFEST.smoke_validation_size,
+        "seed": 0,
     },
     "groups": None,
-}  # fmt: skip
+}
 SMOKE_CONFIG = smoke_config({"vision": {"lr": 1e-3}, "text": {"lr": 2e-5}, "head": {"lr": 1e-3}}, batch_size=32)
 
 

@@ -15,18 +15,31 @@ from dataclasses import dataclass
 # The image+text task's offline default vision tower (``task.vision_model``): a small ViT for
 # 28x28 grayscale images, random init.
 DEFAULT_VISION_TOWER = {
-    "model_type": "vit", "image_size": 28, "patch_size": 7, "num_channels": 1, "hidden_size": 128,
-    "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 256,
-}  # fmt: skip
+    "model_type": "vit",
+    "image_size": 28,
+    "patch_size": 7,
+    "num_channels": 1,
+    "hidden_size": 128,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "intermediate_size": 256,
+}
 
 
 # The causal-LM task's offline default model (``task.model``): a small Llama built from a config
 # (random init), for the MiniLM tokenizer's vocabulary.
 DEFAULT_CAUSAL_LM = {
-    "model_type": "llama", "vocab_size": 30522, "hidden_size": 128, "num_hidden_layers": 4,
-    "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 256,
-    "max_position_embeddings": 512, "pad_token_id": 0, "tie_word_embeddings": False,
-}  # fmt: skip
+    "model_type": "llama",
+    "vocab_size": 30522,
+    "hidden_size": 128,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 256,
+    "max_position_embeddings": 512,
+    "pad_token_id": 0,
+    "tie_word_embeddings": False,
+}
 
 # task.adapter.target_modules' named sets, resolved per architecture by trainables.adapters
 LORA_TARGET_PRESETS = ("attention", "attention+mlp", "all-linear")
@@ -86,7 +99,7 @@ TASKS = {
             "val_recall_at_5",
             "val_loss",
             "train_loss",
-        ),  # fmt: skip
+        ),
         default_groups=("vision", "text", "head"),
         adapts=True,  # under an adapter: lora_A, lora_B, a tower not adapted, head
         towers=("vision", "text"),

@@ -13,8 +13,16 @@ from collections.abc import Mapping
 from .data import TaskError
 
 # Python's type names, as the spec's readers write them
-_TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
-               "NoneType": "null", "list": "a list", "dict": "a mapping", "tuple": "a list"}  # fmt: skip
+_TYPE_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "NoneType": "null",
+    "list": "a list",
+    "dict": "a mapping",
+    "tuple": "a list",
+}
 
 
 def from_settings(settings: Mapping, field: str):

@@ -52,11 +52,15 @@ def save(path: str, model_dir: str, task_type: str, example: tuple, pip_requirem
 
     inputs, config, params = example
     mlflow.pyfunc.save_model(
-        path, python_model=TunedModel(), mlflow_model=mlflow_model, artifacts={MODEL_ARTIFACT: model_dir},
-        model_config={**config, "task": task_type}, code_paths=[CODE_DIR],
+        path,
+        python_model=TunedModel(),
+        mlflow_model=mlflow_model,
+        artifacts={MODEL_ARTIFACT: model_dir},
+        model_config={**config, "task": task_type},
+        code_paths=[CODE_DIR],
         input_example=(pd.DataFrame(inputs), params) if params else pd.DataFrame(inputs),
         pip_requirements=pip_requirements,
-    )  # fmt: skip
+    )
 
 
 def requirements(task_type: str, adapter: bool, builtin_base: bool) -> list[str]:

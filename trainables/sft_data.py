@@ -154,12 +154,17 @@ def _chat(turns, tokenizer, chat_template: str | None, column: str) -> tuple[str
     if not isinstance(turns, list) or not turns or not all(isinstance(t, Mapping) for t in turns):
         raise DataError(f"messages_column={column!r}: each row is a list of {{role, content}} turns, got {turns!r:.80}")
     if turns[-1].get("role") != "assistant":
-        raise DataError(f"messages_column={column!r}: the last turn is the response and must be the assistant's, "
-                        f"got role {turns[-1].get('role')!r}")  # fmt: skip
+        raise DataError(
+            f"messages_column={column!r}: the last turn is the response and must be the assistant's, "
+            f"got role {turns[-1].get('role')!r}"
+        )
     template = chat_template or getattr(tokenizer, "chat_template", None)
     if not template:
-        raise DataError("the tokenizer has no chat template: give task.chat_template (a Jinja template) or a "
-                        "tokenizer that has one", "task.chat_template")  # fmt: skip
+        raise DataError(
+            "the tokenizer has no chat template: give task.chat_template (a Jinja template) or a "
+            "tokenizer that has one",
+            "task.chat_template",
+        )
     prompt = tokenizer.apply_chat_template(
         list(turns[:-1]), chat_template=template, tokenize=False, add_generation_prompt=True
     )
@@ -177,9 +182,12 @@ class _Encoder:
         tok = self.tokenizer
         prompt_ids = prompt_tokens(tok, prompt)
         if len(prompt_ids) >= self.max_length:
-            raise DataError(f"max_length={self.max_length} leaves no room for a response after a prompt of "
-                            f"{len(prompt_ids)} tokens ({prompt[:60]!r}...): raise max_length above the longest "
-                            "prompt, or shorten the prompts", "task.max_length")  # fmt: skip
+            raise DataError(
+                f"max_length={self.max_length} leaves no room for a response after a prompt of "
+                f"{len(prompt_ids)} tokens ({prompt[:60]!r}...): raise max_length above the longest "
+                "prompt, or shorten the prompts",
+                "task.max_length",
+            )
         response_ids = tok(response, add_special_tokens=False)["input_ids"] + [self.eos]
         return Example(prompt_ids, response_ids[: self.max_length - len(prompt_ids)])
 

@@ -67,16 +67,32 @@ def quiet_transformers() -> None:
 
 # a group's settings in a smoke config, as the spec's defaults would fill them (weight decay on)
 SMOKE_GROUP = {
-    "optimizer": "adamw", "weight_decay": 0.01, "momentum": 0.9, "beta1": 0.9, "beta2": 0.999,
-    "scheduler": "constant", "warmup_ratio": 0.0, "gamma": 0.5, "step_epochs": 1, "decay": 1.0,
-    "frozen": False, "unfreeze_epoch": None,
-}  # fmt: skip
+    "optimizer": "adamw",
+    "weight_decay": 0.01,
+    "momentum": 0.9,
+    "beta1": 0.9,
+    "beta2": 0.999,
+    "scheduler": "constant",
+    "warmup_ratio": 0.0,
+    "gamma": 0.5,
+    "step_epochs": 1,
+    "decay": 1.0,
+    "frozen": False,
+    "unfreeze_epoch": None,
+}
 
 
 def smoke_config(groups: Mapping[str, Mapping], batch_size: int) -> dict:
     """A trial config in the shape Ray Tune hands a trial: each group's settings over :data:`SMOKE_GROUP`."""
     return {
         "groups": {g: {**SMOKE_GROUP, **settings} for g, settings in groups.items()},
-        "batch_size": batch_size, "epochs": 1, "dropout": None, "l1": 0.0, "l2": 0.0, "max_grad_norm": 1.0,
-        "frozen_layers": 0, "early_stopping_patience": None, "seed": 0,
-    }  # fmt: skip
+        "batch_size": batch_size,
+        "epochs": 1,
+        "dropout": None,
+        "l1": 0.0,
+        "l2": 0.0,
+        "max_grad_norm": 1.0,
+        "frozen_layers": 0,
+        "early_stopping_patience": None,
+        "seed": 0,
+    }

@@ -308,8 +308,13 @@ def predict_table(model: nn.Module, processor, table, config: Mapping, params: M
     device = next(model.parameters()).device
     chunks = []
     for start in range(0, len(texts), EVAL_BATCH_SIZE):
-        batch = processor(texts[start : start + EVAL_BATCH_SIZE], truncation=True, max_length=config["max_length"],
-                          padding=True, return_tensors="pt")  # fmt: skip
+        batch = processor(
+            texts[start : start + EVAL_BATCH_SIZE],
+            truncation=True,
+            max_length=config["max_length"],
+            padding=True,
+            return_tensors="pt",
+        )
         chunks.append(model(**{k: v.to(device) for k, v in batch.items()}).logits.float().softmax(-1).cpu())
     probs = torch.cat(chunks) if chunks else torch.zeros((0, len(model.config.id2label)))
     names = [str(model.config.id2label[i]) for i in range(probs.shape[1])]

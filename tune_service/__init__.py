@@ -30,9 +30,22 @@ if TYPE_CHECKING:
     from .driver import resume_sweep, run_sweep
 
 __all__ = [
-    "ClusterUnreachable", "SpecError", "SweepInterrupted", "SweepJob", "SweepJobError", "SweepResult", "SweepSpec",
-    "TrialResult", "list_sweeps", "load_best", "load_spec", "resume_sweep", "run_sweep", "smoke_spec", "submit_sweep",
-]  # fmt: skip
+    "ClusterUnreachable",
+    "SpecError",
+    "SweepInterrupted",
+    "SweepJob",
+    "SweepJobError",
+    "SweepResult",
+    "SweepSpec",
+    "TrialResult",
+    "list_sweeps",
+    "load_best",
+    "load_spec",
+    "resume_sweep",
+    "run_sweep",
+    "smoke_spec",
+    "submit_sweep",
+]
 __version__ = "0.1.0"
 
 

@@ -43,9 +43,15 @@ def trials_table(result: SweepResult, searched: Sequence[str]) -> str:
     for t in sorted(result.trials, key=key):
         flat = flatten(t.config)
         rows.append(
-            [t.trial_id, t.status, str(t.epochs), _fmt(t.metrics.get(metric, "-")),
-             *(_fmt(t.metrics.get(m, "-")) for m in extra), *(_fmt(flat.get(p, "-")) for p in searched)]
-        )  # fmt: skip
+            [
+                t.trial_id,
+                t.status,
+                str(t.epochs),
+                _fmt(t.metrics.get(metric, "-")),
+                *(_fmt(t.metrics.get(m, "-")) for m in extra),
+                *(_fmt(flat.get(p, "-")) for p in searched),
+            ]
+        )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -143,8 +149,10 @@ def confirm_lines(result: SweepResult) -> list[str]:
     for origin, c in result.confirmed.items():
         found = by_id[origin].metrics.get(result.metric) if origin in by_id else None
         best = " (winner)" if origin == result.best_trial_id else ""
-        lines.append(f"  trial {origin}{best}: {_fmt(found)}, then {_fmt(c['mean'])} +- {_fmt(c['std'])} over "
-                     f"{len(c['values'])} seeds")  # fmt: skip
+        lines.append(
+            f"  trial {origin}{best}: {_fmt(found)}, then {_fmt(c['mean'])} +- {_fmt(c['std'])} over "
+            f"{len(c['values'])} seeds"
+        )
     return lines
 
 
@@ -152,9 +160,11 @@ def refit_lines(result: SweepResult) -> list[str]:
     """What the refit trained, and that the score above is its winner's folds' mean, not its own."""
     if not result.refit:
         return []
-    return [f"Refit: trial {result.refit['trial_id']} trained the config of trial {result.refit['winner']} on "
-            f"every training row for {result.refit['epochs']} epochs; the best checkpoint is its model, and "
-            f"{result.metric} above is the winner's folds' mean, the estimate of how it does"]  # fmt: skip
+    return [
+        f"Refit: trial {result.refit['trial_id']} trained the config of trial {result.refit['winner']} on "
+        f"every training row for {result.refit['epochs']} epochs; the best checkpoint is its model, and "
+        f"{result.metric} above is the winner's folds' mean, the estimate of how it does"
+    ]
 
 
 def test_lines(result: SweepResult) -> list[str]:

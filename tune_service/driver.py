@@ -64,15 +64,23 @@ def run_sweep(
     (default: the spec's name, a timestamp and a random suffix).
     """
     checked = validate.check_run(
-        spec, smoke_test=smoke_test, tracking_uri=tracking_uri, address=address, num_cpus=num_cpus,
+        spec,
+        smoke_test=smoke_test,
+        tracking_uri=tracking_uri,
+        address=address,
+        num_cpus=num_cpus,
         resuming=_resume_parent is not None,
-    )  # fmt: skip
+    )
     spec, uri, warm_trials = checked.spec, checked.tracking_uri, checked.warm_trials
     plan = search_spaces.build(spec, warm_trials)
     sweep = Sweep(
-        spec, sweep_id or sweep_id_for(spec.name), uri, _storage(storage_path),
-        tuple(searched(spec.hyperparameters)), _resume_parent,
-    )  # fmt: skip
+        spec,
+        sweep_id or sweep_id_for(spec.name),
+        uri,
+        _storage(storage_path),
+        tuple(searched(spec.hyperparameters)),
+        _resume_parent,
+    )
     with ray_session(address, num_cpus):
         validate.check_cluster(spec, uri)
         sweep = dataclasses.replace(sweep, prepared=prepared_data.share(checked.prepared), datasets=checked.datasets)
@@ -167,14 +175,28 @@ def resume_sweep(
     spec = validate.load_spec(yaml.safe_load(spec_yaml))  # checked here, before Tune's state is read
     path = f"{_storage(storage_path).rstrip('/')}/{sweep_id}"
     if not tune.Tuner.can_restore(path):
-        raise SpecError([("storage_path", f"no Tune experiment state of sweep {sweep_id!r} at {path}: give the "
-                                          "--storage-path the sweep ran with")])  # fmt: skip
+        raise SpecError(
+            [
+                (
+                    "storage_path",
+                    f"no Tune experiment state of sweep {sweep_id!r} at {path}: give the "
+                    "--storage-path the sweep ran with",
+                )
+            ]
+        )
     damaged = _damaged_state(path)
     if damaged:
-        raise SpecError([("storage_path", f"Tune's experiment state of sweep {sweep_id!r}, {damaged}, is empty or "
-                          "cut short: the driver was killed while Tune was writing it, and the sweep cannot continue "
-                          "from it. Its MLflow runs keep every epoch logged: a new sweep can start from them with "
-                          f"search.warm_start (parent_run_id: {parent_run_id})")])  # fmt: skip
+        raise SpecError(
+            [
+                (
+                    "storage_path",
+                    f"Tune's experiment state of sweep {sweep_id!r}, {damaged}, is empty or "
+                    "cut short: the driver was killed while Tune was writing it, and the sweep cannot continue "
+                    "from it. Its MLflow runs keep every epoch logged: a new sweep can start from them with "
+                    f"search.warm_start (parent_run_id: {parent_run_id})",
+                )
+            ]
+        )
     return run_sweep(
         spec,
         tracking_uri=uri,

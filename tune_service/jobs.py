@@ -270,5 +270,11 @@ def _plain(details) -> dict[str, Any]:
 
 
 __all__ = [
-    "ClusterUnreachable", "SweepJob", "SweepJobError", "list_sweeps", "parse_result", "submit_sweep", "sweep_id_for",
-]  # fmt: skip
+    "ClusterUnreachable",
+    "SweepJob",
+    "SweepJobError",
+    "list_sweeps",
+    "parse_result",
+    "submit_sweep",
+    "sweep_id_for",
+]

@@ -103,5 +103,8 @@ def local_node(num_cpus: int | None) -> dict[str, float]:
 
     import torch
 
-    return {"CPU": float(num_cpus or os.cpu_count() or 1), "GPU": float(torch.cuda.device_count()),
-            "memory": float("inf")}  # fmt: skip
+    return {
+        "CPU": float(num_cpus or os.cpu_count() or 1),
+        "GPU": float(torch.cuda.device_count()),
+        "memory": float("inf"),
+    }

@@ -228,7 +228,7 @@ def train_again(sweep: Sweep, tracker, param_space: dict, name: str, task: dict,
             max_concurrent_trials=spec.search.max_concurrent_trials,
             trial_dirname_creator=lambda t: t.trial_id,
             reuse_actors=spec.search.reuse_actors,
-        ),  # fmt: skip
+        ),
         run_config=dataclasses.replace(run_config(sweep, plan, verbose), name=f"{sweep.sweep_id}-{name}"),
     )
     again, _ = summary.summarize(

@@ -44,9 +44,16 @@ from .spec import ImageTextTask, SpecError, SweepSpec, parse_spec, read_spec, sm
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CheckedRun", "check_cluster", "check_local_resources", "check_reachable", "check_run", "check_task", "load_spec",
-    "spec_problems", "warm_trials",
-]  # fmt: skip
+    "CheckedRun",
+    "check_cluster",
+    "check_local_resources",
+    "check_reachable",
+    "check_run",
+    "check_task",
+    "load_spec",
+    "spec_problems",
+    "warm_trials",
+]
 
 
 # --------------------------------------------------------------------------- 1. the spec
@@ -157,15 +164,24 @@ def _confirm_problems(spec: SweepSpec) -> list[Problem]:
     if confirm is None:
         return out
     if search.scheduler == "pbt":
-        out.append(("search.confirm", "pbt changes a trial's hyperparameters as it trains: no config of a finalist "
-                    "is what trained it, so none can be run again; drop confirm or use another scheduler"))  # fmt: skip
+        out.append(
+            (
+                "search.confirm",
+                "pbt changes a trial's hyperparameters as it trains: no config of a finalist "
+                "is what trained it, so none can be run again; drop confirm or use another scheduler",
+            )
+        )
     if isinstance(spec.hyperparameters.seed, Distribution):
         out.append(("search.confirm", "confirm gives each finalist new seeds: do not search hyperparameters.seed"))
     trials = search.num_samples * (_grid_points(spec) if search.strategy == "grid" else 1)
     if trials < confirm.top_k:
         what = "the grid has" if search.strategy == "grid" else "num_samples is"
-        out.append(("search.confirm.top_k", f"got {confirm.top_k}, but {what} {trials} trials in all: at most "
-                    f"{trials} can be finalists"))  # fmt: skip
+        out.append(
+            (
+                "search.confirm.top_k",
+                f"got {confirm.top_k}, but {what} {trials} trials in all: at most {trials} can be finalists",
+            )
+        )
     return out
 
 
@@ -174,16 +190,31 @@ def _cross_validation_problems(spec: SweepSpec) -> list[Problem]:
     if cv is None:
         return out
     if cv.stratified and getattr(spec.task.dataset, "label_column", None) is None:
-        out.append(("search.cross_validation.stratified", "got true, but the dataset has no label_column: no "
-                    "classes to keep in proportion; set stratified: false"))  # fmt: skip
+        out.append(
+            (
+                "search.cross_validation.stratified",
+                "got true, but the dataset has no label_column: no "
+                "classes to keep in proportion; set stratified: false",
+            )
+        )
     if spec.task.dataset.validation_size is not None:
-        out.append(("task.dataset.validation_size", f"got {spec.task.dataset.validation_size} with "
-                    f"cross-validation, where each of the {cv.folds} folds validates on its own part of the "
-                    "training rows (train_size caps them): drop validation_size"))  # fmt: skip
+        out.append(
+            (
+                "task.dataset.validation_size",
+                f"got {spec.task.dataset.validation_size} with "
+                f"cross-validation, where each of the {cv.folds} folds validates on its own part of the "
+                "training rows (train_size caps them): drop validation_size",
+            )
+        )
     if spec.resources.workers > 1:
-        out.append(("search.cross_validation", f"got folds with resources.workers {spec.resources.workers}: a "
-                    "trial trains its folds one after another in one process; set workers: 1 (more trials "
-                    "at once use more resources)"))  # fmt: skip
+        out.append(
+            (
+                "search.cross_validation",
+                f"got folds with resources.workers {spec.resources.workers}: a "
+                "trial trains its folds one after another in one process; set workers: 1 (more trials "
+                "at once use more resources)",
+            )
+        )
     return out
 
 
@@ -198,9 +229,14 @@ def _grid_points(spec: SweepSpec) -> int:
 def _quantization_problems(spec: SweepSpec) -> list[Problem]:
     adapter = getattr(spec.task, "adapter", None)
     if getattr(adapter, "quantization", None) and spec.resources.gpu < 1:
-        return [("task.adapter.quantization", f"got {adapter.quantization!r}, with resources.gpu {spec.resources.gpu}: "
-                 "4-bit loading (bitsandbytes) runs on a CUDA GPU; set resources.gpu: 1 and run where there is one, "
-                 "or drop quantization")]  # fmt: skip
+        return [
+            (
+                "task.adapter.quantization",
+                f"got {adapter.quantization!r}, with resources.gpu {spec.resources.gpu}: "
+                "4-bit loading (bitsandbytes) runs on a CUDA GPU; set resources.gpu: 1 and run where there is one, "
+                "or drop quantization",
+            )
+        ]
     return []
 
 
@@ -217,20 +253,33 @@ def _group_problems(spec: SweepSpec) -> list[Problem]:
         if extra:
             detail.append(f"unknown {extra}")
         source = "task.groups" if task.groups else f"the {task.type} default groups"
-        out.append(("hyperparameters.groups", f"{'; '.join(detail)}: every parameter group needs its own settings; "
-                                              f"groups are {list(expected)} (from {source})"))  # fmt: skip
+        out.append(
+            (
+                "hyperparameters.groups",
+                f"{'; '.join(detail)}: every parameter group needs its own settings; "
+                f"groups are {list(expected)} (from {source})",
+            )
+        )
     if spec.hyperparameters.adapter is not None and getattr(task, "adapter", None) is None:
-        out.append(("hyperparameters.adapter", "an adapter's settings, but no task.adapter: add task.adapter "
-                                               "({type: lora}) or drop hyperparameters.adapter"))  # fmt: skip
+        out.append(
+            (
+                "hyperparameters.adapter",
+                "an adapter's settings, but no task.adapter: add task.adapter "
+                "({type: lora}) or drop hyperparameters.adapter",
+            )
+        )
     adapter_hp = spec.hyperparameters.adapter
     if adapter_hp is not None and adapter_hp.target_modules is not None and task.adapter is not None:
         if "target_modules" in task.adapter.model_fields_set:
-            message = ("set here and in task.adapter.target_modules: give one (a preset or a choice of presets "
-                       "here, or a preset or a list of names there)")  # fmt: skip
+            message = (
+                "set here and in task.adapter.target_modules: give one (a preset or a choice of presets "
+                "here, or a preset or a list of names there)"
+            )
             out.append(("hyperparameters.adapter.target_modules", message))
     if isinstance(task, ImageTextTask) and isinstance(task.text_model, dict) and task.tokenizer is None:
-        out.append(("task.tokenizer", "a text tower built from a config needs a tokenizer: builtin:NAME, a hub id or "
-                                      "a folder"))  # fmt: skip
+        out.append(
+            ("task.tokenizer", "a text tower built from a config needs a tokenizer: builtin:NAME, a hub id or a folder")
+        )
     return out
 
 
@@ -264,8 +313,7 @@ def _unknown_metrics(task_type: str, names: list[str]) -> list[Problem]:
         if metric not in metrics:
             close = difflib.get_close_matches(metric, metrics, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            out.append((_objective_path(i), f"got '{metric}'{hint}; the {task_type} task reports "
-                                             f"{', '.join(metrics)}"))  # fmt: skip
+            out.append((_objective_path(i), f"got '{metric}'{hint}; the {task_type} task reports {', '.join(metrics)}"))
     if len(set(names)) != len(names):
         out.append(("search.objectives", f"an objective is listed twice: {names}"))
     return out
@@ -285,8 +333,9 @@ def _derived_problems(hp) -> list[Problem]:
                 others = [g for g in hp.groups if g != gname]
                 out.append((where, f"got '{value.relative_to}'; accepted: another group, one of {others}"))
             elif isinstance(getattr(target, field), Relative):
-                out.append((where, f"group '{value.relative_to}' has a derived {field} too: derive from a group "
-                                   "that sets it"))  # fmt: skip
+                out.append(
+                    (where, f"group '{value.relative_to}' has a derived {field} too: derive from a group that sets it")
+                )
     return out
 
 
@@ -300,19 +349,27 @@ def _conditional_problems(hp) -> list[Problem]:
                 continue
             options = parent_value.values if isinstance(parent_value, Distribution) else (parent_value,)
             if not set(options) & set(applies):
-                out.append((f"hyperparameters.groups.{gname}.{field}", f"searched, but {field} applies only when "
-                            f"{parent} is one of {list(applies)} and {parent} here is {list(options)}"))  # fmt: skip
+                out.append(
+                    (
+                        f"hyperparameters.groups.{gname}.{field}",
+                        f"searched, but {field} applies only when "
+                        f"{parent} is one of {list(applies)} and {parent} here is {list(options)}",
+                    )
+                )
     return out
 
 
 def _unfreeze_problems(hp) -> list[Problem]:
     return [
-        (f"hyperparameters.groups.{gname}.unfreeze_epoch",
-         f"got {group.unfreeze_epoch}, but the group is not frozen: set frozen: true")
+        (
+            f"hyperparameters.groups.{gname}.unfreeze_epoch",
+            f"got {group.unfreeze_epoch}, but the group is not frozen: set frozen: true",
+        )
         for gname, group in hp.groups.items()
-        if group.frozen is False and group.unfreeze_epoch is not None
+        if group.frozen is False
+        and group.unfreeze_epoch is not None
         and not isinstance(group.unfreeze_epoch, Distribution)
-    ]  # fmt: skip
+    ]
 
 
 # --------------------------------------------------------------------------- 2. what must answer
@@ -445,13 +502,20 @@ def _check_task_fits(spec: SweepSpec, built, model) -> None:
     unavailable = built.unavailable_metrics
     for i, (metric, _) in enumerate(spec.search.all_objectives):
         if metric in unavailable:
-            raise SpecError([(_objective_path(i), f"got '{metric}', which this dataset cannot give: "
-                                                  f"{unavailable[metric]}")])  # fmt: skip
+            raise SpecError(
+                [(_objective_path(i), f"got '{metric}', which this dataset cannot give: {unavailable[metric]}")]
+            )
     selectors = built.selectors(model)
     if set(selectors) != set(spec.hyperparameters.groups):  # a default group only some models have (lm_head)
         tied = " (its output embeddings are its input ones, in embeddings)" if "lm_head" not in selectors else ""
-        raise SpecError([("hyperparameters.groups", f"got {list(spec.hyperparameters.groups)}; this model's groups "
-                                                    f"are {list(selectors)}{tied}")])  # fmt: skip
+        raise SpecError(
+            [
+                (
+                    "hyperparameters.groups",
+                    f"got {list(spec.hyperparameters.groups)}; this model's groups are {list(selectors)}{tied}",
+                )
+            ]
+        )
     try:
         build_param_groups(model, selectors)
     except ParamGroupError as exc:

@@ -39,8 +39,9 @@ def per_class(predictions: Mapping):
     precision, recall, f1, support = precision_recall_fscore_support(
         predictions["true"], predictions["predicted"], labels=classes, zero_division=0
     )
-    return pd.DataFrame({"class": predictions["classes"], "precision": precision, "recall": recall, "f1": f1,
-                         "support": support})  # fmt: skip
+    return pd.DataFrame(
+        {"class": predictions["classes"], "precision": precision, "recall": recall, "f1": f1, "support": support}
+    )
 
 
 def errors(predictions: Mapping):

@@ -36,8 +36,12 @@ def submit(
     """:func:`on_checkpoints` started, not waited for: the Ray object refs of its answers, in ``trials``' order."""
     import ray
 
-    run = {"metric": spec.search.metric, "mode": spec.search.mode, "num_threads": max(1, int(spec.resources.cpu)),
-           "precision": spec.resources.precision}  # fmt: skip
+    run = {
+        "metric": spec.search.metric,
+        "mode": spec.search.mode,
+        "num_threads": max(1, int(spec.resources.cpu)),
+        "precision": spec.resources.precision,
+    }
     remote = ray.remote(_on_checkpoint).options(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)
     given = dict(prepared or {})
     return [remote.remote(job, spec.task.type, task, t.config, t.checkpoint, run, given) for t in trials]

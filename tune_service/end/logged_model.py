@@ -48,9 +48,14 @@ def base_model(spec: SweepSpec, result: SweepResult) -> str | None:
 
 
 def _package(
-    task_type: str, task: Mapping, config: Mapping, checkpoint: str, target: tracking.ModelTarget, base: str | None,
+    task_type: str,
+    task: Mapping,
+    config: Mapping,
+    checkpoint: str,
+    target: tracking.ModelTarget,
+    base: str | None,
     prepared: Mapping,
-) -> str:  # fmt: skip
+) -> str:
     from ray.train import Checkpoint
 
     from trainables.api import MODEL_DIR, quiet_transformers, save_served_model, served_requirements

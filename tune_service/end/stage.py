@@ -77,8 +77,11 @@ def confirm_finalists(state: EndState) -> None:
     if not points:
         return
     if state.verbose:
-        print(f"Confirming the {spec.search.confirm.top_k} best configs with {spec.search.confirm.seeds} new seeds "
-              f"each: {len(points)} trials", flush=True)  # fmt: skip
+        print(
+            f"Confirming the {spec.search.confirm.top_k} best configs with {spec.search.confirm.seeds} new seeds "
+            f"each: {len(points)} trials",
+            flush=True,
+        )
     space = confirm.param_space(points)
     state.repeats = train_again(sweep, state.tracker, space, "confirm", spec.trial_task(), state.verbose)
 
@@ -123,8 +126,10 @@ def _refit(state: EndState) -> None:
     if point is None:
         return
     if state.verbose:
-        print(f"Refitting the winner ({result.best_trial_id}) on every training row for {point['epochs']} epochs",
-              flush=True)  # fmt: skip
+        print(
+            f"Refitting the winner ({result.best_trial_id}) on every training row for {point['epochs']} epochs",
+            flush=True,
+        )
     ranked = dataclasses.replace(sweep, spec=refit.ranked_by_epoch(sweep.spec))
     space = confirm.param_space([point])
     (refitted,) = train_again(ranked, state.tracker, space, "refit", refit.task(sweep.spec, result), state.verbose)
@@ -177,10 +182,14 @@ def register(state: EndState) -> None:
     tags = _version_tags(sweep, result)
     best = logged_model.winner(result)
     target = tracking.ModelTarget(
-        tracking_uri=result.tracking_uri, experiment_id=result.experiment_id, run_id=result.best_run_id,
-        step=best.epochs if best else 0, model_type=spec.task.type, tags=tags,
+        tracking_uri=result.tracking_uri,
+        experiment_id=result.experiment_id,
+        run_id=result.best_run_id,
+        step=best.epochs if best else 0,
+        model_type=spec.task.type,
+        tags=tags,
         credentials=ray.put(writers.credentials_from_env()),
-    )  # fmt: skip
+    )
     try:
         result.model_id = logged_model.log_winner(spec, result, target, sweep.prepared)
         registry.publish(spec, result, state.tracker, result.model_id, tags)

@@ -70,6 +70,8 @@ class CausalLMTask(TaskSection):
     @model_validator(mode="after")
     def _adapt_pretrained(self) -> CausalLMTask:
         if self.adapter is not None and not isinstance(self.model, str):
-            raise ValueError("adapter: the model is built from a config (random weights); an adapter trains on a "
-                             "pretrained model: name one (a hub id or a folder) or drop the adapter")  # fmt: skip
+            raise ValueError(
+                "adapter: the model is built from a config (random weights); an adapter trains on a "
+                "pretrained model: name one (a hub id or a folder) or drop the adapter"
+            )
         return self

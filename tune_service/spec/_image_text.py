@@ -91,8 +91,10 @@ class ImageTextTask(TaskSection):
         if self.adapter is None:
             return self
         if not self.adapter.towers:
-            raise ValueError("adapter: both towers are built from configs (random weights); an adapter needs a "
-                             "pretrained tower (vision_model or text_model naming a model)")  # fmt: skip
+            raise ValueError(
+                "adapter: both towers are built from configs (random weights); an adapter needs a "
+                "pretrained tower (vision_model or text_model naming a model)"
+            )
         from_config = [t for t in self.adapter.towers if t not in self.pretrained_towers]
         if from_config:
             raise ValueError(

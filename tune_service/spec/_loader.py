@@ -23,8 +23,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if isinstance(key, typing.Hashable) and key in seen:
-                raise SpecError([("", f"key {key!r} is written twice in one mapping, at lines {seen[key]} and "
-                                      f"{line}: keep one")])  # fmt: skip
+                raise SpecError(
+                    [("", f"key {key!r} is written twice in one mapping, at lines {seen[key]} and {line}: keep one")]
+                )
             if isinstance(key, typing.Hashable):
                 seen[key] = line
         return super().construct_mapping(node, deep=deep)

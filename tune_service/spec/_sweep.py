@@ -70,8 +70,10 @@ class SweepSpec(Section):
         searched = isinstance(model, dict) and len(model) == 1 and next(iter(model)) in DISTRIBUTIONS  # not a config
         if searched and isinstance(hp, dict):
             if hp.get("model") not in (None, task["model"]):
-                raise ValueError(f"hyperparameters.model={hp['model']!r} and task.model={task['model']!r}: search "
-                                 "the base model in task.model alone")  # fmt: skip
+                raise ValueError(
+                    f"hyperparameters.model={hp['model']!r} and task.model={task['model']!r}: search "
+                    "the base model in task.model alone"
+                )
             data = {**data, "hyperparameters": {**hp, "model": task["model"]}}
         return data
 

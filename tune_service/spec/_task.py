@@ -50,8 +50,10 @@ class Splits(Section):
     @model_validator(mode="after")
     def _test_apart(self) -> Splits:
         if isinstance(self.test_split, str) and self.test_split in (self.train_split, self.validation_split):
-            raise ValueError(f"test_split={self.test_split!r} is also the train or validation split: the test "
-                             "rows must be ones no trial sees; name another split or give a fraction")  # fmt: skip
+            raise ValueError(
+                f"test_split={self.test_split!r} is also the train or validation split: the test "
+                "rows must be ones no trial sees; name another split or give a fraction"
+            )
         return self
 
 

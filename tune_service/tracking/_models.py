@@ -47,14 +47,21 @@ def log_model(target: ModelTarget, save: Callable[[str, Any], None]) -> str:
         os.environ.update(ray.get(target.credentials).reveal())
     client = MlflowClient(tracking_uri=target.tracking_uri)
     logged = client.create_logged_model(
-        target.experiment_id, name=LOGGED_MODEL_NAME, source_run_id=target.run_id, tags=dict(target.tags),
+        target.experiment_id,
+        name=LOGGED_MODEL_NAME,
+        source_run_id=target.run_id,
+        tags=dict(target.tags),
         model_type=target.model_type,
-    )  # fmt: skip
+    )
     try:
         with tempfile.TemporaryDirectory(prefix="tune-service-model-") as tmp:
             path = os.path.join(tmp, LOGGED_MODEL_NAME)
-            described = Model(artifact_path=logged.artifact_location, run_id=target.run_id, model_id=logged.model_id,
-                              model_uuid=logged.model_id)  # fmt: skip
+            described = Model(
+                artifact_path=logged.artifact_location,
+                run_id=target.run_id,
+                model_id=logged.model_id,
+                model_uuid=logged.model_id,
+            )
             save(path, described)
             for cache in Path(path).rglob("__pycache__"):
                 shutil.rmtree(cache, ignore_errors=True)

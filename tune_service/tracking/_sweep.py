@@ -153,9 +153,13 @@ class SweepTracker:
         # the logged model's files as the source, its run named: a SQLite registry would look a models:/ source
         # up through the process's default tracking URI, not this client's
         version = self.client.create_model_version(
-            model_name, source=model.artifact_location, run_id=model.source_run_id, tags=dict(tags),
-            description=description, model_id=model_id,
-        )  # fmt: skip
+            model_name,
+            source=model.artifact_location,
+            run_id=model.source_run_id,
+            tags=dict(tags),
+            description=description,
+            model_id=model_id,
+        )
         self.client.set_tag(self.parent_run_id, TAG_MODEL_VERSION, f"{model_name}/{version.version}")
         return version.version
 
