@@ -410,3 +410,35 @@ def model_server(tmp_path):
     yield start
     for server in servers:
         server.stop()
+
+
+def _trial_pids(node) -> list[int]:
+    """PIDs of ``node``'s trial processes: children of its raylet titled ``ray::ImplicitFunc...`` (a trial's actor)."""
+    from ray._private import ray_constants
+
+    raylet = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):  # a process that ended while it was read
+                continue
+            if cmdline.startswith(b"ray::ImplicitFunc") and parent == raylet:
+                pids.append(int(entry.name))
+    return pids
+
+
+@pytest.fixture
+def trial_pids():
+    """``trial_pids(node)``: the PIDs of a Ray node's trial processes (this process's node when None)."""
+
+    def pids(node=None) -> list[int]:
+        if node is None:
+            from ray._private import worker
+
+            node = worker._global_node
+        return _trial_pids(node)
+
+    return pids

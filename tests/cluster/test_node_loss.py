@@ -13,7 +13,7 @@ from ray.cluster_utils import Cluster
 from tune_service import run_sweep
 
 
-def test_a_trial_on_a_lost_node_resumes_on_another_from_its_checkpoint(make_spec, mlflow_server, tmp_path):
+def test_a_trial_on_a_lost_node_resumes_on_another_from_its_checkpoint(make_spec, mlflow_server, tmp_path, trial_pids):
     # the head runs no trial (0 CPUs): trials go to the two workers, one each, and one worker is lost
     server = mlflow_server()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
@@ -40,7 +40,7 @@ def test_a_trial_on_a_lost_node_resumes_on_another_from_its_checkpoint(make_spec
         while lost is None and time.time() < deadline and sweep.is_alive():
             # both trials have a checkpoint: take away the node of the first one, mid-epoch
             if len([p for p in storage.glob("*/*/result.json") if p.stat().st_size]) == 2:
-                lost = next(w for w in workers if _runs_a_trial(w))
+                lost = next(w for w in workers if trial_pids(w))
                 cluster.remove_node(lost, allow_graceful=False)  # its raylet and workers killed
             time.sleep(0.1)
         sweep.join(timeout=400)
@@ -68,20 +68,3 @@ def test_a_trial_on_a_lost_node_resumes_on_another_from_its_checkpoint(make_spec
     assert run.data.tags["tune_service.failed_attempts"] == "1"
     error = Path(client.download_artifacts(run.info.run_id, "errors/attempt-1.txt")).read_text()
     assert "unavailable" in error.lower() or "died" in error.lower(), error[-2000:]
-
-
-def _runs_a_trial(node) -> bool:
-    """Whether a worker process of ``node``'s raylet is titled ``ray::ImplicitFunc...`` (a trial's actor)."""
-    from ray._private import ray_constants
-
-    raylet = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if cmdline.startswith(b"ray::ImplicitFunc") and parent == raylet:
-                return True
-    return False

@@ -15,24 +15,6 @@ from mlflow.tracking import MlflowClient
 from tune_service import SweepResult, run_sweep
 
 
-def trial_processes() -> list[int]:
-    """PIDs of this Ray's workers running a trial: children of its raylet titled ``ray::ImplicitFunc...``."""
-    from ray._private import ray_constants, worker
-
-    raylet = worker._global_node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if cmdline.startswith(b"ray::ImplicitFunc") and parent == raylet:
-                pids.append(int(entry.name))
-    return pids
-
-
 def sweep_acting(spec, where, capsys, act: Callable[[str], bool], timeout_s: float) -> SweepResult:
     """Run the sweep in a thread, calling ``act`` with its progress lines so far until it returns True.
 
@@ -53,7 +35,7 @@ def sweep_acting(spec, where, capsys, act: Callable[[str], bool], timeout_s: flo
     return outcome["result"]
 
 
-def test_a_killed_trial_process_is_retried_from_its_last_checkpoint(make_spec, where, capsys):
+def test_a_killed_trial_process_is_retried_from_its_last_checkpoint(make_spec, where, capsys, trial_pids):
     spec = make_spec(
         **{
             "hyperparameters.epochs": 3,
@@ -66,7 +48,7 @@ def test_a_killed_trial_process_is_retried_from_its_last_checkpoint(make_spec, w
 
     def kill_in_epoch_2(printed: str) -> bool:
         # Tune has the first epoch and its checkpoint: kill the trial while it trains the next
-        if " epoch 1/3: " in printed and (pids := trial_processes()):
+        if " epoch 1/3: " in printed and (pids := trial_pids()):
             os.kill(pids[0], signal.SIGKILL)
             killed.append(pids[0])
         return bool(killed)
@@ -89,7 +71,7 @@ def test_a_killed_trial_process_is_retried_from_its_last_checkpoint(make_spec, w
     assert sorted(m.step for m in history) == [1, 2, 3]
 
 
-def test_a_trial_that_keeps_raising_is_retried_up_to_the_limit_then_fails(make_spec, where, capsys):
+def test_a_trial_that_keeps_raising_is_retried_up_to_the_limit_then_fails(make_spec, where, capsys, trial_pids):
     """Each attempt of the first trial raises while it writes a checkpoint: its process may write no file over 64 KiB
     (RLIMIT_FSIZE, which binds root too), so the write fails with EFBIG mid-trial. Tune retries it from its last
     checkpoint ``max_failures`` times, then marks it ERROR; the second trial and the sweep go on."""
@@ -105,7 +87,7 @@ def test_a_trial_that_keeps_raising_is_retried_up_to_the_limit_then_fails(make_s
     def limit_each_attempt(printed: str) -> bool:
         # attempt 1 once Tune has its epoch 1 (result and checkpoint); attempt 2 as soon as it exists
         if " epoch 1/2: " in printed or limited:
-            for pid in trial_processes():
+            for pid in trial_pids():
                 if pid not in limited:
                     resource.prlimit(pid, resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
                     limited.append(pid)
